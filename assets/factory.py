@@ -1,0 +1,88 @@
+"""The asset factory: one software-defined asset per pipeline spec.
+
+The asset's key is the dataset it publishes (`analytics.orders` -> ["analytics", "orders"]),
+its upstream deps are the datasets the pipeline depends on or reads, and materializing it runs
+the engine's write-audit-publish load. Large data never passes through an IO manager: the asset
+is the published table, and downstream pipelines read it from the warehouse.
+"""
+
+import time
+
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Failure, MaterializeResult, RetryPolicy, asset
+
+from assets.metadata import materialization_metadata
+from etl_platform.engine.runner import Environment, Progress, run_pipeline
+from etl_platform.errors import EtlError, WarehouseUnavailable
+from etl_platform.spec import PipelineRegistry, PipelineSpec
+from resources import LandingZoneResource, WarehouseResource
+
+PROGRESS_EVERY_SECONDS = 5.0
+
+
+def dataset_key(dataset: str) -> AssetKey:
+    return AssetKey(dataset.split("."))
+
+
+def progress_message(progress: Progress) -> str:
+    """The progress line an asset logs; `etl run` reads its numbers back to draw a bar."""
+    share = f" ({progress.bytes_read / progress.total_bytes:.0%} of input)" if progress.total_bytes else ""
+    return f"progress: {progress.rows_read:,} rows read{share}"
+
+
+def _progress_logger(context: AssetExecutionContext):
+    last = 0.0
+
+    def log(progress: Progress) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PROGRESS_EVERY_SECONDS:
+            last = now
+            context.log.info(progress_message(progress))
+
+    return log
+
+
+def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kind: str) -> AssetsDefinition:
+    """Build the asset that materializes `spec`'s dataset."""
+    destination = spec.destination
+    kinds = {spec.source.type, destination.format or warehouse_kind}
+    tags = dict(spec.tags)
+    if spec.tenant:
+        tags["tenant"] = spec.tenant
+    description = (
+        spec.description or f"Pipeline {spec.id}: {spec.source.type} source, {destination.write} into {destination.dataset}"
+    )
+
+    @asset(
+        key=dataset_key(destination.dataset),
+        group_name=spec.group,
+        deps=[dataset_key(upstream.destination.dataset) for upstream in registry.upstream(spec.id)],
+        description=description,
+        owners=[spec.owner] if spec.owner else None,
+        kinds=kinds,
+        tags=tags,
+        metadata={"pipeline": spec.id, "pipeline_file": spec.origin, "write_mode": destination.write},
+        pool=f"dataset_{destination.dataset.replace('.', '_')}",
+        retry_policy=RetryPolicy(max_retries=2, delay=5),
+        op_tags={"etl/pipeline": spec.id},
+    )
+    def _pipeline(
+        context: AssetExecutionContext, warehouse: WarehouseResource, landing_zone: LandingZoneResource
+    ) -> MaterializeResult:
+        environment = Environment(warehouse.url, landing_zone.zone(), warehouse.lake_path)
+        try:
+            report = run_pipeline(spec, environment, run_id=context.run_id, progress=_progress_logger(context))
+        except WarehouseUnavailable:
+            raise  # transient until proven otherwise: the retry policy tries again
+        except EtlError as exc:
+            raise Failure(description=str(exc), allow_retries=False) from exc
+        context.log.info(
+            f"{spec.id}: {report.rows_read:,} read, {report.rows_published:,} published, "
+            f"{report.rows_quarantined:,} quarantined, {report.rows_filtered:,} filtered"
+            + (f" ({report.skipped_reason})" if report.skipped_reason else "")
+        )
+        dialect = "files" if destination.is_file else warehouse.kind.replace("postgres", "postgresql")
+        table_name = destination.path or destination.dataset if destination.is_file else destination.dataset
+        return MaterializeResult(metadata=materialization_metadata(report, dialect, table_name))
+
+    return _pipeline

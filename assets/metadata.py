@@ -1,0 +1,45 @@
+"""Dagster metadata for a pipeline's materialization, built from the engine's LoadReport."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+from dagster import MetadataValue, TableColumn, TableSchema
+
+from etl_platform.engine.report import LoadReport
+from etl_platform.types import sql_type
+
+
+def table_schema(schema: pa.Schema, dialect: str) -> TableSchema:
+    """Columns with the SQL type they have in the warehouse (or the Arrow type for files)."""
+    return TableSchema(
+        columns=[TableColumn(f.name, sql_type(f.type, dialect, f.name) if dialect != "files" else str(f.type)) for f in schema]
+    )
+
+
+def materialization_metadata(report: LoadReport, dialect: str, table_name: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "rows_read": MetadataValue.int(report.rows_read),
+        "rows_published": MetadataValue.int(report.rows_published),
+        "rows_quarantined": MetadataValue.int(report.rows_quarantined),
+        "rows_filtered": MetadataValue.int(report.rows_filtered),
+        "bytes_read": MetadataValue.int(report.bytes_read),
+        "duration_seconds": MetadataValue.float(round(report.duration_seconds, 3)),
+        "write_mode": report.write_mode,
+        "source_files": MetadataValue.json(report.source_files),
+        "input_fingerprint": report.fingerprint or "",
+        "dagster/table_name": table_name,
+    }
+    if report.quarantined_by_rule:
+        metadata["quarantined_by_rule"] = MetadataValue.json(report.quarantined_by_rule)
+        metadata["quarantine_query"] = MetadataValue.md(
+            f"```sql\nSELECT * FROM _etl.quarantine WHERE run_id = '{report.run_id}'\n```"
+        )
+    if report.target_rows is not None:
+        metadata["dagster/row_count"] = MetadataValue.int(report.target_rows)
+    if report.schema is not None:
+        metadata["dagster/column_schema"] = table_schema(report.schema, dialect)
+    if report.skipped_reason:
+        metadata["skipped"] = report.skipped_reason
+    return metadata

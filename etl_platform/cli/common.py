@@ -1,0 +1,40 @@
+"""What every `etl` command shares: settings, the registry, and exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from etl_platform.engine.runner import Environment
+from etl_platform.errors import SpecError
+from etl_platform.settings import Settings
+from etl_platform.sources import LocalLandingZone
+from etl_platform.spec import PipelineRegistry
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def settings() -> Settings:
+    """Settings from the environment; DAGSTER_HOME is exported so Dagster (and its subprocesses) agree."""
+    resolved = Settings.from_env()
+    resolved.dagster_home.mkdir(parents=True, exist_ok=True)
+    instance_file = resolved.dagster_home / "dagster.yaml"
+    if not instance_file.exists():
+        instance_file.write_text("# Embedded instance: SQLite storage in this folder.\ntelemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(resolved.dagster_home)
+    return resolved
+
+
+def environment(resolved: Settings) -> Environment:
+    return Environment(resolved.warehouse_url, LocalLandingZone(resolved.landing_dir), resolved.lake_dir)
+
+
+def registry(resolved: Settings) -> PipelineRegistry:
+    """Load the pipelines folder; an invalid one ends the command with exit code 2."""
+    try:
+        return PipelineRegistry.from_folder(resolved.pipelines_dir)
+    except SpecError as exc:
+        click.secho(str(exc), fg="red", err=True)
+        sys.exit(EXIT_USAGE)

@@ -1,0 +1,179 @@
+"""The `etl` command line: list, validate, plan, run, ui and demo.
+
+Exit codes: 0 success; 1 the work asked for failed (a pipeline run, an invalid file under
+`validate`); 2 the command could not start (invalid pipeline folder, unknown pipeline, bad usage).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, environment, registry, settings
+from etl_platform.errors import EtlError, SpecError
+from etl_platform.spec import PipelineRegistry
+from etl_platform.spec.loader import load_pipeline_files, pipeline_files
+
+console = Console(width=None if sys.stdout.isatty() else 140)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Declarative ETL pipelines as Dagster assets.
+
+    Pipelines are YAML files in ETL_PIPELINES_DIR (default: assets/pipelines). The warehouse is
+    ETL_WAREHOUSE_URL (default: DuckDB file data/warehouse.duckdb), input files come from
+    ETL_LANDING_DIR (default: data/landing), and runs are recorded in the Dagster instance at
+    DAGSTER_HOME (default: .dagster_home).
+    """
+
+
+@cli.command("list")
+def list_pipelines() -> None:
+    """List pipelines with their source, destination, dependencies and schedule."""
+    pipelines = registry(settings())
+    table = Table(title=f"{len(pipelines)} pipelines")
+    for column in ("id", "group", "source", "dataset", "write", "depends on", "schedule"):
+        table.add_column(column)
+    for spec in pipelines:
+        source = spec.source.type + (f" {spec.source.path}" if hasattr(spec.source, "path") else "")
+        schedule = f"{spec.schedule.cron} {spec.schedule.timezone}" if spec.schedule else ""
+        upstream = ", ".join(p.id for p in pipelines.upstream(spec.id))
+        table.add_row(spec.id, spec.group, source, spec.destination.dataset, spec.destination.write, upstream, schedule)
+    console.print(table)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def validate(files: tuple[Path, ...]) -> None:
+    """Validate pipeline FILES (default: the whole pipelines folder), with their dependencies."""
+    resolved = settings()
+    try:
+        given = load_pipeline_files(files) if files else []
+        folder = [p for p in pipeline_files(resolved.pipelines_dir) if p.resolve() not in {f.resolve() for f in files}]
+        pipelines = PipelineRegistry([*load_pipeline_files(folder), *given])
+    except SpecError as exc:
+        click.secho(str(exc), fg="red", err=True)
+        sys.exit(EXIT_FAILED)
+    for spec in given or pipelines:
+        click.echo(f"ok  {spec.id}  ({spec.origin})")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print only the levels as JSON.")
+def plan(as_json: bool) -> None:
+    """Show execution levels: each level depends only on the levels before it."""
+    levels = registry(settings()).levels()
+    if as_json:
+        click.echo(json.dumps(levels))
+        return
+    for index, level in enumerate(levels, start=1):
+        click.echo(f"level {index}: {', '.join(level)}")
+    click.echo(json.dumps(levels))
+
+
+@cli.command()
+@click.argument("pipelines", nargs=-1)
+@click.option("--all", "run_all", is_flag=True, help="Run every pipeline, in dependency order.")
+@click.option("--dry-run", is_flag=True, help="Read a sample and show each stage's rows and schema; write nothing.")
+@click.option("--sample", default=1000, show_default=True, help="Rows read by --dry-run.")
+@click.option("--parallel", default=1, show_default=True, help="Run up to N independent pipelines in parallel processes.")
+def run(pipelines: tuple[str, ...], run_all: bool, dry_run: bool, sample: int, parallel: int) -> None:
+    """Materialize PIPELINES (or --all) through Dagster; the run shows in the UI.
+
+    Exit code 0 if every pipeline published, 1 if any failed, 2 if nothing could start.
+    """
+    resolved = settings()
+    available = registry(resolved)
+    if bool(pipelines) == run_all:
+        raise click.UsageError("name one or more pipelines, or pass --all")
+    try:
+        specs = list(available) if run_all else [available.get(p) for p in pipelines]
+    except SpecError as exc:
+        raise click.UsageError(str(exc)) from None
+    if dry_run:
+        sys.exit(_dry_run(specs, resolved, sample))
+    order = [p for level in available.levels() for p in level]
+    specs.sort(key=lambda s: order.index(s.id))
+    from etl_platform.cli.run import run_through_dagster
+
+    success, statuses = run_through_dagster(specs, parallel, console)
+    for status in statuses:
+        if status.error:
+            console.print(f"[red]{status.pipeline} failed:[/red] {status.error}", highlight=False)
+    sys.exit(EXIT_OK if success else EXIT_FAILED)
+
+
+def _dry_run(specs, resolved, sample: int) -> int:
+    from etl_platform.engine.dry_run import dry_run
+
+    for spec in specs:
+        console.rule(f"{spec.id} (dry run, nothing is written)")
+        try:
+            stages = dry_run(spec, environment(resolved), sample)
+        except EtlError as exc:
+            console.print(f"[red]{exc}[/red]", highlight=False)
+            return EXIT_FAILED
+        for stage in stages:
+            data = stage.data
+            notes = "".join(
+                [
+                    f", {stage.rejected} rejected" if stage.rejected else "",
+                    f", {stage.filtered} filtered" if stage.filtered else "",
+                ]
+            )
+            console.print(f"[bold]{stage.name}[/bold]: {len(data)} rows{notes}")
+            console.print("  schema: " + ", ".join(f"{f.name} {f.type}" for f in data.schema), highlight=False)
+            preview = Table(*data.column_names, show_lines=False)
+            for row in data.slice(0, 3).to_pylist():
+                preview.add_row(*[("" if v is None else str(v))[:28] for v in row.values()])
+            console.print(preview)
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--port", default=3000, show_default=True)
+def ui(port: int) -> None:
+    """Open the Dagster UI (dagster dev) on this project's instance and code location."""
+    resolved = settings()
+    dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
+    workspace = resolved.project_dir / "workspace.yaml"
+    os.chdir(resolved.project_dir)
+    os.execv(dagster, [dagster, "dev", "-w", str(workspace), "-p", str(port)])
+
+
+@cli.command()
+@click.option("--parallel", default=1, show_default=True, help="Run up to N independent pipelines in parallel processes.")
+def demo(parallel: int) -> None:
+    """Write the demo data set into the landing zone and materialize every demo pipeline."""
+    from etl_platform.cli.run import run_through_dagster
+    from etl_platform.demo import write_demo_data
+
+    resolved = settings()
+    if not os.environ.get("ETL_PII_SALT"):
+        os.environ["ETL_PII_SALT"] = "demo-only-salt"
+        console.print("[yellow]ETL_PII_SALT is not set: using a demo-only salt (set your own secret in production).[/yellow]")
+    files = write_demo_data(resolved.landing_dir)
+    console.print(f"Demo data written to {resolved.landing_dir} ({len(files)} files)")
+    available = registry(resolved)
+    specs = [available.get(p) for level in available.levels() for p in level]
+    success, statuses = run_through_dagster(specs, parallel, console)
+    for status in statuses:
+        if status.error:
+            console.print(f"[red]{status.pipeline} failed:[/red] {status.error}", highlight=False)
+    console.print(
+        f"Warehouse: {resolved.warehouse_url}\nQuarantined rows: SELECT * FROM _etl.quarantine\n"
+        f"Open the Dagster UI to browse assets, runs and metadata: etl ui  (then http://127.0.0.1:3000)"
+    )
+    sys.exit(EXIT_OK if success else EXIT_FAILED)
+
+
+if __name__ == "__main__":
+    cli()

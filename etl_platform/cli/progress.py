@@ -1,0 +1,129 @@
+"""Follow a Dagster run through its event log: a progress bar per pipeline, then a summary.
+
+`etl run` executes through Dagster, so steps may run in other processes; the event log is the
+one place that sees all of them. Each pipeline asset logs progress lines (see
+assets.factory.progress_message), which are read back here.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+from dagster import DagsterEventType, DagsterInstance, RunsFilter
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+_PROGRESS = re.compile(r"progress: ([\d,]+) rows read(?: \((\d+)% of input\))?")
+
+
+@dataclass
+class PipelineStatus:
+    pipeline: str
+    dataset: str
+    state: str = "waiting"
+    rows_read: int = 0
+    percent: int | None = None
+    metadata: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+class RunFollower:
+    """Polls the instance for the run tagged `invocation` and keeps one PipelineStatus per step."""
+
+    def __init__(self, instance: DagsterInstance, invocation: str, steps: dict[str, PipelineStatus]):
+        self.instance = instance
+        self.invocation = invocation
+        self.steps = steps
+        self.run_id: str | None = None
+        self._seen = 0
+
+    def poll(self) -> None:
+        if self.run_id is None:
+            records = self.instance.get_run_records(RunsFilter(tags={"etl/invocation": self.invocation}), limit=1)
+            if not records:
+                return
+            self.run_id = records[0].dagster_run.run_id
+        logs = self.instance.all_logs(self.run_id)
+        for entry in logs[self._seen :]:
+            status = self.steps.get(entry.step_key or "")
+            if status is None:
+                continue
+            event = entry.dagster_event
+            if event is None:
+                match = _PROGRESS.search(entry.user_message)
+                if match:
+                    status.rows_read = int(match[1].replace(",", ""))
+                    status.percent = int(match[2]) if match[2] else None
+            elif event.event_type == DagsterEventType.STEP_START:
+                status.state = "running"
+            elif event.event_type == DagsterEventType.STEP_SUCCESS:
+                status.state = "done"
+            elif event.event_type == DagsterEventType.STEP_UP_FOR_RETRY:
+                status.state = "retrying"
+            elif event.event_type == DagsterEventType.STEP_FAILURE:
+                status.state = "failed"
+                error = event.step_failure_data.error
+                status.error = error.message.strip() if error else "step failed"
+            elif event.event_type == DagsterEventType.STEP_SKIPPED:
+                status.state = "skipped"
+            elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+                status.metadata = {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
+        self._seen = len(logs)
+
+
+def follow(worker: threading.Thread, follower: RunFollower, console: Console) -> None:
+    """Draw progress while `worker` runs (a live bar in a terminal, one line per step otherwise)."""
+    if not console.is_terminal:
+        announced: set[str] = set()
+        while worker.is_alive():
+            time.sleep(0.5)
+            follower.poll()
+            for status in follower.steps.values():
+                if status.state in {"done", "failed", "skipped"} and status.pipeline not in announced:
+                    announced.add(status.pipeline)
+                    console.print(f"{status.pipeline}: {status.state}")
+        follower.poll()
+        return
+    columns = (TextColumn("{task.description:<16}"), BarColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bars:
+        tasks = {s.pipeline: bars.add_task(s.pipeline, total=100, detail="waiting") for s in follower.steps.values()}
+        while True:
+            alive = worker.is_alive()
+            follower.poll()
+            for status in follower.steps.values():
+                done = status.state in {"done", "failed", "skipped"}
+                completed = 100 if done else (status.percent or 0)
+                detail = f"{status.state}, {status.rows_read:,} rows read" if status.rows_read else status.state
+                bars.update(tasks[status.pipeline], completed=completed, detail=detail)
+            if not alive:
+                return
+            time.sleep(0.3)
+
+
+def summary_table(steps: list[PipelineStatus]) -> Table:
+    table = Table(title="Pipeline summary")
+    for column in ("pipeline", "dataset", "status", "read", "published", "quarantined", "filtered", "in target", "seconds"):
+        table.add_column(column, justify="right" if column not in {"pipeline", "dataset", "status"} else "left")
+    for status in steps:
+        meta = status.metadata
+
+        def number(key: str, meta: dict = meta) -> str:
+            return f"{meta[key]:,}" if isinstance(meta.get(key), int) else "-"
+
+        seconds = meta.get("duration_seconds")
+        table.add_row(
+            status.pipeline,
+            status.dataset,
+            status.state if not meta.get("skipped") else "done (already loaded)",
+            number("rows_read"),
+            number("rows_published"),
+            number("rows_quarantined"),
+            number("rows_filtered"),
+            number("dagster/row_count"),
+            f"{seconds:.2f}" if isinstance(seconds, float) else "-",
+        )
+    return table

@@ -1,0 +1,37 @@
+"""The outcome of one pipeline run: counts that add up, and what was published where."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+@dataclass
+class LoadReport:
+    pipeline: str
+    dataset: str
+    run_id: str
+    write_mode: str
+    source_files: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    rows_published: int = 0
+    rows_quarantined: int = 0
+    rows_filtered: int = 0
+    quarantined_by_rule: dict[str, int] = field(default_factory=dict)
+    bytes_read: int = 0
+    duration_seconds: float = 0.0
+    fingerprint: str | None = None
+    target_rows: int | None = None
+    schema: pa.Schema | None = None
+    skipped_reason: str | None = None
+    chunks: int = 0
+
+    def check_accounting(self) -> None:
+        """Every row read is published, quarantined or filtered; anything else is a bug."""
+        accounted = self.rows_published + self.rows_quarantined + self.rows_filtered
+        if accounted != self.rows_read:
+            raise AssertionError(
+                f"{self.pipeline}: {self.rows_read} rows read but {accounted} accounted for "
+                f"({self.rows_published} published, {self.rows_quarantined} quarantined, {self.rows_filtered} filtered)"
+            )

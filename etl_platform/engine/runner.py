@@ -1,0 +1,153 @@
+"""Run one pipeline: stream source chunks through transforms into staging, then publish.
+
+This is write-audit-publish (DESIGN.md section 4). Nothing reaches the target until the single
+publish transaction at the end; a failure or a kill at any earlier point leaves the target as it
+was, and the next run of the pipeline removes the staging leftovers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from etl_platform.destinations import Destination
+from etl_platform.destinations.files import FileDestination
+from etl_platform.destinations.table import TableDestination
+from etl_platform.engine.quarantine import Quarantine
+from etl_platform.engine.report import LoadReport
+from etl_platform.errors import TransformError
+from etl_platform.sources import PROVENANCE, LocalLandingZone, open_source
+from etl_platform.spec.models import PipelineSpec
+from etl_platform.transforms import Rejected, TransformChain, TransformContext
+from etl_platform.warehouse import Warehouse, open_warehouse
+
+
+@dataclass(frozen=True)
+class Progress:
+    pipeline: str
+    rows_read: int
+    bytes_read: int
+    total_bytes: int | None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where a run reads and writes: the resources' values, without Dagster."""
+
+    warehouse_url: str
+    landing: LocalLandingZone
+    lake_dir: Path
+
+
+def dataset_reader(warehouse: Warehouse, origin: str) -> Callable[[str, list[str]], pa.Table]:
+    """Read columns of a published dataset (for lookups), with an error that says what to run."""
+
+    def read(dataset: str, columns: list[str]) -> pa.Table:
+        schema, table = warehouse.split(dataset)
+        existing = warehouse.columns(schema, table)
+        if existing is None:
+            raise TransformError(
+                f"{origin}: lookup dataset {dataset} does not exist yet; run the pipeline that publishes it first"
+            )
+        missing = [c for c in columns if c not in existing]
+        if missing:
+            raise TransformError(f"{origin}: lookup dataset {dataset} has no column(s) {missing}; it has {list(existing)}")
+        return warehouse.read_arrow(f"SELECT {', '.join(map(warehouse.quote, columns))} FROM {warehouse.target(dataset)}")
+
+    return read
+
+
+def split_null_keys(table: pa.Table, primary_key: list[str]) -> tuple[pa.Table, Rejected | None]:
+    """Separate rows a merge cannot place because a key column is null."""
+    null_masks = [pc.is_null(table[c]) for c in primary_key]
+    any_null = null_masks[0] if len(null_masks) == 1 else pc.or_(*null_masks)
+    if not pc.any(any_null).as_py():
+        return table, None
+    rows = table.filter(any_null)
+    columns = [next(c for c in primary_key if row[c] is None) for row in rows.select(primary_key).to_pylist()]
+    reasons = [f"primary key column '{c}' is null; a merge needs every key column" for c in columns]
+    return table.filter(pc.invert(any_null)), Rejected(rows, "primary_key_not_null", columns, [None] * len(rows), reasons)
+
+
+def run_pipeline(
+    spec: PipelineSpec,
+    environment: Environment,
+    run_id: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> LoadReport:
+    """Load `spec`'s source into its destination; returns counts and schema for metadata."""
+    started = time.monotonic()
+    run_id = run_id or uuid.uuid4().hex
+    dataset = spec.destination.dataset
+    report = LoadReport(spec.id, dataset, run_id, spec.destination.write)
+    warehouse = open_warehouse(environment.warehouse_url)
+    try:
+        source = open_source(spec.source, environment.landing, warehouse)
+        report.source_files = source.describe()
+        warehouse.ensure_metadata()
+        prefix = warehouse.staging_prefix(dataset)
+        run_tag = run_id.replace("-", "")[:12]
+        warehouse.drop_staging(dataset)
+        quarantine = Quarantine(warehouse, f"{prefix}{run_tag}_q", spec.id, dataset, run_id)
+        destination: Destination = (
+            FileDestination(spec.destination, environment.lake_dir, warehouse, run_tag)
+            if spec.destination.is_file
+            else TableDestination(spec.destination, warehouse, f"{prefix}{run_tag}")
+        )
+        chain = TransformChain(spec.transforms, TransformContext(spec.origin, dataset_reader(warehouse, spec.origin)))
+        try:
+            for chunk in source.read(spec.execution.chunk_rows):
+                report.chunks += 1
+                report.rows_read += len(chunk.table) + len(chunk.bad_lines)
+                report.bytes_read += chunk.bytes_read
+                if chunk.bad_lines:
+                    quarantine.add_bad_lines(chunk.bad_lines)
+                output = chain.apply(chunk.table)
+                for stage, rejected in output.rejected:
+                    quarantine.add_rejected(stage, rejected)
+                report.rows_filtered += output.filtered
+                table = output.table
+                if spec.destination.write == "merge":
+                    table, missing_key = split_null_keys(table, spec.destination.primary_key)
+                    if missing_key is not None:
+                        quarantine.add_rejected("destination", missing_key)
+                destination.write(table.drop_columns([c for c in PROVENANCE if c in table.column_names]))
+                report.rows_published += len(table)
+                if progress:
+                    progress(Progress(spec.id, report.rows_read, report.bytes_read, source.total_bytes()))
+            report.rows_quarantined = quarantine.count
+            report.quarantined_by_rule = dict(quarantine.by_rule)
+            report.check_accounting()
+            report.fingerprint = source.fingerprint()
+            ledger_row = {
+                "dataset": dataset,
+                "fingerprint": report.fingerprint,
+                "pipeline": spec.id,
+                "run_id": run_id,
+                "rows": report.rows_published,
+                "write": spec.destination.write,
+                "loaded_at": datetime.datetime.now(datetime.UTC),
+            }
+            result = destination.publish(ledger_row, quarantine.staging_name)
+        finally:
+            destination.discard()
+            quarantine.discard()
+        report.schema = destination.schema
+        report.target_rows = result.target_rows
+        report.skipped_reason = result.skipped_reason
+        if result.skipped_reason:
+            report.rows_published = 0
+    finally:
+        warehouse.close()
+    report.duration_seconds = time.monotonic() - started
+    return report

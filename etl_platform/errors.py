@@ -1,0 +1,32 @@
+"""The platform's own exception types.
+
+Every expected failure is one of these, with a message that names where the problem is (file,
+line or row, field) and what would fix it, so a user never has to read a pandas or psycopg
+traceback to understand a problem in their own data or configuration.
+"""
+
+from __future__ import annotations
+
+
+class EtlError(Exception):
+    """Base class: an expected failure with a message written for the user."""
+
+
+class SpecError(EtlError):
+    """A pipeline file or Python-declared pipeline is invalid; raised at load time."""
+
+
+class SourceError(EtlError):
+    """A source cannot be read: missing files, malformed content, unreachable database."""
+
+
+class TransformError(EtlError):
+    """A transform cannot be applied to the data it received (for example a missing column)."""
+
+
+class DestinationError(EtlError):
+    """The data cannot be published as configured (schema conflict, missing primary key)."""
+
+
+class WarehouseUnavailable(EtlError):
+    """The warehouse cannot be reached or refuses the credentials."""

@@ -1,0 +1,133 @@
+"""CSV files streamed with pyarrow's incremental reader, every column read as text.
+
+Reading as text keeps dirty values (a word in a numeric column) as data instead of a parse
+failure; typing is the job of the `cast` transform, which quarantines values that do not fit.
+Malformed lines (wrong number of fields) are caught by pyarrow's invalid-row handler with their
+physical line number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from etl_platform.errors import SourceError
+from etl_platform.sources.base import BadLine, SourceChunk, with_provenance
+from etl_platform.sources.compression import open_binary
+from etl_platform.sources.landing import LandingFile, fingerprint_files
+from etl_platform.spec.models import CsvSource
+
+BLOCK_BYTES = 4 << 20
+
+
+class CsvFileSource:
+    def __init__(self, spec: CsvSource, files: list[LandingFile]):
+        self.spec = spec
+        self.files = files
+
+    def describe(self) -> list[str]:
+        return [f.name for f in self.files]
+
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def fingerprint(self) -> str:
+        return fingerprint_files(self.files)
+
+    def _options(self, column_names: list[str] | None, bad: list[BadLine], name: str):
+        spec = self.spec
+
+        def on_invalid(row: pacsv.InvalidRow) -> str:
+            reason = f"expected {row.expected_columns} fields, found {row.actual_columns}"
+            if spec.on_bad_line == "fail":
+                return "error"
+            bad.append(BadLine(name, row.number, row.text, reason))
+            return "skip"
+
+        read = pacsv.ReadOptions(
+            use_threads=False,
+            block_size=BLOCK_BYTES,
+            encoding=spec.encoding,
+            column_names=column_names,
+            skip_rows=1 if (spec.header and column_names) else 0,
+        )
+        parse = pacsv.ParseOptions(
+            delimiter=spec.delimiter,
+            quote_char=spec.quote_char or False,
+            invalid_row_handler=on_invalid,
+        )
+        return read, parse
+
+    def _header(self, file: LandingFile) -> list[str]:
+        if not self.spec.header:
+            return list(self.spec.columns or [])
+        with open_binary(file.path, self.spec.compression) as stream:
+            read, parse = self._options(None, [], file.name)
+            try:
+                names = pacsv.open_csv(stream, read_options=read, parse_options=parse).schema.names
+            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                raise SourceError(f"{file.name}:1: cannot read the header row: {exc}; check delimiter and encoding") from None
+        if self.spec.columns:
+            if len(self.spec.columns) != len(names):
+                raise SourceError(
+                    f"{file.name}:1: header has {len(names)} columns but `source.columns` names {len(self.spec.columns)}"
+                )
+            return list(self.spec.columns)
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise SourceError(f"{file.name}:1: duplicate column names {duplicates}; rename them in `source.columns`")
+        return names
+
+    def read(self, chunk_rows: int) -> Iterator[SourceChunk]:
+        for file in self.files:
+            yield from self._read_file(file, chunk_rows)
+
+    def _read_file(self, file: LandingFile, chunk_rows: int) -> Iterator[SourceChunk]:
+        """Chunks of at most `chunk_rows` rows, then an empty chunk carrying the byte count."""
+        names = self._header(file)
+        first_data_line = 2 if self.spec.header else 1
+        bad: list[BadLine] = []
+        read, parse = self._options(names, bad, file.name)
+        convert = pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names},
+            null_values=self.spec.null_values,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        )
+        rows_seen = reported = 0
+        with open_binary(file.path, self.spec.compression) as stream:
+            try:
+                for batch in pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert):
+                    for offset in range(0, len(batch), chunk_rows):
+                        part = batch.slice(offset, chunk_rows)
+                        lines = self._line_numbers(rows_seen, len(part), first_data_line, bad)
+                        rows_seen += len(part)
+                        new_bad, reported = bad[reported:], len(bad)
+                        yield SourceChunk(with_provenance(pa.Table.from_batches([part]), file.name, lines), bad_lines=new_bad)
+            except pa.ArrowInvalid as exc:
+                raise SourceError(self._explain(file, exc)) from None
+        empty = pa.table({n: pa.array([], pa.string()) for n in names})
+        yield SourceChunk(with_provenance(empty, file.name, pa.array([], pa.int64())), file.size, bad[reported:])
+
+    @staticmethod
+    def _line_numbers(start: int, count: int, first_line: int, bad: list[BadLine]) -> pa.Array:
+        """Physical line of each row, skipping the lines rejected as malformed (exact without multi-line fields)."""
+        lines = np.arange(start, start + count, dtype=np.int64) + first_line
+        skipped = sorted(b.line for b in bad if b.line is not None)
+        for bad_line in skipped:
+            lines[lines >= bad_line] += 1
+        return pa.array(lines)
+
+    def _explain(self, file: LandingFile, exc: Exception) -> str:
+        text = str(exc)
+        if "Expected" in text and "columns" in text:
+            return (
+                f"{file.name}: malformed line: {text.strip()}; fix the line, or set `source.on_bad_line: quarantine` "
+                f"to keep it in quarantine and load the rest"
+            )
+        if "UTF8" in text or "utf-8" in text.lower():
+            return f"{file.name}: text is not valid {self.spec.encoding}: {text}; set `source.encoding` (e.g. latin-1)"
+        return f"{file.name}: cannot parse CSV: {text}; check `source.delimiter`, `quote_char` and `encoding`"

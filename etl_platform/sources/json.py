@@ -1,0 +1,119 @@
+"""JSON array and JSON Lines files, streamed record by record into text columns.
+
+Every scalar becomes its JSON text and every nested value its JSON document, so a field that
+holds a number in one record and a word in another stays loadable; `cast` types it. JSON arrays
+are streamed with ijson, so a large array never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import ijson
+import orjson
+import pyarrow as pa
+
+from etl_platform.errors import SourceError
+from etl_platform.sources.base import BadLine, SourceChunk, with_provenance
+from etl_platform.sources.compression import open_binary
+from etl_platform.sources.landing import LandingFile, fingerprint_files
+from etl_platform.spec.models import JsonLinesSource, JsonSource
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return orjson.dumps(value, default=str).decode()
+
+
+def records_to_table(records: list[dict[str, Any]], file: str, lines: list[int]) -> pa.Table:
+    """Text columns in order of first appearance; missing keys are nulls."""
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record))
+    columns = {n: pa.array([_as_text(r.get(n)) for r in records], pa.string()) for n in names}
+    return with_provenance(pa.table(columns) if columns else pa.table({}), file, pa.array(lines, pa.int64()))
+
+
+class _JsonFiles(ABC):
+    def __init__(self, spec: JsonSource | JsonLinesSource, files: list[LandingFile]):
+        self.spec = spec
+        self.files = files
+
+    def describe(self) -> list[str]:
+        return [f.name for f in self.files]
+
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def fingerprint(self) -> str:
+        return fingerprint_files(self.files)
+
+    def read(self, chunk_rows: int) -> Iterator[SourceChunk]:
+        for file in self.files:
+            with open_binary(file.path, self.spec.compression) as stream:
+                yield from self._chunks(file, self._records(file, stream), chunk_rows)
+
+    @abstractmethod
+    def _records(self, file: LandingFile, stream: Any) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
+        """(position, record or bad line) pairs in file order."""
+
+    @staticmethod
+    def _chunks(file: LandingFile, items: Iterable[tuple[int, Any]], chunk_rows: int) -> Iterator[SourceChunk]:
+        records: list[dict[str, Any]] = []
+        lines: list[int] = []
+        bad: list[BadLine] = []
+        for number, item in items:
+            if isinstance(item, BadLine):
+                bad.append(item)
+                continue
+            records.append(item)
+            lines.append(number)
+            if len(records) >= chunk_rows:
+                yield SourceChunk(records_to_table(records, file.name, lines), bad_lines=bad)
+                records, lines, bad = [], [], []
+        yield SourceChunk(records_to_table(records, file.name, lines), file.size, bad)
+
+
+class JsonLinesFileSource(_JsonFiles):
+    """One JSON object per line; `line` is the physical line number."""
+
+    def _records(self, file: LandingFile, stream: Any) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
+        for number, raw in enumerate(stream, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = orjson.loads(raw)
+                reason = None if isinstance(record, dict) else f"expected a JSON object, found {type(record).__name__}"
+            except orjson.JSONDecodeError as exc:
+                reason = f"invalid JSON: {exc}"
+            if reason is None:
+                yield number, record
+                continue
+            if self.spec.on_bad_line == "fail":
+                raise SourceError(f"{file.name}:{number}: {reason}; fix the line, or set `source.on_bad_line: quarantine`")
+            yield number, BadLine(file.name, number, raw.decode("utf-8", "replace").rstrip("\n"), reason)
+
+
+class JsonArrayFileSource(_JsonFiles):
+    """A top-level JSON array of objects; `line` is the record's 1-based position in the array."""
+
+    def _records(self, file: LandingFile, stream: Any) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
+        try:
+            for number, record in enumerate(ijson.items(stream, "item", use_float=True), start=1):
+                if isinstance(record, dict):
+                    yield number, record
+                else:
+                    reason = f"expected a JSON object, found {type(record).__name__}"
+                    yield number, BadLine(file.name, number, orjson.dumps(record, default=str).decode(), reason)
+        except ijson.JSONError as exc:
+            raise SourceError(
+                f"{file.name}: invalid JSON: {exc}; a json source must hold one array of objects "
+                f"(use `type: jsonl` for one object per line)"
+            ) from None

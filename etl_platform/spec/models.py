@@ -1,0 +1,371 @@
+"""Typed models of a pipeline spec: the one schema for YAML files and Python declarations.
+
+Every model forbids unknown keys, so a typo is an error at load time rather than a silently
+ignored setting. Transforms are single-key mappings (`- cast: {...}`), dispatched on their key
+so that an error names the transform it belongs to.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import sqlglot
+import sqlglot.errors
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, StringConstraints, Tag, model_validator
+
+from etl_platform.types import LOGICAL_TYPES, is_logical_type
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)]
+DatasetName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$", max_length=127)]
+ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+
+
+class Strict(BaseModel):
+    """Base for spec models: unknown keys are errors, values are not coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def sql_expression(text: str) -> str:
+    """Validate a SQL expression (DuckDB dialect) at load time and return it unchanged."""
+    try:
+        parsed = sqlglot.parse_one(text, read="duckdb")
+    except sqlglot.errors.ParseError as exc:
+        raise ValueError(f"not a valid SQL expression: {text!r} ({exc.errors[0]['description']})") from None
+    if isinstance(parsed, sqlglot.exp.Query):
+        raise ValueError(f"expected an expression such as `amount > 0`, got a query: {text!r}")
+    return text
+
+
+SqlExpression = Annotated[str, StringConstraints(min_length=1), Field(description="SQL expression (DuckDB dialect)")]
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+class FileSourceBase(Strict):
+    path: str = Field(description="File path or glob, relative to the landing zone")
+    compression: Literal["auto", "none", "gzip", "bz2", "zip"] = "auto"
+
+
+class CsvSource(FileSourceBase):
+    type: Literal["csv"]
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    quote_char: str | None = Field('"', min_length=1, max_length=1)
+    encoding: str = "utf-8"
+    header: bool = True
+    columns: list[ColumnName] | None = Field(None, description="Column names for files without a header row")
+    null_values: list[str] = Field(default_factory=lambda: [""])
+    on_bad_line: Literal["quarantine", "fail"] = "quarantine"
+
+    @model_validator(mode="after")
+    def _check(self) -> CsvSource:
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {self.encoding!r}; use a Python codec name such as utf-8 or latin-1") from None
+        if not self.header and not self.columns:
+            raise ValueError("a CSV without a header row needs `columns: [...]` naming its columns")
+        return self
+
+
+class JsonSource(FileSourceBase):
+    """A file holding one JSON array of objects."""
+
+    type: Literal["json"]
+
+
+class JsonLinesSource(FileSourceBase):
+    type: Literal["jsonl"]
+    on_bad_line: Literal["quarantine", "fail"] = "quarantine"
+
+
+class ParquetSource(Strict):
+    type: Literal["parquet"]
+    path: str = Field(description="File path or glob, relative to the landing zone")
+
+
+class SqlSource(Strict):
+    type: Literal["sql"]
+    url: str | None = Field(None, description="SQLAlchemy URL; `${VAR}` reads an environment variable; omitted = the warehouse")
+    table: str | None = None
+    query: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SqlSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("a sql source needs exactly one of `table` or `query`")
+        if self.query is not None:
+            try:
+                sqlglot.parse_one(self.query, read="duckdb")
+            except sqlglot.errors.ParseError as exc:
+                raise ValueError(f"query does not parse: {exc.errors[0]['description']}") from None
+        if self.url and re.search(r"://[^/@]*:[^/@${}]+@", self.url):
+            raise ValueError("put the password in an environment variable and write the url as `${MY_DB_URL}`")
+        return self
+
+
+SOURCE_TYPES: dict[str, type[Strict]] = {
+    "csv": CsvSource,
+    "json": JsonSource,
+    "jsonl": JsonLinesSource,
+    "parquet": ParquetSource,
+    "sql": SqlSource,
+}
+
+Source = Annotated[CsvSource | JsonSource | JsonLinesSource | ParquetSource | SqlSource, Field(discriminator="type")]
+
+
+# --- transforms ------------------------------------------------------------------------------
+
+
+class CastTarget(Strict):
+    type: str
+    format: str | None = Field(None, description="strptime format for date and timestamp casts")
+
+
+def _check_type(name: str) -> str:
+    if not is_logical_type(name):
+        raise ValueError(f"unknown type {name!r}; allowed: {', '.join(LOGICAL_TYPES)}")
+    return name
+
+
+class CastStep(Strict):
+    cast: dict[ColumnName, str | CastTarget] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> CastStep:
+        for target in self.cast.values():
+            _check_type(target if isinstance(target, str) else target.type)
+        return self
+
+    def targets(self) -> dict[str, CastTarget]:
+        return {c: CastTarget(type=t) if isinstance(t, str) else t for c, t in self.cast.items()}
+
+
+class SelectStep(Strict):
+    select: list[ColumnName] = Field(min_length=1)
+
+
+class RenameStep(Strict):
+    rename: dict[ColumnName, ColumnName] = Field(min_length=1)
+
+
+class FilterStep(Strict):
+    filter: SqlExpression
+
+    @model_validator(mode="after")
+    def _check(self) -> FilterStep:
+        sql_expression(self.filter)
+        return self
+
+
+class DeriveStep(Strict):
+    derive: dict[ColumnName, SqlExpression] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> DeriveStep:
+        for expression in self.derive.values():
+            sql_expression(expression)
+        return self
+
+
+class LookupSpec(Strict):
+    dataset: DatasetName
+    on: ColumnName | list[ColumnName] | dict[ColumnName, ColumnName] = Field(
+        description="join keys: a name, a list of names, or {column_here: column_in_dataset}"
+    )
+    columns: list[ColumnName] | dict[ColumnName, ColumnName] = Field(
+        description="columns to add: names, or {column_in_dataset: new_name}"
+    )
+
+    def key_pairs(self) -> dict[str, str]:
+        if isinstance(self.on, str):
+            return {self.on: self.on}
+        return dict(self.on) if isinstance(self.on, dict) else {c: c for c in self.on}
+
+    def added_columns(self) -> dict[str, str]:
+        return dict(self.columns) if isinstance(self.columns, dict) else {c: c for c in self.columns}
+
+
+class LookupStep(Strict):
+    lookup: LookupSpec
+
+
+class DropNullsStep(Strict):
+    drop_nulls: list[ColumnName] = Field(min_length=1)
+
+
+class FillNullsStep(Strict):
+    fill_nulls: dict[ColumnName, str | int | float | bool] = Field(min_length=1)
+
+
+NormalizeOp = Literal["trim", "lower", "upper", "collapse_whitespace", "strip_accents"]
+
+
+class NormalizeStep(Strict):
+    normalize: dict[ColumnName, list[NormalizeOp]] = Field(min_length=1)
+
+
+class MaskSpec(Strict):
+    method: Literal["sha256", "redact"]
+    salt_secret: str = Field("ETL_PII_SALT", description="environment variable holding the salt")
+
+
+class MaskStep(Strict):
+    mask: dict[ColumnName, Literal["sha256", "redact"] | MaskSpec] = Field(min_length=1)
+
+    def specs(self) -> dict[str, MaskSpec]:
+        return {c: MaskSpec(method=m) if isinstance(m, str) else m for c, m in self.mask.items()}
+
+
+TRANSFORM_STEPS: dict[str, type[Strict]] = {
+    "select": SelectStep,
+    "rename": RenameStep,
+    "cast": CastStep,
+    "filter": FilterStep,
+    "derive": DeriveStep,
+    "lookup": LookupStep,
+    "drop_nulls": DropNullsStep,
+    "fill_nulls": FillNullsStep,
+    "normalize": NormalizeStep,
+    "mask": MaskStep,
+}
+
+
+def _transform_kind(value: Any) -> str | None:
+    if isinstance(value, dict) and len(value) == 1:
+        return next(iter(value))
+    if isinstance(value, Strict):
+        return next(iter(type(value).model_fields))
+    return None
+
+
+Transform = Annotated[
+    Annotated[SelectStep, Tag("select")]
+    | Annotated[RenameStep, Tag("rename")]
+    | Annotated[CastStep, Tag("cast")]
+    | Annotated[FilterStep, Tag("filter")]
+    | Annotated[DeriveStep, Tag("derive")]
+    | Annotated[LookupStep, Tag("lookup")]
+    | Annotated[DropNullsStep, Tag("drop_nulls")]
+    | Annotated[FillNullsStep, Tag("fill_nulls")]
+    | Annotated[NormalizeStep, Tag("normalize")]
+    | Annotated[MaskStep, Tag("mask")],
+    Discriminator(
+        _transform_kind,
+        custom_error_type="unknown_transform",
+        custom_error_message=f"each transform is one key, one of: {', '.join(TRANSFORM_STEPS)}",
+    ),
+]
+
+
+# --- destination, schedule, pipeline ---------------------------------------------------------
+
+FILE_COMPRESSIONS = {
+    "csv": ("none", "gzip", "bz2"),
+    "jsonl": ("none", "gzip", "bz2"),
+    "parquet": ("none", "snappy", "zstd", "gzip"),
+}
+
+
+class Destination(Strict):
+    dataset: DatasetName = Field(description="published dataset: `schema.table`; also the asset key")
+    write: Literal["append", "replace", "merge"] = "append"
+    primary_key: list[ColumnName] = Field(default_factory=list)
+    format: Literal["csv", "jsonl", "parquet"] | None = Field(None, description="set for a file destination")
+    path: str | None = Field(None, description="file destination folder, relative to the lake")
+    partition_by: list[ColumnName] = Field(default_factory=list)
+    compression: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Destination:
+        if self.write == "merge" and not self.primary_key:
+            raise ValueError("write: merge needs `primary_key: [...]` naming the key columns")
+        if self.write != "merge" and self.primary_key:
+            raise ValueError("`primary_key` is used by write: merge only; remove it or set write: merge")
+        if self.format is None:
+            for key in ("path", "partition_by", "compression"):
+                if getattr(self, key):
+                    raise ValueError(f"`{key}` applies to file destinations; add `format: parquet|csv|jsonl`")
+            return self
+        if self.write == "merge":
+            raise ValueError("file destinations support write: append or replace; merge needs a warehouse table")
+        if self.partition_by and self.format != "parquet":
+            raise ValueError("`partition_by` is supported for format: parquet")
+        allowed = FILE_COMPRESSIONS[self.format]
+        if self.compression is not None and self.compression not in allowed:
+            raise ValueError(
+                f"compression {self.compression!r} is not available for {self.format}; allowed: {', '.join(allowed)}"
+            )
+        return self
+
+    @property
+    def is_file(self) -> bool:
+        return self.format is not None
+
+
+class Schedule(Strict):
+    cron: str
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _check(self) -> Schedule:
+        if not croniter.is_valid(self.cron) or len(self.cron.split()) != 5:
+            raise ValueError(f"{self.cron!r} is not a 5-field cron expression such as '0 2 * * *'")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {self.timezone!r}; use an IANA name such as Europe/Berlin") from None
+        return self
+
+
+class Execution(Strict):
+    chunk_rows: int = Field(100_000, ge=1_000, le=5_000_000, description="rows per streamed chunk")
+
+
+OWNER = re.compile(r"^(team:[A-Za-z0-9_-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
+
+
+class PipelineSpec(Strict):
+    """One declared pipeline: source, ordered transforms, quality, destination and triggers."""
+
+    id: Identifier
+    description: str = ""
+    group: Identifier = "default"
+    owner: str | None = Field(None, description="an email address or team:name")
+    tags: dict[str, str] = Field(default_factory=dict)
+    tenant: Identifier | None = None
+    source: Source
+    transforms: list[Transform] = Field(default_factory=list)
+    quality: dict[str, Any] = Field(default_factory=dict, description="quality rules and circuit breaker")
+    destination: Destination
+    dependencies: list[Identifier] = Field(default_factory=list)
+    schedule: Schedule | None = None
+    triggers: list[dict[str, Any]] = Field(default_factory=list)
+    execution: Execution = Field(default_factory=Execution)
+
+    _file: Path | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineSpec:
+        if self.owner is not None and not OWNER.match(self.owner):
+            raise ValueError(f"owner {self.owner!r} must be an email address or `team:name`")
+        if self.id in self.dependencies:
+            raise ValueError(f"pipeline {self.id!r} lists itself in `dependencies`")
+        return self
+
+    @property
+    def file(self) -> Path | None:
+        """The YAML file this pipeline was loaded from, or None for a Python declaration."""
+        return self._file
+
+    @property
+    def origin(self) -> str:
+        """Where the pipeline was declared, for error messages."""
+        return str(self._file) if self._file else f"pipeline {self.id!r} (declared in Python)"

@@ -1,0 +1,108 @@
+"""A validated set of pipelines and the dependency graph between them.
+
+Dependencies come from `dependencies:` and from reading another pipeline's dataset (a lookup,
+or a SQL source over the warehouse). The registry refuses unknown dependencies, cycles,
+duplicate ids and two pipelines publishing one dataset, naming the files involved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+import sqlglot
+
+from etl_platform.errors import SpecError
+from etl_platform.spec.loader import load_pipeline_files, pipeline_files
+from etl_platform.spec.models import LookupStep, PipelineSpec, SqlSource
+
+
+def datasets_read(spec: PipelineSpec) -> set[str]:
+    """Warehouse datasets a pipeline reads: lookup datasets and tables of a warehouse SQL source."""
+    read = {step.lookup.dataset for step in spec.transforms if isinstance(step, LookupStep)}
+    source = spec.source
+    if isinstance(source, SqlSource) and source.url is None:
+        if source.table:
+            read.add(source.table)
+        else:
+            for table in sqlglot.parse_one(source.query, read="duckdb").find_all(sqlglot.exp.Table):
+                read.add(f"{table.db}.{table.name}" if table.db else table.name)
+    return read
+
+
+class PipelineRegistry:
+    """Pipelines by id, with upstream edges resolved and checked."""
+
+    def __init__(self, specs: Iterable[PipelineSpec]):
+        self._specs: dict[str, PipelineSpec] = {}
+        by_dataset: dict[str, PipelineSpec] = {}
+        errors = []
+        for spec in specs:
+            if spec.id in self._specs:
+                errors.append(f"duplicate pipeline id {spec.id!r} in {self._specs[spec.id].origin} and {spec.origin}")
+                continue
+            dataset = spec.destination.dataset
+            if dataset in by_dataset:
+                errors.append(
+                    f"{spec.origin}: dataset {dataset!r} is already published by pipeline "
+                    f"{by_dataset[dataset].id!r} ({by_dataset[dataset].origin}); each dataset has one pipeline"
+                )
+            self._specs[spec.id] = spec
+            by_dataset[dataset] = spec
+        self._upstream: dict[str, set[str]] = {}
+        for spec in self._specs.values():
+            upstream = set()
+            for dep in spec.dependencies:
+                if dep not in self._specs:
+                    known = ", ".join(sorted(self._specs)) or "none"
+                    errors.append(f"{spec.origin}: dependencies: unknown pipeline {dep!r}; known pipelines: {known}")
+                upstream.add(dep)
+            upstream |= {by_dataset[d].id for d in datasets_read(spec) if d in by_dataset and d != spec.destination.dataset}
+            self._upstream[spec.id] = upstream
+        if errors:
+            raise SpecError("\n".join(errors))
+        try:
+            self._levels = self._compute_levels()
+        except CycleError as exc:
+            cycle = " -> ".join(exc.args[1])
+            files = ", ".join(sorted({self._specs[p].origin for p in exc.args[1]}))
+            raise SpecError(f"dependency cycle: {cycle} (in {files}); remove one of these dependencies") from None
+
+    @classmethod
+    def from_folder(cls, folder: Path, extra: Iterable[PipelineSpec] = ()) -> PipelineRegistry:
+        """Load every pipeline file of `folder`, plus pipelines declared in Python."""
+        return cls([*load_pipeline_files(pipeline_files(folder)), *extra])
+
+    def _compute_levels(self) -> list[list[str]]:
+        sorter = TopologicalSorter(self._upstream)
+        sorter.prepare()
+        levels = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready())
+            levels.append(ready)
+            sorter.done(*ready)
+        return levels
+
+    def __iter__(self) -> Iterator[PipelineSpec]:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __contains__(self, pipeline_id: str) -> bool:
+        return pipeline_id in self._specs
+
+    def get(self, pipeline_id: str) -> PipelineSpec:
+        if pipeline_id not in self._specs:
+            known = ", ".join(sorted(self._specs)) or "none"
+            raise SpecError(f"unknown pipeline {pipeline_id!r}; known pipelines: {known}")
+        return self._specs[pipeline_id]
+
+    def upstream(self, pipeline_id: str) -> list[PipelineSpec]:
+        """Pipelines whose datasets `pipeline_id` depends on."""
+        return [self._specs[p] for p in sorted(self._upstream[pipeline_id])]
+
+    def levels(self) -> list[list[str]]:
+        """Execution levels: each level's pipelines depend only on earlier levels."""
+        return [list(level) for level in self._levels]

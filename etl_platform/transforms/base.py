@@ -1,0 +1,80 @@
+"""The contract every transform keeps, and the DuckDB helper most of them evaluate with.
+
+A transform receives an Arrow chunk (data columns plus provenance columns) and returns the
+rows that go on, the rows it rejected (with the column, value and reason) and how many rows it
+removed on purpose. No row disappears without being counted in one of the three.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+
+from etl_platform.errors import TransformError
+from etl_platform.sources.base import PROVENANCE
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Rows a step refused, with one column, value and reason per row."""
+
+    rows: pa.Table
+    rule: str
+    columns: list[str]
+    values: list[str | None]
+    reasons: list[str]
+
+
+@dataclass
+class StepOutput:
+    table: pa.Table
+    rejected: list[Rejected] = field(default_factory=list)
+    filtered: int = 0
+
+
+@dataclass
+class TransformContext:
+    """What steps need from outside the chunk: where errors point, datasets, secrets."""
+
+    origin: str
+    read_dataset: Callable[[str, list[str]], pa.Table]
+    connection: duckdb.DuckDBPyConnection = field(default_factory=duckdb.connect)
+
+    def secret(self, name: str) -> str:
+        if not os.environ.get(name):
+            raise TransformError(f"{self.origin}: secret {name} is not set; export {name}=<value> before running")
+        return os.environ[name]
+
+
+def ident(name: str) -> str:
+    """Quote an identifier for DuckDB."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def data_columns(table: pa.Table) -> list[str]:
+    return [n for n in table.column_names if n not in PROVENANCE]
+
+
+def require_columns(table: pa.Table, columns: list[str], where: str) -> None:
+    """Fail with the missing and the available column names."""
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise TransformError(
+            f"{where}: column(s) {', '.join(map(repr, missing))} not found; available: {', '.join(data_columns(table))}"
+        )
+
+
+def run_sql(context: TransformContext, table: pa.Table, sql: str, where: str) -> pa.Table:
+    """Evaluate `sql` over the chunk registered as `chunk`; DuckDB errors become TransformErrors."""
+    context.connection.register("chunk", table)
+    try:
+        return context.connection.sql(sql).to_arrow_table()
+    except duckdb.Error as exc:
+        message = str(exc).splitlines()[0]
+        raise TransformError(f"{where}: {message}; available columns: {', '.join(data_columns(table))}") from None
+    finally:
+        context.connection.unregister("chunk")

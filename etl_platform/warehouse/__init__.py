@@ -1,0 +1,32 @@
+"""Open the warehouse named by a URL: postgresql://, duckdb:///path, sqlite:///path."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from etl_platform.errors import WarehouseUnavailable
+from etl_platform.warehouse.base import QUARANTINE_SCHEMA, PublishResult, Warehouse
+
+__all__ = ["QUARANTINE_SCHEMA", "PublishResult", "Warehouse", "open_warehouse"]
+
+
+def open_warehouse(url: str) -> Warehouse:
+    """Connect to the warehouse; the URL's scheme picks the dialect."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise WarehouseUnavailable(f"ETL_WAREHOUSE_URL {url!r} is not a URL such as postgresql://user@host/db") from None
+    if backend == "postgresql":
+        from etl_platform.warehouse.postgres import PostgresWarehouse
+
+        return PostgresWarehouse(url)
+    if backend == "duckdb":
+        from etl_platform.warehouse.duckdb import DuckDBWarehouse
+
+        return DuckDBWarehouse(url)
+    if backend == "sqlite":
+        from etl_platform.warehouse.sqlite import SQLiteWarehouse
+
+        return SQLiteWarehouse(url)
+    raise WarehouseUnavailable(f"unsupported warehouse {backend!r} in ETL_WAREHOUSE_URL; use postgresql, duckdb or sqlite")

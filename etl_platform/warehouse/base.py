@@ -1,0 +1,268 @@
+"""The warehouse: staging tables, atomic publish, the load ledger and the quarantine table.
+
+Dialect modules supply connection, bulk loading, transactions and introspection; everything
+that makes write-audit-publish safe (what is staged where, what one publish transaction holds)
+is written once here.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from etl_platform.errors import DestinationError
+from etl_platform.types import sql_type
+
+META_SCHEMA = "_etl"
+STAGING_SCHEMA = "_etl_staging"
+SEQ = "_etl_seq"
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("pipeline", pa.string()),
+        ("dataset", pa.string()),
+        ("run_id", pa.string()),
+        ("stage", pa.string()),
+        ("rule", pa.string()),
+        ("column_name", pa.string()),
+        ("value", pa.string()),
+        ("reason", pa.string()),
+        ("source_file", pa.string()),
+        ("source_line", pa.int64()),
+        ("record", pa.string()),
+        ("quarantined_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+# The input a quarantined row came from: a re-run of the same input replaces its rows.
+QUARANTINE_TABLE_SCHEMA = QUARANTINE_SCHEMA.append(pa.field("input_fingerprint", pa.string()))
+
+LEDGER_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("fingerprint", pa.string()),
+        ("pipeline", pa.string()),
+        ("run_id", pa.string()),
+        ("rows", pa.int64()),
+        ("loaded_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def rows_to_arrow(names: list[str], rows: list[tuple]) -> pa.Table:
+    """Arrow table from DB-API rows; all-null columns become text so batches agree."""
+    columns = {n: pa.array([r[i] for r in rows]) for i, n in enumerate(names)}
+    return pa.table({n: c.cast(pa.string()) if pa.types.is_null(c.type) else c for n, c in columns.items()})
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    rows_published: int
+    target_rows: int | None
+    skipped_reason: str | None = None
+
+
+class Warehouse(ABC):
+    """One connection to the warehouse, and the platform's operations on it."""
+
+    dialect: str
+
+    def __init__(self, url: str):
+        self.url = url
+
+    # --- dialect hooks -----------------------------------------------------------------------
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def execute(self, sql: str, params: tuple = ()) -> None: ...
+
+    @abstractmethod
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]: ...
+
+    @abstractmethod
+    @contextmanager
+    def transaction(self) -> Iterator[None]: ...
+
+    @abstractmethod
+    def bulk_insert(self, table_name: str, data: pa.Table) -> None:
+        """Load an Arrow table into an existing table by the dialect's bulk path."""
+
+    @abstractmethod
+    def read_batches(self, sql: str, batch_rows: int) -> Iterator[pa.Table]:
+        """Stream a query's result in tables of at most `batch_rows` rows (at least one, maybe empty)."""
+
+    def read_arrow(self, sql: str) -> pa.Table:
+        return pa.concat_tables(self.read_batches(sql, 100_000))
+
+    @abstractmethod
+    def columns(self, schema: str, table: str) -> dict[str, str] | None:
+        """Column name -> declared type of a table, or None if it does not exist."""
+
+    @abstractmethod
+    def relation(self, schema: str, table: str) -> str:
+        """The quoted name of `schema.table` in this dialect."""
+
+    @abstractmethod
+    def create_schema(self, schema: str) -> None: ...
+
+    @abstractmethod
+    def list_tables(self, schema: str, prefix: str) -> list[str]: ...
+
+    staging_options = ""
+
+    # --- names -------------------------------------------------------------------------------
+
+    @staticmethod
+    def quote(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    @staticmethod
+    def split(dataset: str) -> tuple[str, str]:
+        schema, _, table = dataset.rpartition(".")
+        return schema or "main", table
+
+    def target(self, dataset: str) -> str:
+        return self.relation(*self.split(dataset))
+
+    @staticmethod
+    def staging_prefix(dataset: str) -> str:
+        return re.sub(r"[^a-z0-9_]", "_", dataset.replace(".", "__")) + "__"
+
+    # --- metadata tables ---------------------------------------------------------------------
+
+    def _create_table(self, name: str, schema: pa.Schema, options: str = "", primary_key: list[str] = ()) -> None:
+        columns = [f"{self.quote(f.name)} {sql_type(f.type, self.dialect, f.name)}" for f in schema]
+        if primary_key:
+            columns.append(f"PRIMARY KEY ({', '.join(map(self.quote, primary_key))})")
+        self.execute(f"CREATE {options} TABLE IF NOT EXISTS {name} ({', '.join(columns)})".replace("  ", " "))
+
+    def ensure_metadata(self) -> None:
+        """Create the ledger and quarantine tables if missing (idempotent)."""
+        self.create_schema(META_SCHEMA)
+        self.create_schema(STAGING_SCHEMA)
+        self._create_table(self.relation(META_SCHEMA, "load_ledger"), LEDGER_SCHEMA, primary_key=["dataset", "fingerprint"])
+        self._create_table(self.relation(META_SCHEMA, "quarantine"), QUARANTINE_TABLE_SCHEMA)
+
+    def already_loaded(self, dataset: str, fingerprint: str) -> bool:
+        ledger = self.relation(META_SCHEMA, "load_ledger")
+        return bool(self.query(f"SELECT 1 FROM {ledger} WHERE dataset = ? AND fingerprint = ?", (dataset, fingerprint)))
+
+    def row_count(self, dataset: str) -> int:
+        return self.query(f"SELECT count(*) FROM {self.target(dataset)}")[0][0]
+
+    # --- staging -----------------------------------------------------------------------------
+
+    def drop_staging(self, dataset: str, keep: str | None = None) -> list[str]:
+        """Drop staging tables a killed run of `dataset` left behind (all but `keep`)."""
+        dropped = []
+        for name in self.list_tables(STAGING_SCHEMA, self.staging_prefix(dataset)):
+            if name != keep:
+                self.execute(f"DROP TABLE IF EXISTS {self.relation(STAGING_SCHEMA, name)}")
+                dropped.append(name)
+        return dropped
+
+    def create_staging(self, name: str, schema: pa.Schema) -> None:
+        self._create_table(self.relation(STAGING_SCHEMA, name), schema, self.staging_options)
+
+    def add_column(self, name: str, field: pa.Field) -> None:
+        relation = self.relation(STAGING_SCHEMA, name)
+        self.execute(
+            f"ALTER TABLE {relation} ADD COLUMN {self.quote(field.name)} {sql_type(field.type, self.dialect, field.name)}"
+        )
+
+    # --- publish -----------------------------------------------------------------------------
+
+    def _check_compatible(self, dataset: str, existing: dict[str, str], incoming: dict[str, str]) -> None:
+        problems = []
+        for column, kind in incoming.items():
+            if column not in existing:
+                problems.append(f"new column '{column}' ({kind}) is not in {dataset}")
+            elif existing[column].lower() != kind.lower():
+                problems.append(f"column '{column}' is {existing[column]} in {dataset} but the pipeline now produces {kind}")
+        problems += [f"column '{c}' of {dataset} is no longer produced" for c in existing if c not in incoming]
+        if problems:
+            raise DestinationError(
+                f"the staged data does not fit {dataset}: {'; '.join(problems)}. Nothing was published. "
+                f"Fix: add a `cast` (or `select`/`rename`) so the columns match, or publish once with `write: replace`"
+            )
+
+    def publish(
+        self,
+        dataset: str,
+        staging: str,
+        write: str,
+        primary_key: list[str],
+        ledger_row: dict,
+        quarantine_staging: str | None,
+    ) -> PublishResult:
+        """Move staged rows into the target and quarantine rows into the quarantine table, atomically."""
+        schema, table = self.split(dataset)
+        target = self.relation(schema, table)
+        staged = self.relation(STAGING_SCHEMA, staging)
+        incoming = {c: t for c, t in self.columns(STAGING_SCHEMA, staging).items() if c != SEQ}
+        columns = ", ".join(map(self.quote, incoming))
+        rows = self.query(f"SELECT count(*) FROM {staged}")[0][0]
+        self.create_schema(schema)
+        with self.transaction():
+            if write == "append" and self.already_loaded(dataset, ledger_row["fingerprint"]):
+                return PublishResult(0, self.row_count(dataset), "this input was already appended (load ledger)")
+            existing = self.columns(schema, table)
+            if write == "replace" and existing is not None and existing != incoming:
+                self.execute(f"DROP TABLE {target}")
+                existing = None
+            if existing is None:
+                definition = ", ".join(f"{self.quote(c)} {t}" for c, t in incoming.items())
+                key = f", PRIMARY KEY ({', '.join(map(self.quote, primary_key))})" if primary_key else ""
+                self.execute(f"CREATE TABLE {target} ({definition}{key})")
+            else:
+                self._check_compatible(dataset, existing, incoming)
+            if write == "replace":
+                self.execute(f"DELETE FROM {target}")
+            if write == "merge":
+                self._merge(target, staged, list(incoming), primary_key)
+            else:
+                self.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staged} ORDER BY {SEQ}")
+            self.record_load(dataset, ledger_row, quarantine_staging)
+            return PublishResult(rows, self.row_count(dataset))
+
+    def record_load(self, dataset: str, ledger_row: dict, quarantine_staging: str | None) -> None:
+        """Within the publish transaction: ledger entry (append only) and this input's quarantine rows."""
+        if ledger_row["write"] == "append":
+            entry = {k: ledger_row[k] for k in LEDGER_SCHEMA.names}
+            self.bulk_insert(self.relation(META_SCHEMA, "load_ledger"), pa.Table.from_pylist([entry], LEDGER_SCHEMA))
+        quarantine = self.relation(META_SCHEMA, "quarantine")
+        fingerprint = ledger_row["fingerprint"]
+        self.execute(f"DELETE FROM {quarantine} WHERE dataset = ? AND input_fingerprint = ?", (dataset, fingerprint))
+        if quarantine_staging:
+            staged = self.relation(STAGING_SCHEMA, quarantine_staging)
+            columns = ", ".join(map(self.quote, QUARANTINE_SCHEMA.names))
+            self.execute(
+                f"INSERT INTO {quarantine} ({columns}, input_fingerprint) SELECT {columns}, ? FROM {staged}", (fingerprint,)
+            )
+
+    def _merge(self, target: str, staged: str, columns: list[str], primary_key: list[str]) -> None:
+        """Upsert on the primary key; within one load the last row of a key wins."""
+        names = ", ".join(map(self.quote, columns))
+        keys = ", ".join(map(self.quote, primary_key))
+        updates = [c for c in columns if c not in primary_key]
+        action = (
+            "DO UPDATE SET " + ", ".join(f"{self.quote(c)} = excluded.{self.quote(c)}" for c in updates)
+            if updates
+            else "DO NOTHING"
+        )
+        self.ensure_unique_key(target, primary_key)
+        self.execute(
+            f"INSERT INTO {target} ({names}) SELECT {names} FROM "
+            f"(SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ} DESC) AS _etl_rank FROM {staged}) latest "
+            f"WHERE _etl_rank = 1 ON CONFLICT ({keys}) {action}"
+        )
+
+    @abstractmethod
+    def ensure_unique_key(self, target: str, primary_key: list[str]) -> None:
+        """Make sure the target has a unique constraint on the key, which ON CONFLICT needs."""

@@ -1,0 +1,110 @@
+"""DuckDB warehouse (the embedded default): Arrow ingestion, transactional publish.
+
+DuckDB lets one process write a database file at a time, so opening a file another process
+holds is retried with backoff for a while before failing with a clear message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy.engine import make_url
+
+from etl_platform.errors import WarehouseUnavailable
+from etl_platform.retry import with_backoff
+from etl_platform.warehouse.base import Warehouse
+
+
+def _is_lock_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+class DuckDBWarehouse(Warehouse):
+    dialect = "duckdb"
+
+    def __init__(self, url: str):
+        super().__init__(url)
+        database = make_url(url).database or ":memory:"
+        if database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        self.safe_url = url
+        try:
+            self.connection = with_backoff(lambda: duckdb.connect(database), _is_lock_conflict, attempts=8, max_seconds=10)
+        except duckdb.Error as exc:
+            raise WarehouseUnavailable(
+                f"cannot open the DuckDB warehouse {database}: {exc}; another process may hold it "
+                f"(DuckDB allows one writing process: stop it, or use PostgreSQL for parallel runs)"
+            ) from None
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        self.connection.execute(sql, params)
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        return self.connection.execute(sql, params).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.connection.begin()
+        try:
+            yield
+        except BaseException:
+            self.connection.rollback()
+            raise
+        self.connection.commit()
+
+    def bulk_insert(self, table_name: str, data: pa.Table) -> None:
+        if not len(data):
+            return
+        columns = ", ".join(map(self.quote, data.column_names))
+        self.connection.register("_etl_incoming", data)
+        try:
+            self.connection.execute(f"INSERT INTO {table_name} ({columns}) SELECT {columns} FROM _etl_incoming")
+        finally:
+            self.connection.unregister("_etl_incoming")
+
+    def read_batches(self, sql: str, batch_rows: int) -> Iterator[pa.Table]:
+        """Read on a cursor (its own connection to the same database) so staging writes can interleave."""
+        cursor = self.connection.cursor()
+        try:
+            reader = cursor.sql(sql).to_arrow_reader(batch_rows)
+            empty = True
+            for batch in reader:
+                empty = False
+                yield pa.Table.from_batches([batch])
+            if empty:
+                yield reader.schema.empty_table()
+        finally:
+            cursor.close()
+
+    def columns(self, schema: str, table: str) -> dict[str, str] | None:
+        rows = self.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            (schema, table),
+        )
+        return dict(rows) or None
+
+    def relation(self, schema: str, table: str) -> str:
+        return f"{self.quote(schema)}.{self.quote(table)}"
+
+    def create_schema(self, schema: str) -> None:
+        self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}")
+
+    def list_tables(self, schema: str, prefix: str) -> list[str]:
+        rows = self.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND starts_with(table_name, ?)",
+            (schema, prefix),
+        )
+        return [r[0] for r in rows]
+
+    def ensure_unique_key(self, target: str, primary_key: list[str]) -> None:
+        keys = ", ".join(map(self.quote, primary_key))
+        index = self.quote("uq_" + "_".join(primary_key))
+        self.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {target} ({keys})")

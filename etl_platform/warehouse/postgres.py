@@ -1,0 +1,127 @@
+"""PostgreSQL warehouse: COPY into UNLOGGED staging tables, publish in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from sqlalchemy.engine import make_url
+
+from etl_platform.errors import WarehouseUnavailable
+from etl_platform.retry import with_backoff
+from etl_platform.warehouse.base import Warehouse, rows_to_arrow
+
+_TRANSIENT = (
+    "connection refused",
+    "could not connect",
+    "timeout",
+    "timed out",
+    "the database system is starting up",
+    "too many clients",
+)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.OperationalError) and any(t in str(exc).lower() for t in _TRANSIENT)
+
+
+class PostgresWarehouse(Warehouse):
+    dialect = "postgresql"
+    staging_options = "UNLOGGED"
+
+    def __init__(self, url: str, connect_attempts: int = 4):
+        super().__init__(url)
+        parsed = make_url(url)
+        self.safe_url = parsed.render_as_string(hide_password=True)
+        self._params = {
+            "host": parsed.host or "127.0.0.1",
+            "port": parsed.port or 5432,
+            "user": parsed.username,
+            "password": parsed.password,
+            "dbname": parsed.database,
+            "connect_timeout": 10,
+            "application_name": "etl_platform",
+        }
+        self._params = {k: v for k, v in self._params.items() if v is not None}
+        try:
+            self.connection = with_backoff(
+                lambda: psycopg.connect(**self._params, autocommit=True),
+                _is_transient,
+                attempts=connect_attempts,
+            )
+        except psycopg.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[-1]
+            hint = (
+                "check the user and password in ETL_WAREHOUSE_URL"
+                if "password" in reason or "authentication" in reason or "role" in reason
+                else "is the server running and reachable? check ETL_WAREHOUSE_URL"
+            )
+            raise WarehouseUnavailable(f"cannot connect to the PostgreSQL warehouse {self.safe_url}: {reason}; {hint}") from None
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        self.connection.execute(sql.replace("?", "%s"), params or None)
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        return self.connection.execute(sql.replace("?", "%s"), params or None).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.connection.transaction():
+            yield
+
+    def bulk_insert(self, table_name: str, data: pa.Table) -> None:
+        if not len(data):
+            return
+        buffer = pa.BufferOutputStream()
+        pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
+        columns = ", ".join(map(self.quote, data.column_names))
+        with self.connection.cursor().copy(f"COPY {table_name} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(memoryview(buffer.getvalue()))
+
+    def read_batches(self, sql: str, batch_rows: int) -> Iterator[pa.Table]:
+        """A server-side cursor on a second connection, so staging writes can go on meanwhile."""
+        with psycopg.connect(**self._params) as reader, reader.cursor(name="etl_read") as cursor:
+            cursor.execute(sql)
+            names = [d.name for d in cursor.description]
+            empty = True
+            while rows := cursor.fetchmany(batch_rows):
+                empty = False
+                yield rows_to_arrow(names, rows)
+            if empty:
+                yield rows_to_arrow(names, [])
+
+    def columns(self, schema: str, table: str) -> dict[str, str] | None:
+        rows = self.query(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ? AND c.relname = ? AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            (schema, table),
+        )
+        return dict(rows) or None
+
+    def relation(self, schema: str, table: str) -> str:
+        return f"{self.quote(schema)}.{self.quote(table)}"
+
+    def create_schema(self, schema: str) -> None:
+        if not self.query("SELECT 1 FROM pg_namespace WHERE nspname = ?", (schema,)):
+            self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}")
+
+    def list_tables(self, schema: str, prefix: str) -> list[str]:
+        rows = self.query("SELECT tablename FROM pg_tables WHERE schemaname = ? AND starts_with(tablename, ?)", (schema, prefix))
+        return [r[0] for r in rows]
+
+    def ensure_unique_key(self, target: str, primary_key: list[str]) -> None:
+        keys = ", ".join(map(self.quote, primary_key))
+        has_key = self.query(
+            "SELECT 1 FROM pg_index i WHERE i.indrelid = ?::regclass AND i.indisunique AND "
+            "(SELECT array_agg(attname::text ORDER BY attname) FROM pg_attribute WHERE attrelid = i.indrelid AND attnum = ANY(i.indkey)) = ?",
+            (target, sorted(primary_key)),
+        )
+        if not has_key:
+            self.execute(f"CREATE UNIQUE INDEX ON {target} ({keys})")

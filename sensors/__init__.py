@@ -1,0 +1,5 @@
+"""Sensors and schedules that start pipeline runs."""
+
+from sensors.schedules import pipeline_schedules
+
+__all__ = ["pipeline_schedules"]
