@@ -30,3 +30,8 @@ class DestinationError(EtlError):
 
 class WarehouseUnavailable(EtlError):
     """The warehouse cannot be reached or refuses the credentials."""
+
+
+def one_line(error: BaseException) -> str:
+    """A driver's (often multi-line) error message as one line, for messages built around it."""
+    return " ".join(str(error).split())

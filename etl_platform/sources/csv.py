@@ -37,15 +37,12 @@ class CsvFileSource:
     def fingerprint(self) -> str:
         return fingerprint_files(self.files)
 
-    def _options(self, column_names: list[str] | None, bad: list[BadLine], name: str):
-        spec = self.spec
+    def _options(self, column_names: list[str] | None, bad: list[BadLine], name: str, strict: bool):
+        """Reader options; a malformed line is recorded, then skipped (quarantine) or ends the read (strict)."""
 
         def on_invalid(row: pacsv.InvalidRow) -> str:
-            reason = f"expected {row.expected_columns} fields, found {row.actual_columns}"
-            if spec.on_bad_line == "fail":
-                return "error"
-            bad.append(BadLine(name, row.number, row.text, reason))
-            return "skip"
+            bad.append(BadLine(name, row.number, row.text, f"expected {row.expected_columns} fields, found {row.actual_columns}"))
+            return "error" if strict else "skip"
 
         read = pacsv.ReadOptions(
             use_threads=False,
@@ -65,7 +62,7 @@ class CsvFileSource:
         if not self.spec.header:
             return list(self.spec.columns or [])
         with open_binary(file.path, self.spec.compression) as stream:
-            read, parse = self._options(None, [], file.name)
+            read, parse = self._options(None, [], file.name, strict=False)
             try:
                 names = pacsv.open_csv(stream, read_options=read, parse_options=parse).schema.names
             except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
@@ -90,7 +87,7 @@ class CsvFileSource:
         names = self._header(file)
         first_data_line = 2 if self.spec.header else 1
         bad: list[BadLine] = []
-        read, parse = self._options(names, bad, file.name)
+        read, parse = self._options(names, bad, file.name, strict=self.spec.on_bad_line == "fail")
         convert = pacsv.ConvertOptions(
             column_types={n: pa.string() for n in names},
             null_values=self.spec.null_values,
@@ -108,7 +105,7 @@ class CsvFileSource:
                         new_bad, reported = bad[reported:], len(bad)
                         yield SourceChunk(with_provenance(pa.Table.from_batches([part]), file.name, lines), bad_lines=new_bad)
             except pa.ArrowInvalid as exc:
-                raise SourceError(self._explain(file, exc)) from None
+                raise SourceError(self._explain(file, exc, bad)) from None
         empty = pa.table({n: pa.array([], pa.string()) for n in names})
         yield SourceChunk(with_provenance(empty, file.name, pa.array([], pa.int64())), file.size, bad[reported:])
 
@@ -121,12 +118,13 @@ class CsvFileSource:
             lines[lines >= bad_line] += 1
         return pa.array(lines)
 
-    def _explain(self, file: LandingFile, exc: Exception) -> str:
+    def _explain(self, file: LandingFile, exc: Exception, bad: list[BadLine]) -> str:
         text = str(exc)
-        if "Expected" in text and "columns" in text:
+        if self.spec.on_bad_line == "fail" and bad:
+            line = bad[-1]
             return (
-                f"{file.name}: malformed line: {text.strip()}; fix the line, or set `source.on_bad_line: quarantine` "
-                f"to keep it in quarantine and load the rest"
+                f"{file.name}:{line.line}: malformed line: {line.reason}: {line.text!r}; fix the line, "
+                f"or set `source.on_bad_line: quarantine` to keep it in quarantine and load the rest"
             )
         if "UTF8" in text or "utf-8" in text.lower():
             return f"{file.name}: text is not valid {self.spec.encoding}: {text}; set `source.encoding` (e.g. latin-1)"

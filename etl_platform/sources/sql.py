@@ -16,7 +16,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from etl_platform.errors import SourceError
+from etl_platform.errors import SourceError, one_line
 from etl_platform.sources.base import ContentHash, SourceChunk, with_provenance
 from etl_platform.spec.models import SqlSource
 from etl_platform.warehouse.base import Warehouse, rows_to_arrow
@@ -85,6 +85,6 @@ class SqlQuerySource:
                 if empty:
                     yield rows_to_arrow(names, [])
         except sa.exc.OperationalError as exc:
-            raise SourceError(f"{self.label}: cannot read: {exc.orig}; check the url and that the database is up") from None
+            raise SourceError(f"{self.label}: cannot read: {one_line(exc.orig)}; check the url and that the database is up") from None
         finally:
             engine.dispose()

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from sqlalchemy.engine import make_url
 
-from etl_platform.errors import WarehouseUnavailable
+from etl_platform.errors import WarehouseUnavailable, one_line
 from etl_platform.retry import with_backoff
 from etl_platform.warehouse.base import Warehouse, rows_to_arrow
 
@@ -53,7 +53,7 @@ class PostgresWarehouse(Warehouse):
                 attempts=connect_attempts,
             )
         except psycopg.OperationalError as exc:
-            reason = str(exc).strip().splitlines()[-1]
+            reason = one_line(exc)
             hint = (
                 "check the user and password in ETL_WAREHOUSE_URL"
                 if "password" in reason or "authentication" in reason or "role" in reason
@@ -120,7 +120,8 @@ class PostgresWarehouse(Warehouse):
         keys = ", ".join(map(self.quote, primary_key))
         has_key = self.query(
             "SELECT 1 FROM pg_index i WHERE i.indrelid = ?::regclass AND i.indisunique AND "
-            "(SELECT array_agg(attname::text ORDER BY attname) FROM pg_attribute WHERE attrelid = i.indrelid AND attnum = ANY(i.indkey)) = ?",
+            "(SELECT array_agg(attname::text ORDER BY attname) FROM pg_attribute "
+            "WHERE attrelid = i.indrelid AND attnum = ANY(i.indkey)) = ?",
             (target, sorted(primary_key)),
         )
         if not has_key:

@@ -1,0 +1,41 @@
+# Every target sets itself up: on a fresh machine `make demo` and `make test` are all you need.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint format services ui bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## Create .venv and install the platform with its dev tools
+
+demo: setup  ## Write the demo data and materialize every demo pipeline on the embedded default
+	$(BIN)/etl demo
+
+test: setup services  ## Run the whole test suite against the machine's real services
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+services:  ## Start PostgreSQL, MariaDB, Redis, RabbitMQ and NATS if one is down
+	bash .ci/services.sh
+
+ui: setup  ## Open the Dagster UI on the embedded instance
+	$(BIN)/etl ui
+
+bench: setup services  ## Load benchmark: raw COPY and hand-written merge vs the platform
+	$(BIN)/python benchmarks/bench_load.py
+
+clean:
+	rm -rf data .dagster_home benchmarks/out

@@ -1,0 +1,90 @@
+"""Shared fixtures: real warehouses (a fresh PostgreSQL database per test, DuckDB and SQLite files),
+a landing folder, and helpers to build pipelines and read what they published."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from etl_platform.engine.runner import Environment
+from etl_platform.sources import LocalLandingZone
+from etl_platform.spec import PipelineSpec, spec_from_document
+from etl_platform.warehouse import open_warehouse
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+os.environ.setdefault("ETL_PII_SALT", "test-salt")
+
+
+@pytest.fixture
+def postgresql_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped after the test."""
+    name = f"etl_t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def duckdb_url(tmp_path: Path) -> str:
+    return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def warehouse_url(request: pytest.FixtureRequest) -> str:
+    """Each test using it runs on DuckDB (the embedded default) and on the real PostgreSQL."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture(params=["duckdb", "postgresql", "sqlite"])
+def any_warehouse_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    path = tmp_path / "landing"
+    path.mkdir()
+    return path
+
+
+def environment_for(url: str, landing: Path) -> Environment:
+    return Environment(url, LocalLandingZone(landing), landing.parent / "lake")
+
+
+def pipeline(**fields) -> PipelineSpec:
+    """A validated spec; defaults make a CSV-to-table append of `input.csv`."""
+    document = {
+        "id": "test_pipeline",
+        "source": {"type": "csv", "path": "input.csv"},
+        "destination": {"dataset": "analytics.target", "write": "append"},
+        **fields,
+    }
+    return spec_from_document(document)
+
+
+def rows(url: str, sql: str) -> list[dict]:
+    """Query the warehouse and return rows as dicts."""
+    warehouse = open_warehouse(url)
+    try:
+        return warehouse.read_arrow(sql).to_pylist()
+    finally:
+        warehouse.close()
+
+
+def write_csv(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

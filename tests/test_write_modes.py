@@ -1,0 +1,105 @@
+"""Append, replace and merge on DuckDB, PostgreSQL and SQLite; file destinations; idempotence."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from etl_platform.engine.runner import run_pipeline
+from tests.conftest import environment_for, pipeline, rows, write_csv
+
+CASTS = [{"cast": {"id": "int", "amount": "float"}}]
+
+
+def orders(write: str, **destination) -> dict:
+    return {"dataset": "analytics.orders", "write": write, **destination}
+
+
+def test_append_never_loads_the_same_input_twice(any_warehouse_url: str, landing: Path) -> None:
+    environment = environment_for(any_warehouse_url, landing)
+    spec = pipeline(source={"type": "csv", "path": "day*.csv"}, transforms=CASTS, destination=orders("append"))
+    write_csv(landing, "day1.csv", "id,amount\n1,10\n2,20\n")
+    first = run_pipeline(spec, environment)
+    again = run_pipeline(spec, environment)
+    assert (first.rows_published, first.target_rows) == (2, 2)
+    assert again.skipped_reason == "this input was already appended (load ledger)"
+    assert again.target_rows == 2
+    write_csv(landing, "day2.csv", "id,amount\n3,30\n")
+    third = run_pipeline(spec, environment)
+    # The glob now matches both files: a new input, appended as a whole.
+    assert third.target_rows == 5
+    assert rows(any_warehouse_url, "SELECT count(*) AS n FROM _etl.load_ledger")[0]["n"] == 2
+
+
+def test_replace_swaps_content_and_schema(any_warehouse_url: str, landing: Path) -> None:
+    environment = environment_for(any_warehouse_url, landing)
+    write_csv(landing, "input.csv", "id,amount\n1,10\n2,20\n")
+    run_pipeline(pipeline(transforms=CASTS, destination=orders("replace")), environment)
+    write_csv(landing, "input.csv", "id,amount,note\n3,30,new\n")
+    report = run_pipeline(pipeline(transforms=CASTS, destination=orders("replace")), environment)
+    assert report.target_rows == 1
+    assert rows(any_warehouse_url, "SELECT id, amount, note FROM analytics.orders") == [{"id": 3, "amount": 30.0, "note": "new"}]
+
+
+def test_merge_upserts_and_is_idempotent(any_warehouse_url: str, landing: Path) -> None:
+    environment = environment_for(any_warehouse_url, landing)
+    spec = pipeline(transforms=CASTS, destination=orders("merge", primary_key=["id"]))
+    write_csv(landing, "input.csv", "id,amount\n1,10\n2,20\n2,21\n")
+    run_pipeline(spec, environment)
+    first = rows(any_warehouse_url, "SELECT id, amount FROM analytics.orders ORDER BY id")
+    run_pipeline(spec, environment)
+    assert rows(any_warehouse_url, "SELECT id, amount FROM analytics.orders ORDER BY id") == first
+    # Within one load the last row of a key wins.
+    assert first == [{"id": 1, "amount": 10.0}, {"id": 2, "amount": 21.0}]
+    write_csv(landing, "input.csv", "id,amount\n2,99\n3,30\n")
+    run_pipeline(spec, environment)
+    assert rows(any_warehouse_url, "SELECT id, amount FROM analytics.orders ORDER BY id") == [
+        {"id": 1, "amount": 10.0},
+        {"id": 2, "amount": 99.0},
+        {"id": 3, "amount": 30.0},
+    ]
+
+
+def test_merge_quarantines_rows_without_a_key(warehouse_url: str, landing: Path) -> None:
+    write_csv(landing, "input.csv", "id,amount\n1,10\n,20\n")
+    spec = pipeline(transforms=CASTS, destination=orders("merge", primary_key=["id"]))
+    report = run_pipeline(spec, environment_for(warehouse_url, landing))
+    assert (report.rows_published, report.rows_quarantined) == (1, 1)
+    (row,) = rows(warehouse_url, "SELECT rule, column_name, source_line, reason FROM _etl.quarantine")
+    assert row["rule"] == "primary_key_not_null" and row["column_name"] == "id" and row["source_line"] == 3
+
+
+def test_rerun_replaces_rather_than_duplicates_quarantine(duckdb_url: str, landing: Path) -> None:
+    write_csv(landing, "input.csv", "id,amount\n1,abc\n2,20\n")
+    spec = pipeline(transforms=CASTS, destination=orders("replace"))
+    run_pipeline(spec, environment_for(duckdb_url, landing))
+    run_pipeline(spec, environment_for(duckdb_url, landing))
+    assert rows(duckdb_url, "SELECT count(*) AS n FROM _etl.quarantine")[0]["n"] == 1
+
+
+def test_file_destinations_parquet_partitioned_csv_gzip_and_jsonl(duckdb_url: str, landing: Path) -> None:
+    environment = environment_for(duckdb_url, landing)
+    lake = environment.lake_dir
+    write_csv(landing, "input.csv", "id,amount,dt\n1,10,2024-01-01\n2,20,2024-01-02\n3,30,2024-01-02\n")
+    parquet = {"dataset": "lake.orders", "format": "parquet", "partition_by": ["dt"], "write": "replace"}
+    run_pipeline(pipeline(transforms=CASTS, destination=parquet), environment)
+    assert sorted(p.name for p in (lake / "lake/orders").iterdir()) == ["dt=2024-01-01", "dt=2024-01-02"]
+    assert pq.read_table(lake / "lake/orders").num_rows == 3
+
+    csv_gz = {"dataset": "exports.orders", "format": "csv", "compression": "gzip", "path": "exports/orders", "write": "replace"}
+    run_pipeline(pipeline(transforms=CASTS, destination=csv_gz), environment)
+    (part,) = (lake / "exports/orders").iterdir()
+    assert part.name == "part-0.csv.gz"
+    assert gzip.decompress(part.read_bytes()).decode().splitlines()[0] == '"id","amount","dt"'
+
+    jsonl = {"dataset": "exports.feed", "format": "jsonl", "write": "append"}
+    spec = pipeline(transforms=CASTS, destination=jsonl)
+    run_pipeline(spec, environment)
+    run_pipeline(spec, environment)  # same input: the same part file, no duplicate rows
+    parts = list((lake / "exports/feed").iterdir())
+    assert len(parts) == 1
+    assert [json.loads(line)["id"] for line in parts[0].read_text().splitlines()] == [1, 2, 3]
+    assert not list(lake.glob("**/.*staging*"))
