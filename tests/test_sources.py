@@ -65,7 +65,9 @@ def test_compressed_csv(duckdb_url: str, landing: Path, suffix: str) -> None:
 def test_glob_reads_files_in_order_with_provenance(duckdb_url: str, landing: Path) -> None:
     write_csv(landing, "day/2024-01-02.csv", "id\n3\n")
     write_csv(landing, "day/2024-01-01.csv", "id\n1\n2\n")
-    source = CsvFileSource(pipeline(source={"type": "csv", "path": "day/*.csv"}).source, LocalLandingZone(landing).resolve("day/*.csv"))
+    source = CsvFileSource(
+        pipeline(source={"type": "csv", "path": "day/*.csv"}).source, LocalLandingZone(landing).resolve("day/*.csv")
+    )
     tables = [c.table for c in source.read(1000) if len(c.table)]
     assert [t["id"].to_pylist() for t in tables] == [["1", "2"], ["3"]]
     assert tables[0]["_etl_source_line"].to_pylist() == [2, 3]
@@ -103,10 +105,15 @@ def test_json_lines_bad_line_is_quarantined_with_its_line(duckdb_url: str, landi
 
 def test_parquet_keeps_its_types(duckdb_url: str, landing: Path) -> None:
     pq.write_table(pa.table({"id": pa.array([1, 2], pa.int32()), "price": [1.5, 2.5]}), landing / "p.parquet")
-    assert load(duckdb_url, landing, {"type": "parquet", "path": "*.parquet"}) == [{"id": 1, "price": 1.5}, {"id": 2, "price": 2.5}]
+    assert load(duckdb_url, landing, {"type": "parquet", "path": "*.parquet"}) == [
+        {"id": 1, "price": 1.5},
+        {"id": 2, "price": 2.5},
+    ]
 
 
-def test_sql_source_from_postgres_url_in_env(postgresql_url: str, duckdb_url: str, landing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sql_source_from_postgres_url_in_env(
+    postgresql_url: str, duckdb_url: str, landing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import psycopg
 
     with psycopg.connect(postgresql_url.replace("postgresql://", "postgresql://", 1), autocommit=True) as connection:
@@ -126,11 +133,13 @@ def test_sql_source_from_sqlite_and_duckdb_files(duckdb_url: str, landing: Path,
     assert load(duckdb_url, landing, source) == [{"id": 2, "v": "b"}]
     with duckdb.connect(str(tmp_path / "src.duckdb")) as connection:
         connection.execute("CREATE TABLE t AS SELECT 7 AS id, 'x' AS v")
-    assert load(duckdb_url, landing, {"type": "sql", "url": f"duckdb:///{tmp_path / 'src.duckdb'}", "table": "t"}) == [{"id": 7, "v": "x"}]
+    assert load(duckdb_url, landing, {"type": "sql", "url": f"duckdb:///{tmp_path / 'src.duckdb'}", "table": "t"}) == [
+        {"id": 7, "v": "x"}
+    ]
 
 
 def test_missing_files_and_unreachable_database_are_clear(duckdb_url: str, landing: Path) -> None:
     with pytest.raises(SourceError, match=r"no input files match 'nothing/\*.csv' under .*ETL_LANDING_DIR"):
         load(duckdb_url, landing, {"type": "csv", "path": "nothing/*.csv"})
-    with pytest.raises(SourceError, match="cannot read: .*check the url and that the database is up"):
+    with pytest.raises(SourceError, match=r"cannot read: .*check the url and that the database is up"):
         load(duckdb_url, landing, {"type": "sql", "url": "postgresql://postgres@127.0.0.1:1/none", "table": "t"})

@@ -113,7 +113,11 @@ def test_file_destination_rejects_merge_and_unknown_compression() -> None:
 def test_plain_password_in_sql_url_is_refused() -> None:
     with pytest.raises(ValueError, match=r"\$\{MY_DB_URL\}"):
         PipelineSpec.model_validate(
-            {"id": "x", "source": {"type": "sql", "url": "postgresql://u:secret@h/db", "table": "t"}, "destination": {"dataset": "a.b"}}
+            {
+                "id": "x",
+                "source": {"type": "sql", "url": "postgresql://u:secret@h/db", "table": "t"},
+                "destination": {"dataset": "a.b"},
+            }
         )
 
 

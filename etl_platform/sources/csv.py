@@ -39,6 +39,7 @@ class CsvFileSource:
 
     def _options(self, column_names: list[str] | None, bad: list[BadLine], name: str, strict: bool):
         """Reader options; a malformed line is recorded, then skipped (quarantine) or ends the read (strict)."""
+        spec = self.spec
 
         def on_invalid(row: pacsv.InvalidRow) -> str:
             bad.append(BadLine(name, row.number, row.text, f"expected {row.expected_columns} fields, found {row.actual_columns}"))

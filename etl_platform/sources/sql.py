@@ -85,6 +85,8 @@ class SqlQuerySource:
                 if empty:
                     yield rows_to_arrow(names, [])
         except sa.exc.OperationalError as exc:
-            raise SourceError(f"{self.label}: cannot read: {one_line(exc.orig)}; check the url and that the database is up") from None
+            raise SourceError(
+                f"{self.label}: cannot read: {one_line(exc.orig)}; check the url and that the database is up"
+            ) from None
         finally:
             engine.dispose()
