@@ -71,7 +71,7 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
     ) -> MaterializeResult:
         environment = Environment(warehouse.url, landing_zone.zone(), warehouse.lake_path)
         try:
-            report = run_pipeline(spec, environment, run_id=context.run_id, progress=_progress_logger(context))
+            report = run_pipeline(spec, environment, run_id=context.run.run_id, progress=_progress_logger(context))
         except WarehouseUnavailable:
             raise  # transient until proven otherwise: the retry policy tries again
         except EtlError as exc:

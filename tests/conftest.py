@@ -88,3 +88,29 @@ def write_csv(folder: Path, name: str, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A project folder with the demo pipelines and data; its settings are exported as env vars."""
+    import shutil
+
+    from etl_platform.cli.common import ensure_dagster_home
+    from etl_platform.demo import write_demo_data
+
+    pipelines = tmp_path / "pipelines"
+    shutil.copytree(REPO / "assets" / "pipelines", pipelines)
+    write_demo_data(tmp_path / "data" / "landing")
+    env = {
+        "ETL_PIPELINES_DIR": str(pipelines),
+        "ETL_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "ETL_WAREHOUSE_URL": f"duckdb:///{tmp_path / 'data' / 'warehouse.duckdb'}",
+    }
+    ensure_dagster_home(tmp_path / "dagster_home")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env

@@ -116,7 +116,7 @@ def test_sql_source_from_postgres_url_in_env(
 ) -> None:
     import psycopg
 
-    with psycopg.connect(postgresql_url.replace("postgresql://", "postgresql://", 1), autocommit=True) as connection:
+    with psycopg.connect(postgresql_url, autocommit=True) as connection:
         connection.execute("CREATE TABLE people (id int primary key, name text, born date)")
         connection.execute("INSERT INTO people VALUES (1, 'Anna', '1990-01-02'), (2, 'Ben', NULL)")
     monkeypatch.setenv("SOURCE_DB_URL", postgresql_url)

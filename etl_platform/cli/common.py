@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -16,13 +17,29 @@ from etl_platform.spec import PipelineRegistry
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+EMBEDDED_INSTANCE = """\
+# Embedded Dagster instance (written by `etl`): SQLite storage in this folder. Runs launched with
+# `dagster job launch` or from the UI start at once; production queues them (see ../dagster.yaml).
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: DefaultRunCoordinator
+telemetry:
+  enabled: false
+"""
+
+
+def ensure_dagster_home(home: Path) -> None:
+    """Create the embedded instance folder, with its dagster.yaml, unless one exists already."""
+    home.mkdir(parents=True, exist_ok=True)
+    instance_file = home / "dagster.yaml"
+    if not instance_file.exists():
+        instance_file.write_text(EMBEDDED_INSTANCE)
+
+
 def settings() -> Settings:
     """Settings from the environment; DAGSTER_HOME is exported so Dagster (and its subprocesses) agree."""
     resolved = Settings.from_env()
-    resolved.dagster_home.mkdir(parents=True, exist_ok=True)
-    instance_file = resolved.dagster_home / "dagster.yaml"
-    if not instance_file.exists():
-        instance_file.write_text("# Embedded instance: SQLite storage in this folder.\ntelemetry:\n  enabled: false\n")
+    ensure_dagster_home(resolved.dagster_home)
     os.environ["DAGSTER_HOME"] = str(resolved.dagster_home)
     return resolved
 

@@ -12,7 +12,7 @@ from etl_platform.cli.progress import PipelineStatus, RunFollower, follow, summa
 from etl_platform.spec import PipelineSpec
 
 # The terminal shows progress bars and a summary; Dagster's own step log stays in the instance (and the UI).
-QUIET_CONSOLE = {"console": {"config": {"log_level": "WARNING"}}}
+QUIET_CONSOLE = {"console": {"config": {"log_level": "CRITICAL"}}}
 
 
 def pipeline_job(job: str):

@@ -1,0 +1,114 @@
+"""The `etl` command as a user runs it: a real process, real exit codes, runs in the Dagster instance."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import duckdb
+import psycopg
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus
+
+from tests.conftest import REPO
+
+ETL = str(Path(sys.executable).parent / "etl")
+
+
+def etl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([ETL, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_list_validate_and_plan(project: dict) -> None:
+    listing = etl("list")
+    assert listing.returncode == 0 and "daily_report" in listing.stdout and "0 6 * * * Europe/Berlin" in listing.stdout
+    assert etl("validate").returncode == 0
+    assert json.loads(etl("plan", "--json").stdout) == [["customers", "products"], ["orders"], ["daily_report"]]
+
+
+def test_validate_reports_the_broken_file_with_exit_code_1(project: dict, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("id: broken\nsource: {type: csv, path: x.csv}\ndestination: {dataset: a.b, write: upsert}\n")
+    result = etl("validate", str(broken))
+    assert result.returncode == 1
+    assert "broken.yaml:3: destination.write: Input should be 'append', 'replace' or 'merge'" in result.stderr
+
+
+def test_dry_run_shows_each_stage_and_writes_nothing(project: dict) -> None:
+    result = etl("run", "customers", "--dry-run", "--sample", "50")
+    assert result.returncode == 0, result.stderr
+    for stage in ("source (csv): 50 rows", "transforms[1].cast: 50 rows", "transforms[3].mask: 50 rows"):
+        assert stage in result.stdout
+    assert "email_domain" in result.stdout
+    warehouse = Path(project["ETL_DATA_DIR"], "warehouse.duckdb")
+    if warehouse.exists():
+        with duckdb.connect(str(warehouse), read_only=True) as connection:
+            assert connection.execute("SELECT count(*) FROM information_schema.tables").fetchone() == (0,)
+
+
+def test_run_goes_through_dagster_and_sets_exit_codes(project: dict) -> None:
+    result = etl("run", "customers", "products")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "customers" in result.stdout and "Pipeline summary" in result.stdout
+    runs = DagsterInstance.from_config(project["DAGSTER_HOME"]).get_runs()
+    assert [r.status for r in runs] == [DagsterRunStatus.SUCCESS]
+    assert runs[0].tags["etl/trigger"] == "cli"
+
+    assert etl("run", "nosuch").returncode == 2
+    orders_file = Path(project["ETL_PIPELINES_DIR"]) / "orders.yaml"
+    orders_file.write_text(orders_file.read_text().replace("on: product_id", "on: product_key"))
+    failed = etl("run", "orders")
+    assert failed.returncode == 1
+    assert "orders failed:" in failed.stdout and "has no column(s)" in failed.stdout and "product_key" in failed.stdout
+    assert "Traceback" not in failed.stdout + failed.stderr
+
+
+@pytest.fixture
+def dagster_pg_database() -> str:
+    name = f"dagster_t_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield name
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_instance_on_postgres_storage(project: dict, tmp_path: Path, dagster_pg_database: str) -> None:
+    home = tmp_path / "prod_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = {"DAGSTER_HOME": str(home), "DAGSTER_PG_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{dagster_pg_database}"}
+    result = etl("run", "products", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={dagster_pg_database}") as connection:
+        statuses = connection.execute("SELECT status FROM runs").fetchall()
+        events = connection.execute(
+            "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
+        ).fetchone()
+    assert statuses == [("SUCCESS",)] and events[0] == 1
+
+
+def test_dagster_job_launch_from_the_repo_root(project: dict) -> None:
+    dagster = str(Path(sys.executable).parent / "dagster")
+    launched = subprocess.run(
+        [dagster, "job", "launch", "-w", "workspace.yaml", "-j", "products_job"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert launched.returncode == 0, launched.stderr
+    instance = DagsterInstance.from_config(project["DAGSTER_HOME"])
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        runs = instance.get_runs()
+        if runs and runs[0].is_finished:
+            break
+        time.sleep(0.5)
+    assert [r.status for r in instance.get_runs()] == [DagsterRunStatus.SUCCESS]

@@ -1,0 +1,121 @@
+"""A load killed with SIGKILL at any point leaves the target as it was; rerunning publishes once.
+
+The loader runs in a child process against the real PostgreSQL. It is killed (1) while chunks
+stream into staging, and (2) inside the publish transaction, held there by a lock this test takes
+on the quarantine table so the kill lands after the target insert but before COMMIT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+from etl_platform.engine.runner import run_pipeline
+from tests.conftest import environment_for, pipeline, rows, write_csv
+
+ROWS = 300_000
+
+
+def spec_document(path: str) -> dict:
+    return {
+        "id": "crash",
+        "source": {"type": "csv", "path": path},
+        "transforms": [{"cast": {"id": "int", "amount": "float"}}],
+        "destination": {"dataset": "analytics.target", "write": "append"},
+        "execution": {"chunk_rows": 10_000},
+    }
+
+
+CHILD = """
+import json, sys
+from pathlib import Path
+from etl_platform.engine.runner import Environment, run_pipeline
+from etl_platform.sources import LocalLandingZone
+from etl_platform.spec import spec_from_document
+url, landing, document = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
+run_pipeline(spec_from_document(document), Environment(url, LocalLandingZone(landing), landing.parent / "lake"))
+"""
+
+
+def start_loader(url: str, landing: Path) -> subprocess.Popen:
+    document = json.dumps(spec_document("big.csv"))
+    return subprocess.Popen([sys.executable, "-c", CHILD, url, str(landing), document], cwd=Path(__file__).parents[1])
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, "the loader finished before it could be killed"
+        assert time.monotonic() < deadline, "timed out waiting for the loader"
+        time.sleep(0.05)
+
+
+def prepare(url: str, landing: Path) -> int:
+    write_csv(landing, "small.csv", "id,amount\n1,1\n2,2\n3,3\n")
+    run_pipeline(pipeline(**spec_document("small.csv")), environment_for(url, landing))
+    write_csv(landing, "big.csv", "id,amount\n" + "".join(f"{i},{i % 1000}.5\n" for i in range(10, 10 + ROWS)))
+    return rows(url, "SELECT count(*) AS n FROM analytics.target")[0]["n"]
+
+
+def count(url: str) -> int:
+    return rows(url, "SELECT count(*) AS n FROM analytics.target")[0]["n"]
+
+
+def assert_recovers(url: str, landing: Path, before: int) -> None:
+    assert count(url) == before
+    assert rows(url, "SELECT count(*) AS n FROM _etl.load_ledger")[0]["n"] == 1
+    report = run_pipeline(pipeline(**spec_document("big.csv")), environment_for(url, landing))
+    assert report.rows_published == ROWS
+    assert count(url) == before + ROWS
+    again = run_pipeline(pipeline(**spec_document("big.csv")), environment_for(url, landing))
+    assert again.skipped_reason and count(url) == before + ROWS
+    assert rows(url, "SELECT count(*) AS n FROM pg_tables WHERE schemaname = '_etl_staging'")[0]["n"] == 0
+
+
+def test_kill_while_staging(postgresql_url: str, landing: Path) -> None:
+    before = prepare(postgresql_url, landing)
+    loader = start_loader(postgresql_url, landing)
+
+    def staging_has_rows() -> bool:
+        with psycopg.connect(postgresql_url, autocommit=True) as c:
+            tables = c.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = '_etl_staging' AND tablename NOT LIKE '%_q'"
+            ).fetchall()
+            return any(c.execute(f'SELECT count(*) > 0 FROM _etl_staging."{t[0]}"').fetchone()[0] for t in tables)
+
+    wait_for(staging_has_rows, loader)
+    os.kill(loader.pid, signal.SIGKILL)
+    loader.wait()
+    assert_recovers(postgresql_url, landing, before)
+
+
+def test_kill_inside_the_publish_transaction(postgresql_url: str, landing: Path) -> None:
+    before = prepare(postgresql_url, landing)
+    with psycopg.connect(postgresql_url) as blocker:
+        blocker.execute("LOCK TABLE _etl.quarantine IN ACCESS EXCLUSIVE MODE")
+        loader = start_loader(postgresql_url, landing)
+
+        def publish_is_waiting() -> bool:
+            with psycopg.connect(postgresql_url, autocommit=True) as c:
+                waiting = c.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'etl_platform' "
+                    "AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM%quarantine%'"
+                ).fetchone()[0]
+                return waiting > 0
+
+        wait_for(publish_is_waiting, loader)
+        os.kill(loader.pid, signal.SIGKILL)
+        loader.wait()
+        blocker.rollback()
+    # PostgreSQL notices the dead connection and rolls its transaction back.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and count(postgresql_url) != before:
+        time.sleep(0.1)
+    assert_recovers(postgresql_url, landing, before)
