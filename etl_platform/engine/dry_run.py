@@ -35,12 +35,14 @@ def dry_run(spec: PipelineSpec, environment: Environment, sample_rows: int = 1_0
             return [StageView("source (no rows)", pa.table({}))]
         sample = sample.slice(0, sample_rows)
         stages = [StageView(f"source ({spec.source.type})", sample)]
-        chain = TransformChain(spec.transforms, TransformContext(spec.origin, dataset_reader(warehouse, spec.origin)))
+        context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin))
+        chain = TransformChain(spec.transforms, context)
         table = sample
         for name, step in zip(chain.names, chain.steps, strict=True):
             output = step.apply(table)
             table = output.table
             stages.append(StageView(name, table, sum(len(r.rows) for r in output.rejected), output.filtered))
+        context.close()
         return stages
     finally:
         warehouse.close()

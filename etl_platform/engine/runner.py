@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +24,15 @@ from etl_platform.destinations.files import FileDestination
 from etl_platform.destinations.table import TableDestination
 from etl_platform.engine.quarantine import Quarantine
 from etl_platform.engine.report import LoadReport
+from etl_platform.engine.writer import BackgroundWriter
 from etl_platform.errors import TransformError
-from etl_platform.sources import PROVENANCE, LocalLandingZone, open_source
+from etl_platform.sources import PROVENANCE, LocalLandingZone, SourceChunk, open_source
 from etl_platform.spec.models import PipelineSpec
-from etl_platform.transforms import Rejected, TransformChain, TransformContext
+from etl_platform.transforms import ChainOutput, Rejected, TransformChain, TransformContext
 from etl_platform.warehouse import Warehouse, open_warehouse
+
+# Chunks transformed at once: DuckDB and pyarrow release the GIL, so two threads use both cores.
+TRANSFORM_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -104,27 +110,46 @@ def run_pipeline(
             if spec.destination.is_file
             else TableDestination(spec.destination, warehouse, f"{prefix}{run_tag}")
         )
-        chain = TransformChain(spec.transforms, TransformContext(spec.origin, dataset_reader(warehouse, spec.origin)))
+        context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin))
+        chain = TransformChain(spec.transforms, context)
+        writer = BackgroundWriter()
+
+        def stage(chunk: SourceChunk, output: ChainOutput) -> None:
+            """Queue a transformed chunk's rows and rejects for the warehouse, and count them."""
+            report.chunks += 1
+            report.rows_read += len(chunk.table) + len(chunk.bad_lines)
+            report.bytes_read += chunk.bytes_read
+            if chunk.bad_lines:
+                writer.submit(quarantine.add_bad_lines, chunk.bad_lines)
+            for step, rejected in output.rejected:
+                writer.submit(quarantine.add_rejected, step, rejected)
+            report.rows_filtered += output.filtered
+            table = output.table
+            if spec.destination.write == "merge":
+                table, missing_key = split_null_keys(table, spec.destination.primary_key)
+                if missing_key is not None:
+                    writer.submit(quarantine.add_rejected, "destination", missing_key)
+            writer.submit(destination.write, table.drop_columns([c for c in PROVENANCE if c in table.column_names]))
+            report.rows_published += len(table)
+            if progress:
+                progress(Progress(spec.id, report.rows_read, report.bytes_read, source.total_bytes()))
+
         try:
-            for chunk in source.read(spec.execution.chunk_rows):
-                report.chunks += 1
-                report.rows_read += len(chunk.table) + len(chunk.bad_lines)
-                report.bytes_read += chunk.bytes_read
-                if chunk.bad_lines:
-                    quarantine.add_bad_lines(chunk.bad_lines)
-                output = chain.apply(chunk.table)
-                for stage, rejected in output.rejected:
-                    quarantine.add_rejected(stage, rejected)
-                report.rows_filtered += output.filtered
-                table = output.table
-                if spec.destination.write == "merge":
-                    table, missing_key = split_null_keys(table, spec.destination.primary_key)
-                    if missing_key is not None:
-                        quarantine.add_rejected("destination", missing_key)
-                destination.write(table.drop_columns([c for c in PROVENANCE if c in table.column_names]))
-                report.rows_published += len(table)
-                if progress:
-                    progress(Progress(spec.id, report.rows_read, report.bytes_read, source.total_bytes()))
+            try:
+                # Transform chunks on TRANSFORM_THREADS threads, keeping their order for staging.
+                with ThreadPoolExecutor(TRANSFORM_THREADS, thread_name_prefix="etl-transform") as pool:
+                    in_flight: deque = deque()
+                    for chunk in source.read(spec.execution.chunk_rows):
+                        in_flight.append((chunk, pool.submit(chain.apply, chunk.table)))
+                        if len(in_flight) > TRANSFORM_THREADS:
+                            done, future = in_flight.popleft()
+                            stage(done, future.result())
+                    while in_flight:
+                        done, future = in_flight.popleft()
+                        stage(done, future.result())
+            finally:
+                writer.close()
+                context.close()
             report.rows_quarantined = quarantine.count
             report.quarantined_by_rule = dict(quarantine.by_rule)
             report.check_accounting()

@@ -26,7 +26,7 @@ from etl_platform.transforms.expressions import Derive, Filter
 from etl_platform.transforms.lookup import Lookup
 from etl_platform.transforms.mask import Mask
 
-__all__ = ["Rejected", "TransformChain", "TransformContext"]
+__all__ = ["ChainOutput", "Rejected", "TransformChain", "TransformContext"]
 
 _STEP_TYPES = {
     SelectStep: Select,

@@ -8,6 +8,7 @@ removed on purpose. No row disappears without being counted in one of the three.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -38,11 +39,31 @@ class StepOutput:
 
 @dataclass
 class TransformContext:
-    """What steps need from outside the chunk: where errors point, datasets, secrets."""
+    """What steps need from outside the chunk: where errors point, datasets, secrets.
+
+    Chunks may be transformed on several threads at once; each thread evaluates SQL on its own
+    cursor of one in-memory DuckDB database, where lookup datasets are shared tables.
+    """
 
     origin: str
     read_dataset: Callable[[str, list[str]], pa.Table]
     connection: duckdb.DuckDBPyConnection = field(default_factory=duckdb.connect)
+    _local: threading.local = field(default_factory=threading.local)
+    _cursors: list[duckdb.DuckDBPyConnection] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's connection to the shared in-memory database."""
+        if not hasattr(self._local, "cursor"):
+            self._local.cursor = self.connection.cursor()
+            with self._lock:
+                self._cursors.append(self._local.cursor)
+        return self._local.cursor
+
+    def close(self) -> None:
+        for cursor in self._cursors:
+            cursor.close()
+        self.connection.close()
 
     def secret(self, name: str) -> str:
         if not os.environ.get(name):
@@ -70,11 +91,12 @@ def require_columns(table: pa.Table, columns: list[str], where: str) -> None:
 
 def run_sql(context: TransformContext, table: pa.Table, sql: str, where: str) -> pa.Table:
     """Evaluate `sql` over the chunk registered as `chunk`; DuckDB errors become TransformErrors."""
-    context.connection.register("chunk", table)
+    cursor = context.cursor()
+    cursor.register("chunk", table)
     try:
-        return context.connection.sql(sql).to_arrow_table()
+        return cursor.sql(sql).to_arrow_table()
     except duckdb.Error as exc:
         message = str(exc).splitlines()[0]
         raise TransformError(f"{where}: {message}; available columns: {', '.join(data_columns(table))}") from None
     finally:
-        context.connection.unregister("chunk")
+        cursor.unregister("chunk")

@@ -32,7 +32,9 @@ class Lookup:
                 f"{where}: lookup keys {list(self.keys.values())} are not unique in {spec.dataset} "
                 f"({len(duplicated)} duplicated, e.g. {example}); joining would duplicate rows"
             )
-        context.connection.register(self.name, reference)
+        context.connection.register("reference", reference)
+        context.connection.execute(f"CREATE TABLE {self.name} AS SELECT * FROM reference")
+        context.connection.unregister("reference")
 
     def apply(self, table: pa.Table) -> StepOutput:
         require_columns(table, list(self.keys), self.where)

@@ -207,7 +207,6 @@ class Warehouse(ABC):
         staged = self.relation(STAGING_SCHEMA, staging)
         incoming = {c: t for c, t in self.columns(STAGING_SCHEMA, staging).items() if c != SEQ}
         columns = ", ".join(map(self.quote, incoming))
-        rows = self.query(f"SELECT count(*) FROM {staged}")[0][0]
         self.create_schema(schema)
         with self.transaction():
             if write == "append" and self.already_loaded(dataset, ledger_row["fingerprint"]):
@@ -227,9 +226,9 @@ class Warehouse(ABC):
             if write == "merge":
                 self._merge(target, staged, list(incoming), primary_key)
             else:
-                self.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staged} ORDER BY {SEQ}")
+                self.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staged}")
             self.record_load(dataset, ledger_row, quarantine_staging)
-            return PublishResult(rows, self.row_count(dataset))
+            return PublishResult(ledger_row["rows"], self.row_count(dataset))
 
     def record_load(self, dataset: str, ledger_row: dict, quarantine_staging: str | None) -> None:
         """Within the publish transaction: ledger entry (append only) and this input's quarantine rows."""
@@ -257,11 +256,15 @@ class Warehouse(ABC):
             else "DO NOTHING"
         )
         self.ensure_unique_key(target, primary_key)
+        self.prepare_for_sort()
         self.execute(
             f"INSERT INTO {target} ({names}) SELECT {names} FROM "
             f"(SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ} DESC) AS _etl_rank FROM {staged}) latest "
             f"WHERE _etl_rank = 1 ON CONFLICT ({keys}) {action}"
         )
+
+    def prepare_for_sort(self) -> None:  # noqa: B027 - optional hook; most dialects need nothing
+        """Inside the publish transaction, before the merge's dedup sort; a dialect may raise memory limits."""
 
     @abstractmethod
     def ensure_unique_key(self, target: str, primary_key: list[str]) -> None:

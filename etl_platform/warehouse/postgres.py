@@ -1,4 +1,8 @@
-"""PostgreSQL warehouse: COPY into UNLOGGED staging tables, publish in one transaction."""
+"""PostgreSQL warehouse: binary COPY into UNLOGGED staging tables, publish in one transaction.
+
+Chunks travel as PostgreSQL's binary COPY format, encoded from Arrow by pgpq: the server skips
+parsing text into numbers and timestamps, which is most of a typed COPY's cost.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from contextlib import contextmanager
 
 import psycopg
 import pyarrow as pa
-import pyarrow.csv as pacsv
+from pgpq import ArrowToPostgresBinaryEncoder
 from sqlalchemy.engine import make_url
 
 from etl_platform.errors import WarehouseUnavailable, one_line
@@ -22,6 +26,15 @@ _TRANSIENT = (
     "the database system is starting up",
     "too many clients",
 )
+
+
+def _microseconds(data: pa.Table) -> pa.Table:
+    """PostgreSQL keeps microseconds; nanosecond timestamps (from Parquet) are truncated to them."""
+    fields = [
+        pa.field(f.name, pa.timestamp("us", f.type.tz)) if pa.types.is_timestamp(f.type) and f.type.unit == "ns" else f
+        for f in data.schema
+    ]
+    return data.cast(pa.schema(fields), safe=False) if fields != list(data.schema) else data
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -78,11 +91,14 @@ class PostgresWarehouse(Warehouse):
     def bulk_insert(self, table_name: str, data: pa.Table) -> None:
         if not len(data):
             return
-        buffer = pa.BufferOutputStream()
-        pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
+        data = _microseconds(data)
+        encoder = ArrowToPostgresBinaryEncoder(data.schema)
         columns = ", ".join(map(self.quote, data.column_names))
-        with self.connection.cursor().copy(f"COPY {table_name} ({columns}) FROM STDIN (FORMAT csv)") as copy:
-            copy.write(memoryview(buffer.getvalue()))
+        with self.connection.cursor().copy(f"COPY {table_name} ({columns}) FROM STDIN (FORMAT binary)") as copy:
+            copy.write(encoder.write_header())
+            for batch in data.to_batches():
+                copy.write(encoder.write_batch(batch))
+            copy.write(encoder.finish())
 
     def read_batches(self, sql: str, batch_rows: int) -> Iterator[pa.Table]:
         """A server-side cursor on a second connection, so staging writes can go on meanwhile."""
@@ -115,6 +131,10 @@ class PostgresWarehouse(Warehouse):
     def list_tables(self, schema: str, prefix: str) -> list[str]:
         rows = self.query("SELECT tablename FROM pg_tables WHERE schemaname = ? AND starts_with(tablename, ?)", (schema, prefix))
         return [r[0] for r in rows]
+
+    def prepare_for_sort(self) -> None:
+        """Sort a load's keys in memory rather than spill to disk (the default work_mem is 4 MB)."""
+        self.execute("SET LOCAL work_mem = '256MB'")
 
     def ensure_unique_key(self, target: str, primary_key: list[str]) -> None:
         keys = ", ".join(map(self.quote, primary_key))

@@ -36,7 +36,7 @@ class SQLiteWarehouse(Warehouse):
         try:
             if self.database != ":memory:":
                 Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-            self.connection = sqlite3.connect(self.database, isolation_level=None, timeout=30)
+            self.connection = sqlite3.connect(self.database, isolation_level=None, timeout=30, check_same_thread=False)
         except (sqlite3.Error, OSError) as exc:
             raise WarehouseUnavailable(f"cannot open the SQLite warehouse {self.database}: {exc}") from None
         if self.database != ":memory:":
