@@ -3,6 +3,7 @@ a landing folder, and helpers to build pipelines and read what they published.""
 
 from __future__ import annotations
 
+import atexit
 import os
 import uuid
 from collections.abc import Iterator
@@ -116,7 +117,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return env
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """After the summary, silence stderr: DuckDB 2.0's nanobind bindings report 'leaked instances'
-    of their own type objects at interpreter exit, which would otherwise follow pytest's last line."""
+def _silence_stderr() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+
+# After pytest's summary, silence stderr: DuckDB 2.0's nanobind bindings report "leaked instances"
+# of their own type objects during interpreter shutdown, which would otherwise follow pytest's last line.
+atexit.register(_silence_stderr)
