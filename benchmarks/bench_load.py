@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -310,8 +309,20 @@ def run_child(args: argparse.Namespace) -> None:
     outcome["quarantined_by_rule"] = report.quarantined_by_rule
     outcome["skipped_reason"] = report.skipped_reason
     outcome["seconds"] = seconds
-    outcome["ru_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    outcome["vm_hwm_mb"] = peak_rss_mb()
     print(json.dumps(outcome))
+
+
+def peak_rss_mb() -> float:
+    """This process's resident-set high-water mark (VmHWM).
+
+    Not ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child would report the
+    parent's peak (the parent holds the generated table), while VmHWM belongs to the new image.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def child_command(args: argparse.Namespace, mode: str, path: Path) -> list[str]:
@@ -320,7 +331,7 @@ def child_command(args: argparse.Namespace, mode: str, path: Path) -> list[str]:
 
 
 def watch_peak_rss(process: subprocess.Popen, interval: float = 0.05) -> float:
-    """Poll the child's RSS until it exits; a cross-check of the child's own ru_maxrss."""
+    """Poll the child's RSS until it exits; a cross-check of the child's own VmHWM."""
     peak = 0
     try:
         watched = psutil.Process(process.pid)
@@ -343,7 +354,7 @@ def bench_platform(args: argparse.Namespace, mode: str, path: Path, rows: int) -
     if process.returncode != 0:
         raise RuntimeError(f"platform {mode} run failed (exit {process.returncode}):\n{stderr[-4000:]}")
     outcome = json.loads(stdout.strip().splitlines()[-1])
-    peak = max(outcome["ru_maxrss_mb"], polled_mb)
+    peak = max(outcome["vm_hwm_mb"], polled_mb)
     details = {**outcome, "polled_peak_rss_mb": polled_mb}
     return Result(f"platform {mode}", rows, outcome["seconds"], peak, count_rows(args.pg_url, DATASETS[mode]), details)
 

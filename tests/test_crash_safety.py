@@ -1,8 +1,8 @@
 """A load killed with SIGKILL at any point leaves the target as it was; rerunning publishes once.
 
-The loader runs in a child process against the real PostgreSQL. It is killed (1) while chunks
-stream into staging, and (2) inside the publish transaction, held there by a lock this test takes
-on the quarantine table so the kill lands after the target insert but before COMMIT.
+The loader (an append) runs in a child process against the real PostgreSQL. It is killed (1) while
+chunks stream into the target inside the load transaction, and (2) at publish, held there by a lock
+this test takes on the quarantine table so the kill lands after every row is in but before COMMIT.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 60) -> None:
     while not condition():
         assert process.poll() is None, "the loader finished before it could be killed"
         assert time.monotonic() < deadline, "timed out waiting for the loader"
-        time.sleep(0.05)
+        time.sleep(0.005)
 
 
 def prepare(url: str, landing: Path) -> int:
@@ -79,18 +79,21 @@ def assert_recovers(url: str, landing: Path, before: int) -> None:
     assert rows(url, "SELECT count(*) AS n FROM pg_tables WHERE schemaname = '_etl_staging'")[0]["n"] == 0
 
 
-def test_kill_while_staging(postgresql_url: str, landing: Path) -> None:
+def test_kill_while_streaming(postgresql_url: str, landing: Path) -> None:
     before = prepare(postgresql_url, landing)
     loader = start_loader(postgresql_url, landing)
 
-    def staging_has_rows() -> bool:
-        with psycopg.connect(postgresql_url, autocommit=True) as c:
-            tables = c.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = '_etl_staging' AND tablename NOT LIKE '%_q'"
-            ).fetchall()
-            return any(c.execute(f'SELECT count(*) > 0 FROM _etl_staging."{t[0]}"').fetchone()[0] for t in tables)
+    with psycopg.connect(postgresql_url, autocommit=True) as watcher:
 
-    wait_for(staging_has_rows, loader)
+        def load_transaction_is_writing() -> bool:
+            """The loader's transaction has written rows into the target (not yet committed)."""
+            query = (
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'etl_platform' "
+                "AND datname = current_database() AND backend_xid IS NOT NULL AND query LIKE 'COPY%target%'"
+            )
+            return watcher.execute(query).fetchone()[0] > 0
+
+        wait_for(load_transaction_is_writing, loader)
     os.kill(loader.pid, signal.SIGKILL)
     loader.wait()
     assert_recovers(postgresql_url, landing, before)
@@ -105,7 +108,7 @@ def test_kill_inside_the_publish_transaction(postgresql_url: str, landing: Path)
         def publish_is_waiting() -> bool:
             with psycopg.connect(postgresql_url, autocommit=True) as c:
                 waiting = c.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'etl_platform' "
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'etl_platform' AND datname = current_database() "
                     "AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM%quarantine%'"
                 ).fetchone()[0]
                 return waiting > 0

@@ -1,6 +1,8 @@
-"""Stage chunks into a warehouse table, aligning each chunk to the staged schema."""
+"""Write a run's chunks into one warehouse table, aligning every chunk to the first one's schema."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -8,39 +10,49 @@ from etl_platform.errors import DestinationError
 from etl_platform.warehouse.base import SEQ, STAGING_SCHEMA, Warehouse
 
 
-class StagingTable:
-    """A staging table in the warehouse, created from the first chunk's schema.
+class ChunkTable:
+    """Bulk-loads chunks into a table that `open` prepares from the first chunk's schema.
 
-    Later chunks may bring new columns (added as nullable) or lack some (filled with nulls);
-    a column whose type changes between chunks must be cast, and the error says so.
+    Later chunks may lack columns (filled with nulls). A chunk bringing a new column either adds
+    it (`add_column`, staging tables) or is refused (the target of an append). A column whose type
+    changes between chunks must be cast, and the error says so.
     """
 
-    def __init__(self, warehouse: Warehouse, name: str, with_sequence: bool = True):
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        relation: str,
+        open: Callable[[pa.Schema], None],
+        add_column: Callable[[pa.Field], None] | None,
+        with_sequence: bool,
+    ):
         self.warehouse = warehouse
-        self.name = name
+        self.relation = relation
+        self._open = open
+        self._add_column = add_column
         self.with_sequence = with_sequence
         self.schema: pa.Schema | None = None
-        self._rows = 0
-
-    @property
-    def relation(self) -> str:
-        return self.warehouse.relation(STAGING_SCHEMA, self.name)
+        self.rows = 0
 
     def write(self, table: pa.Table) -> None:
         if self.schema is None:
+            self._open(table.schema)
             self.schema = table.schema
-            extra = [pa.field(SEQ, pa.int64())] if self.with_sequence else []
-            self.warehouse.create_staging(self.name, pa.schema([*table.schema, *extra]))
         table = self._align(table)
         if self.with_sequence:
-            table = table.append_column(SEQ, pa.array(range(self._rows, self._rows + len(table)), pa.int64()))
+            table = table.append_column(SEQ, pa.array(range(self.rows, self.rows + len(table)), pa.int64()))
         self.warehouse.bulk_insert(self.relation, table)
-        self._rows += len(table)
+        self.rows += len(table)
 
     def _align(self, table: pa.Table) -> pa.Table:
         for field in table.schema:
             if field.name not in self.schema.names:
-                self.warehouse.add_column(self.name, field)
+                if self._add_column is None:
+                    raise DestinationError(
+                        f"column '{field.name}' first appears after the load started and is not in the target; "
+                        f"publish it once with `write: replace`, or `select` the columns to keep"
+                    )
+                self._add_column(field)
                 self.schema = self.schema.append(field)
         columns = []
         for field in self.schema:
@@ -59,5 +71,18 @@ class StagingTable:
             columns.append(column)
         return pa.table(columns, schema=self.schema)
 
-    def drop(self) -> None:
-        self.warehouse.execute(f"DROP TABLE IF EXISTS {self.relation}")
+
+def staging_table(warehouse: Warehouse, name: str, with_sequence: bool = True) -> ChunkTable:
+    """A staging table in `_etl_staging`, created on the first chunk; new columns are added to it."""
+
+    def create(schema: pa.Schema) -> None:
+        extra = [pa.field(SEQ, pa.int64())] if with_sequence else []
+        warehouse.create_staging(name, pa.schema([*schema, *extra]))
+
+    return ChunkTable(
+        warehouse,
+        warehouse.relation(STAGING_SCHEMA, name),
+        create,
+        lambda field: warehouse.add_column(name, field),
+        with_sequence,
+    )

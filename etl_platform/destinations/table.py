@@ -1,36 +1,54 @@
-"""A warehouse table destination: stage, then publish in one transaction."""
+"""A warehouse table destination.
+
+Append streams chunks straight into the target inside one load transaction (a row written once);
+replace and merge stage chunks in a staging table and publish set-wise in one transaction.
+Either way nothing is visible until the commit at publish.
+"""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-from etl_platform.destinations.staging import StagingTable
+from etl_platform.destinations.staging import ChunkTable, staging_table
 from etl_platform.spec.models import Destination as DestinationSpec
 from etl_platform.warehouse import PublishResult, Warehouse
+from etl_platform.warehouse.base import STAGING_SCHEMA
 
 
 class TableDestination:
     def __init__(self, spec: DestinationSpec, warehouse: Warehouse, staging_name: str):
         self.spec = spec
         self.warehouse = warehouse
-        self.staging = StagingTable(warehouse, staging_name)
+        self.staging_name = staging_name
+        self._in_transaction = False
+        if spec.write == "append":
+            self.chunks = ChunkTable(warehouse, warehouse.target(spec.dataset), self._begin_append, None, with_sequence=False)
+        else:
+            self.chunks = staging_table(warehouse, staging_name)
+
+    def _begin_append(self, schema: pa.Schema) -> None:
+        self.warehouse.begin_append(self.spec.dataset, schema)
+        self._in_transaction = True
 
     @property
     def schema(self) -> pa.Schema | None:
-        return self.staging.schema
+        return self.chunks.schema
 
     def write(self, table: pa.Table) -> None:
-        self.staging.write(table)
+        self.chunks.write(table)
 
     def publish(self, ledger_row: dict, quarantine_staging: str | None) -> PublishResult:
+        if self.spec.write == "append":
+            self._in_transaction = False
+            return self.warehouse.finish_append(self.spec.dataset, ledger_row, quarantine_staging)
         return self.warehouse.publish(
-            self.spec.dataset,
-            self.staging.name,
-            self.spec.write,
-            self.spec.primary_key,
-            ledger_row,
-            quarantine_staging,
+            self.spec.dataset, self.staging_name, self.spec.write, self.spec.primary_key, ledger_row, quarantine_staging
         )
 
     def discard(self) -> None:
-        self.staging.drop()
+        """Roll back an unfinished append; drop the staging table of replace and merge."""
+        if self._in_transaction:
+            self._in_transaction = False
+            self.warehouse.rollback()
+        if self.spec.write != "append":
+            self.warehouse.execute(f"DROP TABLE IF EXISTS {self.warehouse.relation(STAGING_SCHEMA, self.staging_name)}")

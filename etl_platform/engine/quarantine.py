@@ -12,7 +12,7 @@ import datetime
 import orjson
 import pyarrow as pa
 
-from etl_platform.destinations.staging import StagingTable
+from etl_platform.destinations.staging import staging_table
 from etl_platform.sources.base import PROVENANCE, SOURCE_FILE, SOURCE_LINE, BadLine
 from etl_platform.transforms import Rejected
 from etl_platform.warehouse.base import QUARANTINE_SCHEMA, Warehouse
@@ -22,14 +22,16 @@ class Quarantine:
     """Collects a run's rejected rows in a staging table; published with the run (or kept on failure)."""
 
     def __init__(self, warehouse: Warehouse, staging_name: str, pipeline: str, dataset: str, run_id: str):
-        self.staging = StagingTable(warehouse, staging_name, with_sequence=False)
+        self.warehouse = warehouse
+        self.name = staging_name
+        self.staging = staging_table(warehouse, staging_name, with_sequence=False)
         self.pipeline, self.dataset, self.run_id = pipeline, dataset, run_id
         self.count = 0
         self.by_rule: dict[str, int] = {}
 
     @property
     def staging_name(self) -> str | None:
-        return self.staging.name if self.count else None
+        return self.name if self.count else None
 
     def _stage(
         self, stage: str, rule: str, columns: list, values: list, reasons: list, files: list, lines: list, records: list
@@ -84,4 +86,4 @@ class Quarantine:
         )
 
     def discard(self) -> None:
-        self.staging.drop()
+        self.warehouse.execute(f"DROP TABLE IF EXISTS {self.staging.relation}")

@@ -86,8 +86,23 @@ class Warehouse(ABC):
     def query(self, sql: str, params: tuple = ()) -> list[tuple]: ...
 
     @abstractmethod
+    def begin(self) -> None: ...
+
+    @abstractmethod
+    def commit(self) -> None: ...
+
+    @abstractmethod
+    def rollback(self) -> None: ...
+
     @contextmanager
-    def transaction(self) -> Iterator[None]: ...
+    def transaction(self) -> Iterator[None]:
+        self.begin()
+        try:
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
 
     @abstractmethod
     def bulk_insert(self, table_name: str, data: pa.Table) -> None:
@@ -143,11 +158,15 @@ class Warehouse(ABC):
         self.execute(f"CREATE {options} TABLE IF NOT EXISTS {name} ({', '.join(columns)})".replace("  ", " "))
 
     def ensure_metadata(self) -> None:
-        """Create the ledger and quarantine tables if missing (idempotent)."""
+        """Create the platform's schemas and tables when missing; no DDL (and no lock) once they exist."""
         self.create_schema(META_SCHEMA)
         self.create_schema(STAGING_SCHEMA)
-        self._create_table(self.relation(META_SCHEMA, "load_ledger"), LEDGER_SCHEMA, primary_key=["dataset", "fingerprint"])
-        self._create_table(self.relation(META_SCHEMA, "quarantine"), QUARANTINE_TABLE_SCHEMA)
+        if self.columns(META_SCHEMA, "load_ledger") is None:
+            ledger = self.relation(META_SCHEMA, "load_ledger")
+            self._create_table(ledger, LEDGER_SCHEMA, primary_key=["dataset", "fingerprint"])
+        if self.columns(META_SCHEMA, "quarantine") is None:
+            self._create_table(self.relation(META_SCHEMA, "quarantine"), QUARANTINE_TABLE_SCHEMA)
+            self.create_index(META_SCHEMA, "quarantine", "quarantine_by_input", ["dataset", "input_fingerprint"])
 
     def already_loaded(self, dataset: str, fingerprint: str) -> bool:
         ledger = self.relation(META_SCHEMA, "load_ledger")
@@ -192,6 +211,21 @@ class Warehouse(ABC):
                 f"Fix: add a `cast` (or `select`/`rename`) so the columns match, or publish once with `write: replace`"
             )
 
+    def _ensure_target(self, dataset: str, incoming: dict[str, str], primary_key: list[str], replace: bool) -> None:
+        """Inside a transaction: create the target, or check that `incoming` columns fit it."""
+        schema, table = self.split(dataset)
+        target = self.relation(schema, table)
+        existing = self.columns(schema, table)
+        if replace and existing is not None and existing != incoming:
+            self.execute(f"DROP TABLE {target}")
+            existing = None
+        if existing is None:
+            definition = ", ".join(f"{self.quote(c)} {t}" for c, t in incoming.items())
+            key = f", PRIMARY KEY ({', '.join(map(self.quote, primary_key))})" if primary_key else ""
+            self.execute(f"CREATE TABLE {target} ({definition}{key})")
+        else:
+            self._check_compatible(dataset, existing, incoming)
+
     def publish(
         self,
         dataset: str,
@@ -201,34 +235,51 @@ class Warehouse(ABC):
         ledger_row: dict,
         quarantine_staging: str | None,
     ) -> PublishResult:
-        """Move staged rows into the target and quarantine rows into the quarantine table, atomically."""
-        schema, table = self.split(dataset)
-        target = self.relation(schema, table)
+        """Replace or merge: move staged rows into the target and quarantine rows in, atomically."""
+        target = self.target(dataset)
         staged = self.relation(STAGING_SCHEMA, staging)
         incoming = {c: t for c, t in self.columns(STAGING_SCHEMA, staging).items() if c != SEQ}
-        columns = ", ".join(map(self.quote, incoming))
-        self.create_schema(schema)
+        self.create_schema(self.split(dataset)[0])
         with self.transaction():
-            if write == "append" and self.already_loaded(dataset, ledger_row["fingerprint"]):
-                return PublishResult(0, self.row_count(dataset), "this input was already appended (load ledger)")
-            existing = self.columns(schema, table)
-            if write == "replace" and existing is not None and existing != incoming:
-                self.execute(f"DROP TABLE {target}")
-                existing = None
-            if existing is None:
-                definition = ", ".join(f"{self.quote(c)} {t}" for c, t in incoming.items())
-                key = f", PRIMARY KEY ({', '.join(map(self.quote, primary_key))})" if primary_key else ""
-                self.execute(f"CREATE TABLE {target} ({definition}{key})")
-            else:
-                self._check_compatible(dataset, existing, incoming)
-            if write == "replace":
-                self.execute(f"DELETE FROM {target}")
+            self._ensure_target(dataset, incoming, primary_key, replace=write == "replace")
             if write == "merge":
                 self._merge(target, staged, list(incoming), primary_key)
             else:
+                columns = ", ".join(map(self.quote, incoming))
+                self.execute(f"DELETE FROM {target}")
                 self.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staged}")
             self.record_load(dataset, ledger_row, quarantine_staging)
             return PublishResult(ledger_row["rows"], self.row_count(dataset))
+
+    def begin_append(self, dataset: str, schema: pa.Schema) -> None:
+        """Open the load transaction of an append and make sure the target takes `schema`.
+
+        An append streams its chunks straight into the target inside this transaction: readers
+        see nothing until finish_append commits, and a failure or a kill rolls it all back. Only
+        append can skip the staging table, because its publish adds rows and changes none.
+        """
+        self.create_schema(self.split(dataset)[0])
+        self.begin()
+        incoming = {f.name: sql_type(f.type, self.dialect, f.name) for f in schema}
+        try:
+            self._ensure_target(dataset, incoming, [], replace=False)
+        except BaseException:
+            self.rollback()
+            raise
+
+    def finish_append(self, dataset: str, ledger_row: dict, quarantine_staging: str | None) -> PublishResult:
+        """Commit the append, unless the ledger shows this input was appended already (then roll back)."""
+        if self.already_loaded(dataset, ledger_row["fingerprint"]):
+            self.rollback()
+            return PublishResult(0, self.row_count(dataset), "this input was already appended (load ledger)")
+        try:
+            self.record_load(dataset, ledger_row, quarantine_staging)
+            result = PublishResult(ledger_row["rows"], self.row_count(dataset))
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+        return result
 
     def record_load(self, dataset: str, ledger_row: dict, quarantine_staging: str | None) -> None:
         """Within the publish transaction: ledger entry (append only) and this input's quarantine rows."""
@@ -262,6 +313,11 @@ class Warehouse(ABC):
             f"(SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ} DESC) AS _etl_rank FROM {staged}) latest "
             f"WHERE _etl_rank = 1 ON CONFLICT ({keys}) {action}"
         )
+
+    def create_index(self, schema: str, table: str, name: str, columns: list[str]) -> None:
+        """Create a plain index if missing (SQLite names the index, not the table, with the schema)."""
+        names = ", ".join(map(self.quote, columns))
+        self.execute(f"CREATE INDEX IF NOT EXISTS {self.quote(name)} ON {self.relation(schema, table)} ({names})")
 
     def prepare_for_sort(self) -> None:  # noqa: B027 - optional hook; most dialects need nothing
         """Inside the publish transaction, before the merge's dedup sort; a dialect may raise memory limits."""

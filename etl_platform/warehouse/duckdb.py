@@ -7,7 +7,6 @@ holds is retried with backoff for a while before failing with a clear message.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -49,15 +48,14 @@ class DuckDBWarehouse(Warehouse):
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         return self.connection.execute(sql, params).fetchall()
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def begin(self) -> None:
         self.connection.begin()
-        try:
-            yield
-        except BaseException:
-            self.connection.rollback()
-            raise
+
+    def commit(self) -> None:
         self.connection.commit()
+
+    def rollback(self) -> None:
+        self.connection.rollback()
 
     def bulk_insert(self, table_name: str, data: pa.Table) -> None:
         if not len(data):

@@ -7,7 +7,6 @@ parsing text into numbers and timestamps, which is most of a typed COPY's cost.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import psycopg
 import pyarrow as pa
@@ -83,10 +82,14 @@ class PostgresWarehouse(Warehouse):
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         return self.connection.execute(sql.replace("?", "%s"), params or None).fetchall()
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self.connection.transaction():
-            yield
+    def begin(self) -> None:
+        self.execute("BEGIN")
+
+    def commit(self) -> None:
+        self.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.execute("ROLLBACK")
 
     def bulk_insert(self, table_name: str, data: pa.Table) -> None:
         if not len(data):

@@ -12,7 +12,6 @@ import datetime
 import decimal
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -59,15 +58,14 @@ class SQLiteWarehouse(Warehouse):
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         return self.connection.execute(sql, params).fetchall()
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def begin(self) -> None:
         self.connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.connection.execute("ROLLBACK")
-            raise
+
+    def commit(self) -> None:
         self.connection.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.connection.execute("ROLLBACK")
 
     def bulk_insert(self, table_name: str, data: pa.Table) -> None:
         if not len(data):
@@ -112,6 +110,10 @@ class SQLiteWarehouse(Warehouse):
             (len(prefix), prefix),
         )
         return [r[0] for r in rows]
+
+    def create_index(self, schema: str, table: str, name: str, columns: list[str]) -> None:
+        names = ", ".join(map(self.quote, columns))
+        self.execute(f"CREATE INDEX IF NOT EXISTS {self.quote(schema)}.{self.quote(name)} ON {self.quote(table)} ({names})")
 
     def ensure_unique_key(self, target: str, primary_key: list[str]) -> None:
         schema, table = (part.strip('"') for part in target.split(".", 1))
