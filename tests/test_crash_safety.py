@@ -108,8 +108,8 @@ def test_kill_inside_the_publish_transaction(postgresql_url: str, landing: Path)
         def publish_is_waiting() -> bool:
             with psycopg.connect(postgresql_url, autocommit=True) as c:
                 waiting = c.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'etl_platform' AND datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM%quarantine%'"
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'etl_platform' "
+                    "AND datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM%quarantine%'"
                 ).fetchone()[0]
                 return waiting > 0
 
