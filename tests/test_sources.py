@@ -29,24 +29,24 @@ def load(url: str, landing: Path, source: dict, transforms: list | None = None) 
     return rows(url, "SELECT * FROM raw.items ORDER BY 1")
 
 
-def test_csv_reads_every_column_as_text(duckdb_url: str, landing: Path) -> None:
+def test_csv_reads_every_column_as_text(warehouse_url: str, landing: Path) -> None:
     write_csv(landing, "input.csv", CSV)
-    assert load(duckdb_url, landing, {"type": "csv", "path": "input.csv"}) == [
+    assert load(warehouse_url, landing, {"type": "csv", "path": "input.csv"}) == [
         {"id": "1", "name": "Anna", "amount": "10.5"},
         {"id": "2", "name": "Ben", "amount": "20"},
     ]
 
 
-def test_csv_delimiter_quoting_and_encoding(duckdb_url: str, landing: Path) -> None:
+def test_csv_delimiter_quoting_and_encoding(warehouse_url: str, landing: Path) -> None:
     (landing / "input.csv").write_bytes("id;name\n1;'Müller; Anna'\n2;'Zoë'\n".encode("latin-1"))
     source = {"type": "csv", "path": "input.csv", "delimiter": ";", "quote_char": "'", "encoding": "latin-1"}
-    assert load(duckdb_url, landing, source) == [{"id": "1", "name": "Müller; Anna"}, {"id": "2", "name": "Zoë"}]
+    assert load(warehouse_url, landing, source) == [{"id": "1", "name": "Müller; Anna"}, {"id": "2", "name": "Zoë"}]
 
 
-def test_csv_without_header_takes_named_columns(duckdb_url: str, landing: Path) -> None:
+def test_csv_without_header_takes_named_columns(warehouse_url: str, landing: Path) -> None:
     write_csv(landing, "input.csv", "1,Anna\n2,Ben\n")
     source = {"type": "csv", "path": "input.csv", "header": False, "columns": ["id", "name"]}
-    assert load(duckdb_url, landing, source) == [{"id": "1", "name": "Anna"}, {"id": "2", "name": "Ben"}]
+    assert load(warehouse_url, landing, source) == [{"id": "1", "name": "Anna"}, {"id": "2", "name": "Ben"}]
 
 
 @pytest.mark.parametrize("suffix", ["gz", "bz2", "zip"])
@@ -82,16 +82,16 @@ def test_chunks_are_bounded_by_chunk_rows(landing: Path) -> None:
     assert max(sizes) == 1000 and sum(sizes) == 5000
 
 
-def test_json_array_and_json_lines(duckdb_url: str, landing: Path) -> None:
+def test_json_array_and_json_lines(warehouse_url: str, landing: Path) -> None:
     records = [{"id": 1, "tags": ["a"], "price": 9.5, "ok": True}, {"id": 2, "extra": "new", "price": "n/a"}]
     (landing / "items.json").write_text(json.dumps(records))
     expected = [
         {"id": "1", "tags": '["a"]', "price": "9.5", "ok": "true", "extra": None},
         {"id": "2", "tags": None, "price": "n/a", "ok": None, "extra": "new"},
     ]
-    assert load(duckdb_url, landing, {"type": "json", "path": "items.json"}) == expected
+    assert load(warehouse_url, landing, {"type": "json", "path": "items.json"}) == expected
     (landing / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    assert load(duckdb_url, landing, {"type": "jsonl", "path": "items.jsonl"}) == expected
+    assert load(warehouse_url, landing, {"type": "jsonl", "path": "items.jsonl"}) == expected
 
 
 def test_json_lines_bad_line_is_quarantined_with_its_line(duckdb_url: str, landing: Path) -> None:
@@ -103,9 +103,9 @@ def test_json_lines_bad_line_is_quarantined_with_its_line(duckdb_url: str, landi
     assert bad == {"rule": "malformed_line", "source_line": 2, "value": '{"id": '}
 
 
-def test_parquet_keeps_its_types(duckdb_url: str, landing: Path) -> None:
+def test_parquet_keeps_its_types(warehouse_url: str, landing: Path) -> None:
     pq.write_table(pa.table({"id": pa.array([1, 2], pa.int32()), "price": [1.5, 2.5]}), landing / "p.parquet")
-    assert load(duckdb_url, landing, {"type": "parquet", "path": "*.parquet"}) == [
+    assert load(warehouse_url, landing, {"type": "parquet", "path": "*.parquet"}) == [
         {"id": 1, "price": 1.5},
         {"id": 2, "price": 2.5},
     ]

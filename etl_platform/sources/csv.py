@@ -17,25 +17,16 @@ import pyarrow.csv as pacsv
 from etl_platform.errors import SourceError
 from etl_platform.sources.base import BadLine, SourceChunk, with_provenance
 from etl_platform.sources.compression import open_binary
-from etl_platform.sources.landing import LandingFile, fingerprint_files
+from etl_platform.sources.landing import FileSetSource, LandingFile
 from etl_platform.spec.models import CsvSource
 
 BLOCK_BYTES = 4 << 20
 
 
-class CsvFileSource:
+class CsvFileSource(FileSetSource):
     def __init__(self, spec: CsvSource, files: list[LandingFile]):
+        super().__init__(files)
         self.spec = spec
-        self.files = files
-
-    def describe(self) -> list[str]:
-        return [f.name for f in self.files]
-
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
-    def fingerprint(self) -> str:
-        return fingerprint_files(self.files)
 
     def _options(self, column_names: list[str] | None, bad: list[BadLine], name: str, strict: bool):
         """Reader options; a malformed line is recorded, then skipped (quarantine) or ends the read (strict)."""

@@ -18,7 +18,7 @@ import pyarrow as pa
 from etl_platform.errors import SourceError
 from etl_platform.sources.base import BadLine, SourceChunk, with_provenance
 from etl_platform.sources.compression import open_binary
-from etl_platform.sources.landing import LandingFile, fingerprint_files
+from etl_platform.sources.landing import FileSetSource, LandingFile
 from etl_platform.spec.models import JsonLinesSource, JsonSource
 
 
@@ -41,19 +41,10 @@ def records_to_table(records: list[dict[str, Any]], file: str, lines: list[int])
     return with_provenance(pa.table(columns) if columns else pa.table({}), file, pa.array(lines, pa.int64()))
 
 
-class _JsonFiles(ABC):
+class _JsonFiles(FileSetSource, ABC):
     def __init__(self, spec: JsonSource | JsonLinesSource, files: list[LandingFile]):
+        super().__init__(files)
         self.spec = spec
-        self.files = files
-
-    def describe(self) -> list[str]:
-        return [f.name for f in self.files]
-
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
-    def fingerprint(self) -> str:
-        return fingerprint_files(self.files)
 
     def read(self, chunk_rows: int) -> Iterator[SourceChunk]:
         for file in self.files:

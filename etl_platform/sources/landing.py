@@ -47,3 +47,19 @@ def fingerprint_files(files: list[LandingFile]) -> str:
             while block := handle.read(1 << 20):
                 digest.update(block)
     return digest.hexdigest()
+
+
+class FileSetSource:
+    """What every file source shares: its files, their size, and their content fingerprint."""
+
+    def __init__(self, files: list[LandingFile]):
+        self.files = files
+
+    def describe(self) -> list[str]:
+        return [f.name for f in self.files]
+
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def fingerprint(self) -> str:
+        return fingerprint_files(self.files)

@@ -9,22 +9,10 @@ import pyarrow.parquet as pq
 
 from etl_platform.errors import SourceError
 from etl_platform.sources.base import SourceChunk, with_provenance
-from etl_platform.sources.landing import LandingFile, fingerprint_files
+from etl_platform.sources.landing import FileSetSource
 
 
-class ParquetFileSource:
-    def __init__(self, files: list[LandingFile]):
-        self.files = files
-
-    def describe(self) -> list[str]:
-        return [f.name for f in self.files]
-
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
-    def fingerprint(self) -> str:
-        return fingerprint_files(self.files)
-
+class ParquetFileSource(FileSetSource):
     def read(self, chunk_rows: int) -> Iterator[SourceChunk]:
         for file in self.files:
             try:

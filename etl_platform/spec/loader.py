@@ -73,8 +73,19 @@ def _model_at(document: Any, loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return _as_model(field.annotation) if field else None
 
 
+_PATTERNS = {
+    "tags": "tag keys and values hold only letters, digits, '_', '.' and '-' (63 at most)",
+    "dataset": "a dataset is `schema.table` in lowercase letters, digits and '_'",
+}
+_IDENTIFIER = "lowercase letters, digits and '_', starting with a letter"
+
+
 def _message(error: dict[str, Any], loc: tuple[Any, ...], document: Any) -> str:
     kind = error["type"]
+    if kind == "string_pattern_mismatch":
+        loc = tuple(part for part in loc if part != "[key]")
+        rule = next((text for field, text in _PATTERNS.items() if field in loc), _IDENTIFIER)
+        return f"{_field_path(loc)}: {error['input']!r} is not allowed; {rule}"
     if kind == "extra_forbidden":
         model = _model_at(document, loc[:-1])
         hint = f"; allowed keys: {', '.join(model.model_fields)}" if model else ""

@@ -24,6 +24,9 @@ from etl_platform.types import LOGICAL_TYPES, is_logical_type
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)]
 DatasetName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$", max_length=127)]
 ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+# Dagster's rules for asset tags, checked here so a bad tag is a pipeline-file error with a line.
+TagKey = Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9_.-]{1,63}/)?[A-Za-z0-9_.-]{1,63}$")]
+TagValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{0,63}$")]
 
 
 class Strict(BaseModel):
@@ -341,7 +344,7 @@ class PipelineSpec(Strict):
     description: str = ""
     group: Identifier = "default"
     owner: str | None = Field(None, description="an email address or team:name")
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict, description="letters, digits, _ . - only")
     tenant: Identifier | None = None
     source: Source
     transforms: list[Transform] = Field(default_factory=list)

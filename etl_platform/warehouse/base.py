@@ -59,6 +59,17 @@ def rows_to_arrow(names: list[str], rows: list[tuple]) -> pa.Table:
     return pa.table({n: c.cast(pa.string()) if pa.types.is_null(c.type) else c for n, c in columns.items()})
 
 
+def cursor_batches(cursor, batch_rows: int) -> Iterator[pa.Table]:
+    """Stream an executed DB-API cursor's rows as Arrow tables (at least one, maybe empty)."""
+    names = [d[0] for d in cursor.description]
+    empty = True
+    while rows := cursor.fetchmany(batch_rows):
+        empty = False
+        yield rows_to_arrow(names, rows)
+    if empty:
+        yield rows_to_arrow(names, [])
+
+
 @dataclass(frozen=True)
 class PublishResult:
     rows_published: int

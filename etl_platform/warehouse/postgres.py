@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from etl_platform.errors import WarehouseUnavailable, one_line
 from etl_platform.retry import with_backoff
-from etl_platform.warehouse.base import Warehouse, rows_to_arrow
+from etl_platform.warehouse.base import Warehouse, cursor_batches
 
 _TRANSIENT = (
     "connection refused",
@@ -107,13 +107,7 @@ class PostgresWarehouse(Warehouse):
         """A server-side cursor on a second connection, so staging writes can go on meanwhile."""
         with psycopg.connect(**self._params) as reader, reader.cursor(name="etl_read") as cursor:
             cursor.execute(sql)
-            names = [d.name for d in cursor.description]
-            empty = True
-            while rows := cursor.fetchmany(batch_rows):
-                empty = False
-                yield rows_to_arrow(names, rows)
-            if empty:
-                yield rows_to_arrow(names, [])
+            yield from cursor_batches(cursor, batch_rows)
 
     def columns(self, schema: str, table: str) -> dict[str, str] | None:
         rows = self.query(

@@ -18,7 +18,7 @@ import pyarrow as pa
 from sqlalchemy.engine import make_url
 
 from etl_platform.errors import WarehouseUnavailable
-from etl_platform.warehouse.base import Warehouse, rows_to_arrow
+from etl_platform.warehouse.base import Warehouse, cursor_batches
 
 sqlite3.register_adapter(datetime.datetime, lambda v: v.isoformat(sep=" "))
 sqlite3.register_adapter(datetime.date, lambda v: v.isoformat())
@@ -78,13 +78,7 @@ class SQLiteWarehouse(Warehouse):
     def read_batches(self, sql: str, batch_rows: int) -> Iterator[pa.Table]:
         cursor = self.connection.cursor()
         cursor.execute(sql)
-        names = [d[0] for d in cursor.description]
-        empty = True
-        while rows := cursor.fetchmany(batch_rows):
-            empty = False
-            yield rows_to_arrow(names, rows)
-        if empty:
-            yield rows_to_arrow(names, [])
+        yield from cursor_batches(cursor, batch_rows)
 
     def columns(self, schema: str, table: str) -> dict[str, str] | None:
         if schema not in self._attached():
