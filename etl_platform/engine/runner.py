@@ -1,8 +1,9 @@
-"""Run one pipeline: stream source chunks through transforms into staging, then publish.
+"""Run one pipeline: stream source chunks through transforms to the destination, then publish.
 
-This is write-audit-publish (DESIGN.md section 4). Nothing reaches the target until the single
-publish transaction at the end; a failure or a kill at any earlier point leaves the target as it
-was, and the next run of the pipeline removes the staging leftovers.
+This is write-audit-publish (DESIGN.md section 4, and docs/how-a-run-works.md). Nothing is visible
+in the target until the one publish transaction commits: an append streams into the target
+inside that transaction, replace and merge stage first. A failure or a kill at any earlier point
+leaves the target as it was; the next run of the pipeline removes staging leftovers.
 """
 
 from __future__ import annotations
