@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 import pyarrow as pa
 
 from etl_platform.warehouse import PublishResult
+from etl_platform.warehouse.base import Audit
 
 
 class Destination(Protocol):
@@ -16,6 +18,6 @@ class Destination(Protocol):
 
     def write(self, table: pa.Table) -> None: ...
 
-    def publish(self, ledger_row: dict, quarantine_staging: str | None) -> PublishResult: ...
+    def publish(self, ledger_row: dict, quarantined: Iterable[pa.Table], audit: Audit) -> PublishResult: ...
 
     def discard(self) -> None: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 
 from etl_platform.spec.models import Destination as DestinationSpec
 from etl_platform.warehouse import PublishResult, Warehouse
+from etl_platform.warehouse.base import Audit
 
 _SUFFIX = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
 _STREAM_COMPRESSION = {"gzip": ("gzip", ".gz"), "bz2": ("bz2", ".bz2")}
@@ -92,9 +94,14 @@ class FileDestination:
             self._stream.close()
         self._writer = self._stream = None
 
-    def publish(self, ledger_row: dict, quarantine_staging: str | None) -> PublishResult:
-        """Swap (replace) or move part files in (append); record ledger and quarantine in the warehouse."""
+    def publish(self, ledger_row: dict, quarantined: Iterable[pa.Table], audit: Audit) -> PublishResult:
+        """Swap (replace) or move part files in (append); record ledger and quarantine in the warehouse.
+
+        Dataset rules on files are the ones judged from the stream (RowCount, Freshness): `audit`
+        runs before the files move, so a failing one leaves the lake as it was.
+        """
         self._close()
+        audit(self.warehouse)
         dataset = self.spec.dataset
         fingerprint = ledger_row["fingerprint"]
         if self.spec.write == "append" and self.warehouse.already_loaded(dataset, fingerprint):
@@ -115,7 +122,7 @@ class FileDestination:
                 os.replace(part, target)
             shutil.rmtree(self.staging, ignore_errors=True)
         with self.warehouse.transaction():
-            self.warehouse.record_load(self.spec.dataset, ledger_row, quarantine_staging)
+            self.warehouse.record_load(self.spec.dataset, ledger_row, quarantined)
         return PublishResult(self._rows, self._rows if self.spec.write == "replace" else None)
 
     def discard(self) -> None:

@@ -7,12 +7,14 @@ Either way nothing is visible until the commit at publish.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pyarrow as pa
 
 from etl_platform.destinations.staging import ChunkTable, staging_table
 from etl_platform.spec.models import Destination as DestinationSpec
 from etl_platform.warehouse import PublishResult, Warehouse
-from etl_platform.warehouse.base import STAGING_SCHEMA
+from etl_platform.warehouse.base import STAGING_SCHEMA, Audit
 
 
 class TableDestination:
@@ -37,12 +39,12 @@ class TableDestination:
     def write(self, table: pa.Table) -> None:
         self.chunks.write(table)
 
-    def publish(self, ledger_row: dict, quarantine_staging: str | None) -> PublishResult:
+    def publish(self, ledger_row: dict, quarantined: Iterable[pa.Table], audit: Audit) -> PublishResult:
         if self.spec.write == "append":
             self._in_transaction = False
-            return self.warehouse.finish_append(self.spec.dataset, ledger_row, quarantine_staging)
+            return self.warehouse.finish_append(self.spec.dataset, ledger_row, quarantined, audit)
         return self.warehouse.publish(
-            self.spec.dataset, self.staging_name, self.spec.write, self.spec.primary_key, ledger_row, quarantine_staging
+            self.spec.dataset, self.staging_name, self.spec.write, self.spec.primary_key, ledger_row, quarantined, audit
         )
 
     def discard(self) -> None:

@@ -1,50 +1,46 @@
-"""Turn rejected rows and malformed lines into quarantine records, and stage them.
+"""Collect a run's rejected rows and malformed lines as quarantine records.
 
 A quarantine record keeps everything needed to understand and replay a failure: the pipeline,
 run, stage and rule, the column and value, the reason, where the row came from, and the whole
-original row as JSON.
+original row as JSON. Records spill to a local Arrow IPC file as they come, so memory stays
+bounded, and reach the warehouse at publish, or on their own when a quality gate stops the publish
+(the load is rolled back, its failing rows are kept).
 """
 
 from __future__ import annotations
 
 import datetime
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pyarrow as pa
 
-from etl_platform.destinations.staging import staging_table
 from etl_platform.sources.base import PROVENANCE, SOURCE_FILE, SOURCE_LINE, BadLine
 from etl_platform.transforms import Rejected
-from etl_platform.warehouse.base import QUARANTINE_SCHEMA, Warehouse
+from etl_platform.warehouse.base import QUARANTINE_SCHEMA
 
 
 class Quarantine:
-    """Collects a run's rejected rows in a staging table; published with the run (or kept on failure)."""
-
-    def __init__(self, warehouse: Warehouse, staging_name: str, pipeline: str, dataset: str, run_id: str):
-        self.warehouse = warehouse
-        self.name = staging_name
-        self.staging = staging_table(warehouse, staging_name, with_sequence=False)
+    def __init__(self, pipeline: str, dataset: str, run_id: str):
         self.pipeline, self.dataset, self.run_id = pipeline, dataset, run_id
+        self._folder = tempfile.TemporaryDirectory(prefix="etl-quarantine-")
+        self.path = Path(self._folder.name) / "quarantine.arrow"
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+        self._writing = False
         self.count = 0
         self.by_rule: dict[str, int] = {}
-
-    @property
-    def staging_name(self) -> str | None:
-        return self.name if self.count else None
 
     def _stage(
         self, stage: str, rule: str, columns: list, values: list, reasons: list, files: list, lines: list, records: list
     ) -> None:
         now = datetime.datetime.now(datetime.UTC)
         n = len(reasons)
+        constant = {"pipeline": self.pipeline, "dataset": self.dataset, "run_id": self.run_id, "stage": stage, "rule": rule}
         table = pa.table(
             {
-                "pipeline": [self.pipeline] * n,
-                "dataset": [self.dataset] * n,
-                "run_id": [self.run_id] * n,
-                "stage": [stage] * n,
-                "rule": [rule] * n,
+                **{name: [value] * n for name, value in constant.items()},
                 "column_name": columns,
                 "value": values,
                 "reason": reasons,
@@ -55,7 +51,10 @@ class Quarantine:
             },
             schema=QUARANTINE_SCHEMA,
         )
-        self.staging.write(table)
+        if self._writer is None:
+            self._writer = pa.ipc.new_file(self.path, QUARANTINE_SCHEMA)
+            self._writing = True
+        self._writer.write_table(table)
         self.count += n
         self.by_rule[rule] = self.by_rule.get(rule, 0) + n
 
@@ -65,25 +64,41 @@ class Quarantine:
         self._stage(
             stage,
             rejected.rule,
-            rejected.columns,
-            rejected.values,
-            rejected.reasons,
-            rows[SOURCE_FILE].cast(pa.string()).to_pylist(),
-            rows[SOURCE_LINE].to_pylist(),
-            [orjson.dumps(r, default=str).decode() for r in data],
+            column_name=rejected.columns,
+            value=rejected.values,
+            reason=rejected.reasons,
+            source_file=rows[SOURCE_FILE].cast(pa.string()).to_pylist(),
+            source_line=rows[SOURCE_LINE].to_pylist(),
+            record=[orjson.dumps(r, default=str).decode() for r in data],
         )
 
     def add_bad_lines(self, lines: list[BadLine]) -> None:
         self._stage(
             "source",
             "malformed_line",
-            [None] * len(lines),
-            [line.text for line in lines],
-            [line.reason for line in lines],
-            [line.source_file for line in lines],
-            [line.line for line in lines],
-            [orjson.dumps({"raw": line.text}).decode() for line in lines],
+            column_name=[None] * len(lines),
+            value=[line.text for line in lines],
+            reason=[line.reason for line in lines],
+            source_file=[line.source_file for line in lines],
+            source_line=[line.line for line in lines],
+            record=[orjson.dumps({"raw": line.text}).decode() for line in lines],
         )
 
+    def batches(self) -> Iterator[pa.Table]:
+        """Every record, read back from the spill file in batches (writing ends at the first call)."""
+        if self._writer is None:
+            return
+        self._close_writer()
+        with pa.memory_map(str(self.path)) as source:
+            reader = pa.ipc.open_file(source)
+            for index in range(reader.num_record_batches):
+                yield pa.Table.from_batches([reader.get_batch(index)])
+
+    def _close_writer(self) -> None:
+        if self._writing:
+            self._writer.close()
+            self._writing = False
+
     def discard(self) -> None:
-        self.warehouse.execute(f"DROP TABLE IF EXISTS {self.staging.relation}")
+        self._close_writer()
+        self._folder.cleanup()

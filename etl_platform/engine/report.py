@@ -26,6 +26,7 @@ class LoadReport:
     schema: pa.Schema | None = None
     skipped_reason: str | None = None
     chunks: int = 0
+    checks: list = field(default_factory=list)  # quality.audit.CheckOutcome, one per rule and the breaker
 
     def check_accounting(self) -> None:
         """Every row read is published, quarantined or filtered; anything else is a bug."""

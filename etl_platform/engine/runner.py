@@ -27,6 +27,8 @@ from etl_platform.engine.quarantine import Quarantine
 from etl_platform.engine.report import LoadReport
 from etl_platform.engine.writer import BackgroundWriter
 from etl_platform.errors import TransformError
+from etl_platform.quality.audit import DatasetAudit, QualityGateFailed, breaker_outcome, gate_message, row_rule_outcomes
+from etl_platform.quality.validator import RowValidator, RuleStats
 from etl_platform.sources import PROVENANCE, LocalLandingZone, SourceChunk, open_source
 from etl_platform.spec.models import PipelineSpec
 from etl_platform.transforms import ChainOutput, Rejected, TransformChain, TransformContext
@@ -105,7 +107,7 @@ def run_pipeline(
         prefix = warehouse.staging_prefix(dataset)
         run_tag = run_id.replace("-", "")[:12]
         warehouse.drop_staging(dataset)
-        quarantine = Quarantine(warehouse, f"{prefix}{run_tag}_q", spec.id, dataset, run_id)
+        quarantine = Quarantine(spec.id, dataset, run_id)
         destination: Destination = (
             FileDestination(spec.destination, environment.lake_dir, warehouse, run_tag)
             if spec.destination.is_file
@@ -113,10 +115,27 @@ def run_pipeline(
         )
         context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin))
         chain = TransformChain(spec.transforms, context)
+        rules = spec.quality.rules
+        validator = RowValidator(rules, f"{spec.origin}: quality") if any(r.is_row_rule for r in rules) else None
+        rule_stats = {r.check_name: RuleStats() for r in rules if r.is_row_rule}
+        dataset_audit = DatasetAudit(rules, dataset, spec.origin)
         writer = BackgroundWriter()
 
-        def stage(chunk: SourceChunk, output: ChainOutput) -> None:
+        def transform(table: pa.Table) -> tuple[ChainOutput, dict[str, RuleStats]]:
+            """Transforms, then row-level quality rules (on a transform thread)."""
+            output = chain.apply(table)
+            if validator is None:
+                return output, {}
+            checked, stats = validator.apply(output.table)
+            output.table = checked.table
+            output.rejected += [("quality", rejected) for rejected in checked.rejected]
+            return output, stats
+
+        def stage(chunk: SourceChunk, transformed: tuple[ChainOutput, dict[str, RuleStats]]) -> None:
             """Queue a transformed chunk's rows and rejects for the warehouse, and count them."""
+            output, stats = transformed
+            for name, seen in stats.items():
+                rule_stats[name].merge(seen)
             report.chunks += 1
             report.rows_read += len(chunk.table) + len(chunk.bad_lines)
             report.bytes_read += chunk.bytes_read
@@ -130,7 +149,9 @@ def run_pipeline(
                 table, missing_key = split_null_keys(table, spec.destination.primary_key)
                 if missing_key is not None:
                     writer.submit(quarantine.add_rejected, "destination", missing_key)
-            writer.submit(destination.write, table.drop_columns([c for c in PROVENANCE if c in table.column_names]))
+            table = table.drop_columns([c for c in PROVENANCE if c in table.column_names])
+            dataset_audit.observe(table)
+            writer.submit(destination.write, table)
             report.rows_published += len(table)
             if progress:
                 progress(Progress(spec.id, report.rows_read, report.bytes_read, source.total_bytes()))
@@ -141,7 +162,7 @@ def run_pipeline(
                 with ThreadPoolExecutor(TRANSFORM_THREADS, thread_name_prefix="etl-transform") as pool:
                     in_flight: deque = deque()
                     for chunk in source.read(spec.execution.chunk_rows):
-                        in_flight.append((chunk, pool.submit(chain.apply, chunk.table)))
+                        in_flight.append((chunk, pool.submit(transform, chunk.table)))
                         if len(in_flight) > TRANSFORM_THREADS:
                             done, future = in_flight.popleft()
                             stage(done, future.result())
@@ -155,6 +176,17 @@ def run_pipeline(
             report.quarantined_by_rule = dict(quarantine.by_rule)
             report.check_accounting()
             report.fingerprint = source.fingerprint()
+            report.checks = row_rule_outcomes(rules, rule_stats)
+            if spec.quality.circuit_breaker:
+                report.checks.append(breaker_outcome(spec.quality.circuit_breaker, report.rows_read, report.quarantined_by_rule))
+
+            def audit(target: Warehouse) -> None:
+                """Inside the publish transaction: dataset rules; any failing blocking check rolls back."""
+                report.checks += dataset_audit.judge(target)
+                failed = [c for c in report.checks if c.blocking and not c.passed]
+                if failed:
+                    raise QualityGateFailed(gate_message(spec.id, run_id, failed), report.checks)
+
             ledger_row = {
                 "dataset": dataset,
                 "fingerprint": report.fingerprint,
@@ -164,7 +196,16 @@ def run_pipeline(
                 "write": spec.destination.write,
                 "loaded_at": datetime.datetime.now(datetime.UTC),
             }
-            result = destination.publish(ledger_row, quarantine.staging_name)
+            try:
+                result = destination.publish(ledger_row, quarantine.batches(), audit)
+            except QualityGateFailed as stopped:
+                # The load was rolled back; its failing rows are kept, so the message's query finds them.
+                destination.discard()
+                with warehouse.transaction():
+                    warehouse.replace_quarantine(dataset, report.fingerprint, quarantine.batches())
+                report.duration_seconds = time.monotonic() - started
+                stopped.report = report
+                raise
         finally:
             destination.discard()
             quarantine.discard()

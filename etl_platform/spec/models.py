@@ -19,6 +19,7 @@ import sqlglot.errors
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, StringConstraints, Tag, model_validator
 
+from etl_platform.quality.rules import QualitySpec
 from etl_platform.types import LOGICAL_TYPES, is_logical_type
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)]
@@ -348,7 +349,7 @@ class PipelineSpec(Strict):
     tenant: Identifier | None = None
     source: Source
     transforms: list[Transform] = Field(default_factory=list)
-    quality: dict[str, Any] = Field(default_factory=dict, description="quality rules and circuit breaker")
+    quality: QualitySpec = Field(default_factory=QualitySpec, description="quality rules and circuit breaker")
     destination: Destination
     dependencies: list[Identifier] = Field(default_factory=list)
     schedule: Schedule | None = None
@@ -363,6 +364,9 @@ class PipelineSpec(Strict):
             raise ValueError(f"owner {self.owner!r} must be an email address or `team:name`")
         if self.id in self.dependencies:
             raise ValueError(f"pipeline {self.id!r} lists itself in `dependencies`")
+        sql_rules = [r.check_name for r in self.quality.rules if r.rule in ("Unique", "CustomQuery")]
+        if self.destination.is_file and sql_rules:
+            raise ValueError(f"rules {sql_rules} query a warehouse table; a file destination supports the others")
         return self
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -68,6 +68,10 @@ def cursor_batches(cursor, batch_rows: int) -> Iterator[pa.Table]:
         yield rows_to_arrow(names, rows)
     if empty:
         yield rows_to_arrow(names, [])
+
+
+# Called inside the publish transaction once the rows are in the target; raises to roll back.
+Audit = Callable[["Warehouse"], None]
 
 
 @dataclass(frozen=True)
@@ -244,9 +248,10 @@ class Warehouse(ABC):
         write: str,
         primary_key: list[str],
         ledger_row: dict,
-        quarantine_staging: str | None,
+        quarantined: Iterable[pa.Table],
+        audit: Audit,
     ) -> PublishResult:
-        """Replace or merge: move staged rows into the target and quarantine rows in, atomically."""
+        """Replace or merge: move staged rows into the target, audit, and quarantine rows in, atomically."""
         target = self.target(dataset)
         staged = self.relation(STAGING_SCHEMA, staging)
         incoming = {c: t for c, t in self.columns(STAGING_SCHEMA, staging).items() if c != SEQ}
@@ -259,7 +264,8 @@ class Warehouse(ABC):
                 columns = ", ".join(map(self.quote, incoming))
                 self.execute(f"DELETE FROM {target}")
                 self.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staged}")
-            self.record_load(dataset, ledger_row, quarantine_staging)
+            audit(self)
+            self.record_load(dataset, ledger_row, quarantined)
             return PublishResult(ledger_row["rows"], self.row_count(dataset))
 
     def begin_append(self, dataset: str, schema: pa.Schema) -> None:
@@ -278,13 +284,14 @@ class Warehouse(ABC):
             self.rollback()
             raise
 
-    def finish_append(self, dataset: str, ledger_row: dict, quarantine_staging: str | None) -> PublishResult:
-        """Commit the append, unless the ledger shows this input was appended already (then roll back)."""
+    def finish_append(self, dataset: str, ledger_row: dict, quarantined: Iterable[pa.Table], audit: Audit) -> PublishResult:
+        """Audit and commit the append, unless the ledger shows this input was appended already (then roll back)."""
         if self.already_loaded(dataset, ledger_row["fingerprint"]):
             self.rollback()
             return PublishResult(0, self.row_count(dataset), "this input was already appended (load ledger)")
         try:
-            self.record_load(dataset, ledger_row, quarantine_staging)
+            audit(self)
+            self.record_load(dataset, ledger_row, quarantined)
             result = PublishResult(ledger_row["rows"], self.row_count(dataset))
         except BaseException:
             self.rollback()
@@ -292,20 +299,19 @@ class Warehouse(ABC):
         self.commit()
         return result
 
-    def record_load(self, dataset: str, ledger_row: dict, quarantine_staging: str | None) -> None:
+    def record_load(self, dataset: str, ledger_row: dict, quarantined: Iterable[pa.Table]) -> None:
         """Within the publish transaction: ledger entry (append only) and this input's quarantine rows."""
         if ledger_row["write"] == "append":
             entry = {k: ledger_row[k] for k in LEDGER_SCHEMA.names}
             self.bulk_insert(self.relation(META_SCHEMA, "load_ledger"), pa.Table.from_pylist([entry], LEDGER_SCHEMA))
+        self.replace_quarantine(dataset, ledger_row["fingerprint"], quarantined)
+
+    def replace_quarantine(self, dataset: str, fingerprint: str, quarantined: Iterable[pa.Table]) -> None:
+        """Put an input's quarantine rows in place of any earlier ones for the same input."""
         quarantine = self.relation(META_SCHEMA, "quarantine")
-        fingerprint = ledger_row["fingerprint"]
         self.execute(f"DELETE FROM {quarantine} WHERE dataset = ? AND input_fingerprint = ?", (dataset, fingerprint))
-        if quarantine_staging:
-            staged = self.relation(STAGING_SCHEMA, quarantine_staging)
-            columns = ", ".join(map(self.quote, QUARANTINE_SCHEMA.names))
-            self.execute(
-                f"INSERT INTO {quarantine} ({columns}, input_fingerprint) SELECT {columns}, ? FROM {staged}", (fingerprint,)
-            )
+        for batch in quarantined:
+            self.bulk_insert(quarantine, batch.append_column("input_fingerprint", pa.array([fingerprint] * len(batch))))
 
     def _merge(self, target: str, staged: str, columns: list[str], primary_key: list[str]) -> None:
         """Upsert on the primary key; within one load the last row of a key wins."""

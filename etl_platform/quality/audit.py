@@ -1,0 +1,165 @@
+"""Audit a load before it is published: check outcomes, the circuit breaker, dataset-level rules.
+
+Dataset-level rules run inside the publish transaction, after the load's rows are in the target
+and before COMMIT, so they judge the dataset exactly as it would be published (for an append:
+the target with the new rows; for a replace: the new rows alone). A failing `error` rule raises
+QualityGateFailed, which rolls the transaction back: the target keeps its previous content.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from etl_platform.errors import EtlError
+from etl_platform.quality.rules import CircuitBreaker, Rule
+from etl_platform.quality.validator import SAMPLES, RuleStats
+from etl_platform.warehouse import Warehouse
+
+BREAKER = "circuit_breaker"
+
+
+@dataclass
+class CheckOutcome:
+    """One rule's verdict on one load: becomes a Dagster asset check result."""
+
+    name: str
+    description: str
+    severity: str
+    blocking: bool
+    passed: bool
+    rows_checked: int | None = None
+    rows_failed: int | None = None
+    samples: list[dict] = field(default_factory=list)
+    detail: str = ""
+
+    @property
+    def failure_rate(self) -> float | None:
+        if not self.rows_checked or self.rows_failed is None:
+            return None
+        return self.rows_failed / self.rows_checked
+
+
+class QualityGateFailed(EtlError):
+    """A blocking check failed: nothing was published. Carries every outcome for the asset checks."""
+
+    def __init__(self, message: str, outcomes: list[CheckOutcome]):
+        super().__init__(message)
+        self.outcomes = outcomes
+        self.report = None  # the run's LoadReport, attached by the runner
+
+
+def row_rule_outcomes(rules: list[Rule], stats: dict[str, RuleStats]) -> list[CheckOutcome]:
+    """Row-level rules: failing `error` rows were quarantined; the breaker decides about the load."""
+    return [
+        CheckOutcome(
+            rule.check_name,
+            rule.describe(),
+            rule.severity,
+            blocking=False,
+            passed=stats[rule.check_name].rows_failed == 0,
+            rows_checked=stats[rule.check_name].rows_checked,
+            rows_failed=stats[rule.check_name].rows_failed,
+            samples=stats[rule.check_name].samples,
+        )
+        for rule in rules
+        if rule.is_row_rule
+    ]
+
+
+def breaker_outcome(breaker: CircuitBreaker, rows_read: int, quarantined_by_rule: dict[str, int]) -> CheckOutcome:
+    """Every quarantined row counts as failed: malformed lines, cast failures and error-rule failures."""
+    rows_quarantined = sum(quarantined_by_rule.values())
+    rate = 100 * rows_quarantined / rows_read if rows_read else 0.0
+    enough = rows_read >= breaker.min_record_count
+    tripped = enough and rate > breaker.error_threshold
+    by_rule = ", ".join(f"{rule} {n:,} ({100 * n / rows_read:.2f}%)" for rule, n in sorted(quarantined_by_rule.items()))
+    detail = (
+        f"{rate:.2f}% of {rows_read:,} rows failed (threshold {breaker.error_threshold}%)" + (f": {by_rule}" if by_rule else "")
+        if enough
+        else f"{rows_read:,} rows read, fewer than min_record_count {breaker.min_record_count}: not judged"
+    )
+    return CheckOutcome(
+        BREAKER,
+        f"at most {breaker.error_threshold}% of rows fail (from {breaker.min_record_count} rows)",
+        "error",
+        blocking=True,
+        passed=not tripped,
+        rows_checked=rows_read,
+        rows_failed=rows_quarantined,
+        detail=detail,
+    )
+
+
+class DatasetAudit:
+    """Dataset-level rules of one load: observes published chunks, then judges in the transaction."""
+
+    def __init__(self, rules: list[Rule], dataset: str, origin: str):
+        self.rules = [r for r in rules if not r.is_row_rule]
+        self.dataset = dataset
+        self.origin = origin
+        self.rows = 0
+        self.newest: dict[str, object] = {}
+
+    def observe(self, table: pa.Table) -> None:
+        """Called for each chunk as it is written: row count and newest values for Freshness."""
+        self.rows += len(table)
+        for rule in self.rules:
+            if rule.rule == "Freshness" and len(table):
+                newest = pc.max(table[rule.field]).as_py()
+                current = self.newest.get(rule.field)
+                if newest is not None and (current is None or newest > current):
+                    self.newest[rule.field] = newest
+
+    def judge(self, warehouse: Warehouse) -> list[CheckOutcome]:
+        """Evaluate every dataset rule (inside the publish transaction for SQL ones)."""
+        return [self._judge(rule, warehouse) for rule in self.rules]
+
+    def _judge(self, rule: Rule, warehouse: Warehouse) -> CheckOutcome:
+        outcome = CheckOutcome(rule.check_name, rule.describe(), rule.severity, blocking=rule.severity == "error", passed=True)
+        if rule.rule == "RowCount":
+            low, high = rule.bounds()
+            outcome.rows_checked = self.rows
+            outcome.passed = (low is None or self.rows >= low) and (high is None or self.rows <= high)
+            outcome.detail = f"{self.rows:,} rows in this load"
+        elif rule.rule == "Freshness":
+            newest = self.newest.get(rule.field)
+            now = datetime.datetime.now(datetime.UTC)
+            if isinstance(newest, datetime.datetime) and newest.tzinfo is None:
+                newest = newest.replace(tzinfo=datetime.UTC)
+            elif isinstance(newest, datetime.date) and not isinstance(newest, datetime.datetime):
+                newest = datetime.datetime.combine(newest, datetime.time(), datetime.UTC)
+            outcome.passed = newest is not None and now - newest <= rule.age()
+            outcome.detail = f"newest {rule.field}: {newest}" if newest is not None else f"no {rule.field} values in this load"
+        elif rule.rule == "Unique":
+            target = warehouse.target(self.dataset)
+            keys = ", ".join(map(warehouse.quote, rule.columns()))
+            groups = f"SELECT {keys}, count(*) AS duplicates FROM {target} GROUP BY {keys} HAVING count(*) > 1"
+            outcome.rows_checked = warehouse.row_count(self.dataset)
+            outcome.rows_failed = warehouse.query(f"SELECT coalesce(sum(duplicates), 0) FROM ({groups}) d")[0][0]
+            outcome.samples = warehouse.read_arrow(f"{groups} LIMIT {SAMPLES}").to_pylist()
+            outcome.passed = outcome.rows_failed == 0
+        else:
+            query = rule.query().replace("{dataset}", warehouse.target(self.dataset))
+            try:
+                outcome.rows_failed = warehouse.query(f"SELECT count(*) FROM ({query}) failing")[0][0]
+                outcome.samples = warehouse.read_arrow(f"SELECT * FROM ({query}) failing LIMIT {SAMPLES}").to_pylist()
+            except Exception as exc:  # the user's SQL: report it as their error, not ours
+                raise EtlError(f"{self.origin}: quality rule {rule.check_name}: the query failed: {exc}; fix `sql:`") from None
+            outcome.passed = outcome.rows_failed == 0
+        return outcome
+
+
+def gate_message(pipeline: str, run_id: str, failed: list[CheckOutcome]) -> str:
+    """Which checks stopped the publish, by how much, and where the failing rows are."""
+    parts = []
+    for outcome in failed:
+        numbers = outcome.detail or (f"{outcome.rows_failed:,} failing" if outcome.rows_failed is not None else "failed")
+        parts.append(f"{outcome.name} ({outcome.description}): {numbers}")
+    return (
+        f"{pipeline}: quality gate failed, nothing was published: {'; '.join(parts)}. "
+        f"Failing rows: SELECT * FROM _etl.quarantine WHERE run_id = '{run_id}'"
+    )

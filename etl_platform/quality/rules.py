@@ -1,0 +1,183 @@
+"""Quality rules as a pipeline declares them, and custom checks registered by name.
+
+A rule reads like the seed roadmaps' example, `{field: age, rule: Range, args: [18, 120]}`;
+options may also be named (`min`, `max`, `inclusive`, `values`, `pattern`, `max_age`, `sql`).
+Row-level rules judge each row (failing rows are quarantined when the severity is `error`);
+dataset-level rules judge the load as a whole before it is published.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ROW_RULES = ("NotNull", "Range", "Regex", "Email", "IsIn", "Length", "Type")
+DATASET_RULES = ("Unique", "RowCount", "Freshness", "CustomQuery")
+TYPE_NAMES = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean, "date": pl.Date, "timestamp": pl.Datetime}
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+# Custom row checks: name -> function from a column expression to "row is valid" booleans.
+CUSTOM_CHECKS: dict[str, Callable[[pl.Expr], pl.Expr]] = {}
+
+
+def register_check(name: str) -> Callable[[Callable[[pl.Expr], pl.Expr]], Callable[[pl.Expr], pl.Expr]]:
+    """Register a custom row-level check usable as `{field: x, rule: <name>}` in pipeline files.
+
+    The function receives the column as a polars expression and returns a boolean expression
+    that is true for valid values, e.g. `lambda column: column.str.starts_with("DE")`.
+    """
+
+    def register(function: Callable[[pl.Expr], pl.Expr]) -> Callable[[pl.Expr], pl.Expr]:
+        CUSTOM_CHECKS[name] = function
+        return function
+
+    return register
+
+
+def parse_duration(text: str) -> datetime.timedelta:
+    """`90s`, `15m`, `6h`, `2d` or `1w` as a timedelta."""
+    match = re.fullmatch(r"(\d+)\s*([smhdw])", text.strip())
+    if not match:
+        raise ValueError(f"duration {text!r} must look like 90s, 15m, 6h, 2d or 1w")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match[2]]
+    return datetime.timedelta(**{unit: int(match[1])})
+
+
+class Rule(BaseModel):
+    """One quality rule; `args` are positional options, named options win over them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: str
+    field: str | None = None
+    fields: list[str] | None = None
+    args: list[Any] = Field(default_factory=list)
+    name: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$", max_length=63)
+    severity: Literal["error", "warn"] = "error"
+    min: float | int | None = None
+    max: float | int | None = None
+    inclusive: bool = True
+    values: list[Any] | None = None
+    pattern: str | None = None
+    type: str | None = None
+    max_age: str | None = None
+    sql: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Rule:
+        known = (*ROW_RULES, *DATASET_RULES)
+        if self.rule not in known and self.rule not in CUSTOM_CHECKS:
+            raise ValueError(f"unknown rule {self.rule!r}; built in: {', '.join(known)}; or register_check() a custom one")
+        needs_field = self.rule not in ("RowCount", "CustomQuery", "Unique")
+        if needs_field and not self.field:
+            raise ValueError(f"rule {self.rule} needs `field: <column>`")
+        if self.rule == "Unique" and not (self.field or self.fields):
+            raise ValueError("rule Unique needs `field: <column>` or `fields: [<columns>]`")
+        checks = {
+            "Range": lambda: self.bounds() != (None, None) or "Range needs a minimum, a maximum or both",
+            "RowCount": lambda: self.bounds() != (None, None) or "RowCount needs `min`, `max` or both",
+            "IsIn": lambda: bool(self.allowed_values()) or "IsIn needs the allowed values: `args: [a, b]`",
+            "Length": lambda: self.bounds() != (None, None) or "Length needs a minimum, a maximum or both",
+            "Regex": lambda: self._valid_pattern(),
+            "Type": lambda: self.type_name() in TYPE_NAMES or f"Type needs one of {', '.join(TYPE_NAMES)}",
+            "Freshness": lambda: bool(self.age()) or "Freshness needs `max_age` (e.g. 2d)",
+            "CustomQuery": lambda: bool(self.sql) or "CustomQuery needs `sql:` (or `args: [<sql>]`) returning failing rows",
+        }
+        outcome = checks.get(self.rule, lambda: True)()
+        if outcome is not True:
+            raise ValueError(outcome)
+        return self
+
+    def _valid_pattern(self) -> bool | str:
+        pattern = self.pattern or (self.args[0] if self.args else None)
+        if not pattern:
+            return "Regex needs a pattern: `args: ['^[A-Z]{3}$']`"
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            return f"Regex pattern {pattern!r} is invalid: {exc}"
+        return True
+
+    @property
+    def check_name(self) -> str:
+        """The asset check's name: the rule's own name, or derived from rule and columns."""
+        if self.name:
+            return self.name
+        columns = self.columns()
+        return "_".join([re.sub(r"(?<!^)(?=[A-Z])", "_", self.rule).lower(), *columns])[:63]
+
+    @property
+    def is_row_rule(self) -> bool:
+        return self.rule in ROW_RULES or self.rule in CUSTOM_CHECKS
+
+    def columns(self) -> list[str]:
+        return list(self.fields) if self.fields else ([self.field] if self.field else [])
+
+    def bounds(self) -> tuple[Any, Any]:
+        low = self.min if self.min is not None else (self.args[0] if len(self.args) > 0 else None)
+        high = self.max if self.max is not None else (self.args[1] if len(self.args) > 1 else None)
+        return low, high
+
+    def allowed_values(self) -> list[Any]:
+        return list(self.values) if self.values is not None else list(self.args)
+
+    def regex(self) -> str:
+        return EMAIL if self.rule == "Email" else (self.pattern or self.args[0])
+
+    def type_name(self) -> str | None:
+        return self.type or (self.args[0] if self.args else None)
+
+    def age(self) -> datetime.timedelta | None:
+        text = self.max_age or (self.args[0] if self.args else None)
+        return parse_duration(text) if text else None
+
+    def query(self) -> str:
+        return self.sql or self.args[0]
+
+    def describe(self) -> str:
+        """What the rule asks, in words, for messages and check descriptions."""
+        low, high = self.bounds()
+        texts: dict[str, Callable[[], str]] = {
+            "NotNull": lambda: "is not null",
+            "Range": lambda: f"is between {low} and {high}" + ("" if self.inclusive else " (exclusive)"),
+            "Regex": lambda: f"matches {self.regex()!r}",
+            "Email": lambda: "is an email address",
+            "IsIn": lambda: f"is one of {self.allowed_values()}",
+            "Length": lambda: f"has length between {low} and {high}",
+            "Type": lambda: f"parses as {self.type_name()}",
+            "Unique": lambda: "has no duplicates",
+            "RowCount": lambda: f"row count is between {low} and {high}",
+            "Freshness": lambda: f"newest value is at most {self.max_age or self.args[0]} old",
+            "CustomQuery": lambda: "custom query returns no rows",
+        }
+        text = texts.get(self.rule, lambda: f"passes {self.rule}")()
+        return f"{', '.join(self.columns())} {text}".strip()
+
+
+class CircuitBreaker(BaseModel):
+    """Stop the publish when more than `error_threshold` percent of the rows read failed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    error_threshold: float = Field(ge=0, le=100, description="percent of rows read")
+    min_record_count: int = Field(0, ge=0, description="below this many rows read, the breaker never trips")
+
+
+class QualitySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    circuit_breaker: CircuitBreaker | None = None
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> QualitySpec:
+        names = [r.check_name for r in self.rules]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"two rules share the check name(s) {duplicated}; give one of them `name: ...`")
+        return self
