@@ -32,25 +32,13 @@ class Quarantine:
         self.count = 0
         self.by_rule: dict[str, int] = {}
 
-    def _stage(
-        self, stage: str, rule: str, columns: list, values: list, reasons: list, files: list, lines: list, records: list
-    ) -> None:
-        now = datetime.datetime.now(datetime.UTC)
-        n = len(reasons)
+    def _stage(self, stage: str, rule: str, **per_row: list) -> None:
+        """Spill records; `per_row` holds column_name, value, reason, source_file, source_line, record."""
+        n = len(per_row["reason"])
         constant = {"pipeline": self.pipeline, "dataset": self.dataset, "run_id": self.run_id, "stage": stage, "rule": rule}
-        table = pa.table(
-            {
-                **{name: [value] * n for name, value in constant.items()},
-                "column_name": columns,
-                "value": values,
-                "reason": reasons,
-                "source_file": files,
-                "source_line": lines,
-                "record": records,
-                "quarantined_at": [now] * n,
-            },
-            schema=QUARANTINE_SCHEMA,
-        )
+        now = datetime.datetime.now(datetime.UTC)
+        columns = {**{name: [value] * n for name, value in constant.items()}, **per_row, "quarantined_at": [now] * n}
+        table = pa.table({name: columns[name] for name in QUARANTINE_SCHEMA.names}, schema=QUARANTINE_SCHEMA)
         if self._writer is None:
             self._writer = pa.ipc.new_file(self.path, QUARANTINE_SCHEMA)
             self._writing = True
