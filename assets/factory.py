@@ -16,7 +16,7 @@ from etl_platform.errors import EtlError, WarehouseUnavailable
 from etl_platform.spec import PipelineRegistry, PipelineSpec
 from resources import LandingZoneResource, WarehouseResource
 
-PROGRESS_EVERY_SECONDS = 5.0
+PROGRESS_EVERY_SECONDS = 2.0
 
 
 def dataset_key(dataset: str) -> AssetKey:

@@ -53,7 +53,10 @@ def list_pipelines() -> None:
 @cli.command()
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def validate(files: tuple[Path, ...]) -> None:
-    """Validate pipeline FILES (default: the whole pipelines folder), with their dependencies."""
+    """Validate pipeline FILES (default: the whole pipelines folder), with their dependencies.
+
+    Exit code 0 if every file is valid, 1 if not (each error names file, line and field).
+    """
     resolved = settings()
     try:
         given = load_pipeline_files(files) if files else []
@@ -82,7 +85,7 @@ def plan(as_json: bool) -> None:
 @cli.command()
 @click.argument("pipelines", nargs=-1)
 @click.option("--all", "run_all", is_flag=True, help="Run every pipeline, in dependency order.")
-@click.option("--dry-run", is_flag=True, help="Read a sample and show each stage's rows and schema; write nothing.")
+@click.option("--dry-run", is_flag=True, help="Read a sample; show each stage's row count, schema and first rows; write nothing.")
 @click.option("--sample", default=1000, show_default=True, help="Rows read by --dry-run.")
 @click.option("--parallel", default=1, show_default=True, help="Run up to N independent pipelines in parallel processes.")
 def run(pipelines: tuple[str, ...], run_all: bool, dry_run: bool, sample: int, parallel: int) -> None:
@@ -139,7 +142,7 @@ def _dry_run(specs, resolved, sample: int) -> int:
 
 
 @cli.command()
-@click.option("--port", default=3000, show_default=True)
+@click.option("--port", default=3000, show_default=True, help="Port of the Dagster UI.")
 def ui(port: int) -> None:
     """Open the Dagster UI (dagster dev) on this project's instance and code location."""
     resolved = settings()
@@ -170,7 +173,7 @@ def demo(parallel: int) -> None:
             console.print(f"[red]{status.pipeline} failed:[/red] {status.error}", highlight=False)
     console.print(
         f"Warehouse: {resolved.warehouse_url}\nQuarantined rows: SELECT * FROM _etl.quarantine\n"
-        f"Open the Dagster UI to browse assets, runs and metadata: etl ui  (then http://127.0.0.1:3000)"
+        "Open the Dagster UI to browse assets, runs and metadata: make ui (or .venv/bin/etl ui), then http://127.0.0.1:3000"
     )
     sys.exit(EXIT_OK if success else EXIT_FAILED)
 

@@ -72,6 +72,7 @@ class RunFollower:
                 status.state = "skipped"
             elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
                 status.metadata = {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
+                status.rows_read = status.metadata.get("rows_read", status.rows_read)
         self._seen = len(logs)
 
 
@@ -107,7 +108,7 @@ def follow(worker: threading.Thread, follower: RunFollower, console: Console) ->
 def summary_table(steps: list[PipelineStatus]) -> Table:
     table = Table(title="Pipeline summary")
     for column in ("pipeline", "dataset", "status", "read", "published", "quarantined", "filtered", "in target", "seconds"):
-        table.add_column(column, justify="right" if column not in {"pipeline", "dataset", "status"} else "left")
+        table.add_column(column, justify="left" if column in {"pipeline", "dataset", "status"} else "right", overflow="fold")
     for status in steps:
         meta = status.metadata
 

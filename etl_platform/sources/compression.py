@@ -7,6 +7,7 @@ import gzip
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,26 +20,37 @@ def detect(path: Path, compression: str) -> str:
     return _BY_SUFFIX.get(path.suffix.lower(), "none") if compression == "auto" else compression
 
 
+@dataclass
+class OpenedInput:
+    """A decompressing stream over a file, and how far into the file (compressed bytes) it has read."""
+
+    stream: BinaryIO
+    raw: BinaryIO
+
+    def consumed(self) -> int:
+        return self.raw.tell()
+
+
 @contextmanager
-def open_binary(path: Path, compression: str) -> Iterator[BinaryIO]:
-    """Yield a decompressing stream; a zip must hold exactly one file."""
+def open_binary(path: Path, compression: str) -> Iterator[OpenedInput]:
+    """Open `path` for reading through its decompression; a zip must hold exactly one file."""
     kind = detect(path, compression)
     try:
-        if kind == "gzip":
-            with gzip.open(path, "rb") as stream:
-                yield stream
-        elif kind == "bz2":
-            with bz2.open(path, "rb") as stream:
-                yield stream
-        elif kind == "zip":
-            with zipfile.ZipFile(path) as archive:
-                members = [m for m in archive.namelist() if not m.endswith("/")]
-                if len(members) != 1:
-                    raise SourceError(f"{path}: a zip source must hold exactly one file, found {len(members)}")
-                with archive.open(members[0]) as stream:
-                    yield stream
-        else:
-            with path.open("rb") as stream:
-                yield stream
+        with path.open("rb") as raw:
+            if kind == "gzip":
+                with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                    yield OpenedInput(stream, raw)
+            elif kind == "bz2":
+                with bz2.BZ2File(raw, "rb") as stream:
+                    yield OpenedInput(stream, raw)
+            elif kind == "zip":
+                with zipfile.ZipFile(raw) as archive:
+                    members = [m for m in archive.namelist() if not m.endswith("/")]
+                    if len(members) != 1:
+                        raise SourceError(f"{path}: a zip source must hold exactly one file, found {len(members)}")
+                    with archive.open(members[0]) as stream:
+                        yield OpenedInput(stream, raw)
+            else:
+                yield OpenedInput(raw, raw)
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise SourceError(f"{path}: cannot read as {kind}-compressed input: {exc}; check `source.compression`") from exc

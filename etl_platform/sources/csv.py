@@ -53,10 +53,10 @@ class CsvFileSource(FileSetSource):
     def _header(self, file: LandingFile) -> list[str]:
         if not self.spec.header:
             return list(self.spec.columns or [])
-        with open_binary(file.path, self.spec.compression) as stream:
+        with open_binary(file.path, self.spec.compression) as opened:
             read, parse = self._options(None, [], file.name, strict=False)
             try:
-                names = pacsv.open_csv(stream, read_options=read, parse_options=parse).schema.names
+                names = pacsv.open_csv(opened.stream, read_options=read, parse_options=parse).schema.names
             except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
                 raise SourceError(f"{file.name}:1: cannot read the header row: {exc}; check delimiter and encoding") from None
         if self.spec.columns:
@@ -86,20 +86,22 @@ class CsvFileSource(FileSetSource):
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
         )
-        rows_seen = reported = 0
-        with open_binary(file.path, self.spec.compression) as stream:
+        rows_seen = reported = bytes_counted = 0
+        with open_binary(file.path, self.spec.compression) as opened:
             try:
-                for batch in pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert):
+                for batch in pacsv.open_csv(opened.stream, read_options=read, parse_options=parse, convert_options=convert):
+                    consumed, bytes_counted = opened.consumed() - bytes_counted, opened.consumed()
                     for offset in range(0, len(batch), chunk_rows):
                         part = batch.slice(offset, chunk_rows)
                         lines = self._line_numbers(rows_seen, len(part), first_data_line, bad)
                         rows_seen += len(part)
                         new_bad, reported = bad[reported:], len(bad)
-                        yield SourceChunk(with_provenance(pa.Table.from_batches([part]), file.name, lines), bad_lines=new_bad)
+                        table = with_provenance(pa.Table.from_batches([part]), file.name, lines)
+                        yield SourceChunk(table, consumed if offset == 0 else 0, new_bad)
             except pa.ArrowInvalid as exc:
                 raise SourceError(self._explain(file, exc, bad)) from None
         empty = pa.table({n: pa.array([], pa.string()) for n in names})
-        yield SourceChunk(with_provenance(empty, file.name, pa.array([], pa.int64())), file.size, bad[reported:])
+        yield SourceChunk(with_provenance(empty, file.name, pa.array([], pa.int64())), file.size - bytes_counted, bad[reported:])
 
     @staticmethod
     def _line_numbers(start: int, count: int, first_line: int, bad: list[BadLine]) -> pa.Array:

@@ -8,7 +8,7 @@ are streamed with ijson, so a large array never sits in memory whole.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import ijson
@@ -48,18 +48,21 @@ class _JsonFiles(FileSetSource, ABC):
 
     def read(self, chunk_rows: int) -> Iterator[SourceChunk]:
         for file in self.files:
-            with open_binary(file.path, self.spec.compression) as stream:
-                yield from self._chunks(file, self._records(file, stream), chunk_rows)
+            with open_binary(file.path, self.spec.compression) as opened:
+                yield from self._chunks(file, self._records(file, opened.stream), chunk_rows, opened.consumed)
 
     @abstractmethod
     def _records(self, file: LandingFile, stream: Any) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
         """(position, record or bad line) pairs in file order."""
 
     @staticmethod
-    def _chunks(file: LandingFile, items: Iterable[tuple[int, Any]], chunk_rows: int) -> Iterator[SourceChunk]:
+    def _chunks(
+        file: LandingFile, items: Iterable[tuple[int, Any]], chunk_rows: int, consumed: Callable[[], int]
+    ) -> Iterator[SourceChunk]:
         records: list[dict[str, Any]] = []
         lines: list[int] = []
         bad: list[BadLine] = []
+        counted = 0
         for number, item in items:
             if isinstance(item, BadLine):
                 bad.append(item)
@@ -67,9 +70,10 @@ class _JsonFiles(FileSetSource, ABC):
             records.append(item)
             lines.append(number)
             if len(records) >= chunk_rows:
-                yield SourceChunk(records_to_table(records, file.name, lines), bad_lines=bad)
-                records, lines, bad = [], [], []
-        yield SourceChunk(records_to_table(records, file.name, lines), file.size, bad)
+                position = consumed()
+                yield SourceChunk(records_to_table(records, file.name, lines), position - counted, bad)
+                records, lines, bad, counted = [], [], [], position
+        yield SourceChunk(records_to_table(records, file.name, lines), file.size - counted, bad)
 
 
 class JsonLinesFileSource(_JsonFiles):
