@@ -10,9 +10,11 @@ import time
 
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Failure, MaterializeResult, RetryPolicy, asset
 
+from assets.checks import check_result, check_specs
 from assets.metadata import materialization_metadata
 from etl_platform.engine.runner import Environment, Progress, run_pipeline
 from etl_platform.errors import EtlError, WarehouseUnavailable
+from etl_platform.quality.audit import QualityGateFailed
 from etl_platform.spec import PipelineRegistry, PipelineSpec
 from resources import LandingZoneResource, WarehouseResource
 
@@ -53,8 +55,10 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
         spec.description or f"Pipeline {spec.id}: {spec.source.type} source, {destination.write} into {destination.dataset}"
     )
 
+    key = dataset_key(destination.dataset)
+
     @asset(
-        key=dataset_key(destination.dataset),
+        key=key,
         group_name=spec.group,
         deps=[dataset_key(upstream.destination.dataset) for upstream in registry.upstream(spec.id)],
         description=description,
@@ -65,15 +69,20 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
         pool=f"dataset_{destination.dataset.replace('.', '_')}",
         retry_policy=RetryPolicy(max_retries=2, delay=5),
         op_tags={"etl/pipeline": spec.id},
+        check_specs=check_specs(spec, key),
     )
-    def _pipeline(
-        context: AssetExecutionContext, warehouse: WarehouseResource, landing_zone: LandingZoneResource
-    ) -> MaterializeResult:
+    def _pipeline(context: AssetExecutionContext, warehouse: WarehouseResource, landing_zone: LandingZoneResource):
         environment = Environment(warehouse.url, landing_zone.zone(), warehouse.lake_path)
         try:
             report = run_pipeline(spec, environment, run_id=context.run.run_id, progress=_progress_logger(context))
         except WarehouseUnavailable:
             raise  # transient until proven otherwise: the retry policy tries again
+        except QualityGateFailed as stopped:
+            # Record every check that was judged, then fail: the breaker or a blocking rule stops here.
+            for outcome in stopped.outcomes:
+                yield check_result(outcome)
+            metadata = materialization_metadata(stopped.report, "", destination.dataset) if stopped.report else {}
+            raise Failure(description=str(stopped), metadata=metadata, allow_retries=False) from stopped
         except EtlError as exc:
             raise Failure(description=str(exc), allow_retries=False) from exc
         context.log.info(
@@ -83,6 +92,9 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
         )
         dialect = "files" if destination.is_file else warehouse.kind.replace("postgres", "postgresql")
         table_name = destination.path or destination.dataset if destination.is_file else destination.dataset
-        return MaterializeResult(metadata=materialization_metadata(report, dialect, table_name))
+        yield MaterializeResult(
+            metadata=materialization_metadata(report, dialect, table_name),
+            check_results=[check_result(outcome) for outcome in report.checks],
+        )
 
     return _pipeline

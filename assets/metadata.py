@@ -38,7 +38,7 @@ def materialization_metadata(report: LoadReport, dialect: str, table_name: str) 
         )
     if report.target_rows is not None:
         metadata["dagster/row_count"] = MetadataValue.int(report.target_rows)
-    if report.schema is not None:
+    if report.schema is not None and dialect:
         metadata["dagster/column_schema"] = table_schema(report.schema, dialect)
     if report.skipped_reason:
         metadata["skipped"] = report.skipped_reason

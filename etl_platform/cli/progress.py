@@ -29,6 +29,16 @@ class PipelineStatus:
     percent: int | None = None
     metadata: dict = field(default_factory=dict)
     error: str | None = None
+    checks: list[CheckStatus] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CheckStatus:
+    name: str
+    passed: bool
+    severity: str
+    rows_failing: int | None
+    detail: str
 
 
 class RunFollower:
@@ -70,6 +80,18 @@ class RunFollower:
                 status.error = error.message.strip() if error else "step failed"
             elif event.event_type == DagsterEventType.STEP_SKIPPED:
                 status.state = "skipped"
+            elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+                evaluation = event.event_specific_data
+                meta = {k: v.value for k, v in evaluation.metadata.items()}
+                status.checks.append(
+                    CheckStatus(
+                        evaluation.check_name,
+                        evaluation.passed,
+                        evaluation.severity.value.lower(),
+                        meta.get("rows_failing"),
+                        meta.get("detail") or meta.get("rule", ""),
+                    )
+                )
             elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
                 status.metadata = {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
                 status.rows_read = status.metadata.get("rows_read", status.rows_read)
@@ -127,4 +149,19 @@ def summary_table(steps: list[PipelineStatus]) -> Table:
             number("dagster/row_count"),
             f"{seconds:.2f}" if isinstance(seconds, float) else "-",
         )
+    return table
+
+
+def checks_table(steps: list[PipelineStatus]) -> Table | None:
+    """One row per quality check judged in the run: passed, or failed with its severity."""
+    rows = [(status.pipeline, check) for status in steps for check in status.checks]
+    if not rows:
+        return None
+    table = Table(title="Quality checks")
+    for column in ("pipeline", "check", "result", "failing rows", "detail"):
+        table.add_column(column, justify="right" if column == "failing rows" else "left", overflow="fold")
+    for pipeline, check in rows:
+        result = "passed" if check.passed else ("[red]failed[/red]" if check.severity == "error" else "[yellow]warning[/yellow]")
+        failing = f"{check.rows_failing:,}" if isinstance(check.rows_failing, int) else ""
+        table.add_row(pipeline, check.name, result, failing, check.detail)
     return table

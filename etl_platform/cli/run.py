@@ -8,7 +8,7 @@ import uuid
 from dagster import DagsterInstance, build_reconstructable_job, execute_job
 from rich.console import Console
 
-from etl_platform.cli.progress import PipelineStatus, RunFollower, follow, summary_table
+from etl_platform.cli.progress import PipelineStatus, RunFollower, checks_table, follow, summary_table
 from etl_platform.spec import PipelineSpec
 
 # The terminal shows progress bars and a summary; Dagster's own step log stays in the instance (and the UI).
@@ -54,6 +54,9 @@ def run_through_dagster(specs: list[PipelineSpec], parallel: int, console: Conso
     worker.join()
     ordered = sorted(steps.values(), key=lambda s: [p.id for p in specs].index(s.pipeline))
     console.print(summary_table(ordered))
+    checks = checks_table(ordered)
+    if checks is not None:
+        console.print(checks)
     return bool(outcome.get("success")), ordered
 
 

@@ -128,6 +128,7 @@ class Warehouse(ABC):
         """Stream a query's result in tables of at most `batch_rows` rows (at least one, maybe empty)."""
 
     def read_arrow(self, sql: str) -> pa.Table:
+        """A (small) result read on this connection, so it sees the open transaction's own writes."""
         return pa.concat_tables(self.read_batches(sql, 100_000))
 
     @abstractmethod

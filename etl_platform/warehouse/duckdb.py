@@ -67,6 +67,9 @@ class DuckDBWarehouse(Warehouse):
         finally:
             self.connection.unregister("_etl_incoming")
 
+    def read_arrow(self, sql: str) -> pa.Table:
+        return self.connection.sql(sql).to_arrow_table()
+
     def read_batches(self, sql: str, batch_rows: int) -> Iterator[pa.Table]:
         """Read on a cursor (its own connection to the same database) so staging writes can interleave."""
         cursor = self.connection.cursor()

@@ -103,6 +103,9 @@ class PostgresWarehouse(Warehouse):
                 copy.write(encoder.write_batch(batch))
             copy.write(encoder.finish())
 
+    def read_arrow(self, sql: str) -> pa.Table:
+        return pa.concat_tables(cursor_batches(self.connection.execute(sql), 100_000))
+
     def read_batches(self, sql: str, batch_rows: int) -> Iterator[pa.Table]:
         """A server-side cursor on a second connection, so staging writes can go on meanwhile."""
         with psycopg.connect(**self._params) as reader, reader.cursor(name="etl_read") as cursor:

@@ -1,0 +1,51 @@
+"""Quality rules as Dagster asset checks: one check per rule, plus the circuit breaker.
+
+The breaker and `error` dataset rules are blocking: when one fails, the asset's step fails and
+nothing downstream runs in that run. Row-level rules report what they found (their failing rows
+were quarantined); the breaker judges whether there were too many.
+"""
+
+from __future__ import annotations
+
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
+
+from etl_platform.quality.audit import BREAKER, CheckOutcome
+from etl_platform.spec import PipelineSpec
+
+
+def check_specs(spec: PipelineSpec, key: AssetKey) -> list[AssetCheckSpec]:
+    quality = spec.quality
+    specs = [
+        AssetCheckSpec(
+            rule.check_name,
+            asset=key,
+            description=f"{rule.rule}: {rule.describe()} ({rule.severity})",
+            blocking=not rule.is_row_rule and rule.severity == "error",
+        )
+        for rule in quality.rules
+    ]
+    if quality.circuit_breaker:
+        breaker = quality.circuit_breaker
+        description = f"at most {breaker.error_threshold}% of rows fail (judged from {breaker.min_record_count} rows)"
+        specs.append(AssetCheckSpec(BREAKER, asset=key, description=description, blocking=True))
+    return specs
+
+
+def check_result(outcome: CheckOutcome) -> AssetCheckResult:
+    metadata: dict = {"rule": outcome.description}
+    if outcome.rows_checked is not None:
+        metadata["rows_checked"] = MetadataValue.int(outcome.rows_checked)
+    if outcome.rows_failed is not None:
+        metadata["rows_failing"] = MetadataValue.int(outcome.rows_failed)
+    if outcome.failure_rate is not None:
+        metadata["failure_rate"] = MetadataValue.float(round(outcome.failure_rate, 6))
+    if outcome.samples:
+        metadata["sample_failures"] = MetadataValue.json(outcome.samples)
+    if outcome.detail:
+        metadata["detail"] = outcome.detail
+    return AssetCheckResult(
+        check_name=outcome.name,
+        passed=outcome.passed,
+        severity=AssetCheckSeverity.ERROR if outcome.severity == "error" else AssetCheckSeverity.WARN,
+        metadata=metadata,
+    )
