@@ -1,0 +1,159 @@
+"""Quality gates on DuckDB and PostgreSQL: every rule passing and failing, breaker, blocking audits."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import AssetKey, DagsterInstance, materialize
+
+from etl_platform.engine.runner import run_pipeline
+from etl_platform.quality.audit import QualityGateFailed
+from etl_platform.quality.rules import register_check
+from tests.conftest import environment_for, pipeline, rows, write_csv
+
+HEADER = "id,age,email,code,status,name,n,country\n"
+CLEAN = [
+    "1,30,a@x.com,ABC,new,Ann,1,DE",
+    "2,45,b@y.org,XYZ,paid,Bo,2,FR",
+]
+# Row 3 breaks every row rule once: age range, email, code regex, status, name length, n type, country (custom).
+DIRTY = "3,150,not-an-email,abc1,lost,Maximilian,x,US"
+CASTS = [{"cast": {"id": "int", "age": "int"}}]
+ROW_RULES = [
+    {"field": "age", "rule": "Range", "args": [18, 120]},
+    {"field": "email", "rule": "Email"},
+    {"field": "code", "rule": "Regex", "args": ["[A-Z]{3}"]},
+    {"field": "status", "rule": "IsIn", "args": ["new", "paid"]},
+    {"field": "name", "rule": "Length", "args": [1, 5]},
+    {"field": "n", "rule": "Type", "args": ["int"]},
+    {"field": "id", "rule": "NotNull"},
+    {"field": "country", "rule": "european"},
+]
+
+
+@register_check("european")
+def _european(column: pl.Expr) -> pl.Expr:
+    return column.is_in(["DE", "FR", "ES"])
+
+
+def load(url: str, landing: Path, lines: list[str], rules: list[dict], breaker: dict | None = None, write: str = "replace"):
+    write_csv(landing, "input.csv", HEADER + "".join(line + "\n" for line in lines))
+    quality = {"rules": rules, **({"circuit_breaker": breaker} if breaker else {})}
+    destination = {"dataset": "analytics.people", "write": write, **({"primary_key": ["id"]} if write == "merge" else {})}
+    spec = pipeline(transforms=CASTS, quality=quality, destination=destination)
+    return run_pipeline(spec, environment_for(url, landing))
+
+
+def by_name(report) -> dict:
+    return {c.name: c for c in report.checks}
+
+
+def test_every_row_rule_passes_on_clean_rows(warehouse_url: str, landing: Path) -> None:
+    report = load(warehouse_url, landing, CLEAN, ROW_RULES)
+    assert all(c.passed for c in report.checks) and len(report.checks) == len(ROW_RULES)
+    assert (report.rows_published, report.rows_quarantined) == (2, 0)
+
+
+def test_every_row_rule_fails_on_its_value_and_the_row_is_quarantined(warehouse_url: str, landing: Path) -> None:
+    report = load(warehouse_url, landing, [*CLEAN, DIRTY], ROW_RULES)
+    checks = by_name(report)
+    failing = {name for name, c in checks.items() if not c.passed}
+    assert failing == {"range_age", "email_email", "regex_code", "is_in_status", "length_name", "type_n", "european_country"}
+    assert checks["range_age"].samples == [{"value": "150", "source_file": str(landing / "input.csv"), "line": 4}]
+    assert checks["range_age"].failure_rate == pytest.approx(1 / 3)
+    assert [r["id"] for r in rows(warehouse_url, "SELECT id FROM analytics.people ORDER BY id")] == [1, 2]
+    (quarantined,) = rows(warehouse_url, "SELECT rule, column_name, reason, source_line FROM _etl.quarantine")
+    assert quarantined["rule"] == "range_age" and quarantined["source_line"] == 4
+    for name in ("range_age", "email_email", "regex_code", "is_in_status", "length_name", "type_n", "european_country"):
+        assert name in quarantined["reason"]
+
+
+def test_not_null_and_warn_severity(warehouse_url: str, landing: Path) -> None:
+    rules = [{"field": "email", "rule": "NotNull"}, {"field": "status", "rule": "IsIn", "args": ["new"], "severity": "warn"}]
+    report = load(warehouse_url, landing, [*CLEAN, "3,30,,ABC,new,Cy,3,DE"], rules)
+    checks = by_name(report)
+    assert checks["not_null_email"].rows_failed == 1 and checks["is_in_status"].rows_failed == 1
+    # The warn rule only counts: row 2 (status paid) is published; the null email is quarantined.
+    assert (report.rows_published, report.rows_quarantined) == (2, 1)
+
+
+def test_seed_example_works_as_written(warehouse_url: str, landing: Path) -> None:
+    report = load(
+        warehouse_url, landing, [*CLEAN, "3,17,c@z.com,ABC,new,Cy,3,DE"], [{"field": "age", "rule": "Range", "args": [18, 120]}]
+    )
+    assert by_name(report)["range_age"].rows_failed == 1
+
+
+def test_breaker_trips_keeps_target_and_quarantine(warehouse_url: str, landing: Path) -> None:
+    load(warehouse_url, landing, CLEAN, ROW_RULES)
+    before = rows(warehouse_url, "SELECT * FROM analytics.people ORDER BY id")
+    with pytest.raises(QualityGateFailed) as caught:
+        load(warehouse_url, landing, [*CLEAN, DIRTY], ROW_RULES, breaker={"error_threshold": 10.0, "min_record_count": 2})
+    message = str(caught.value)
+    assert "quality gate failed, nothing was published" in message
+    assert "circuit_breaker" in message and "33.33% of 3 rows failed (threshold 10.0%): range_age 1 (33.33%)" in message
+    assert "SELECT * FROM _etl.quarantine WHERE run_id = " in message
+    assert rows(warehouse_url, "SELECT * FROM analytics.people ORDER BY id") == before
+    assert rows(warehouse_url, "SELECT count(*) AS n FROM _etl.quarantine")[0]["n"] == 1
+    assert not [c for c in caught.value.outcomes if c.name == "circuit_breaker" and c.passed]
+
+
+def test_breaker_below_threshold_or_too_few_rows_publishes_good_rows(warehouse_url: str, landing: Path) -> None:
+    report = load(warehouse_url, landing, [*CLEAN, DIRTY], ROW_RULES, breaker={"error_threshold": 50.0, "min_record_count": 2})
+    assert by_name(report)["circuit_breaker"].passed and report.rows_published == 2
+    report = load(warehouse_url, landing, [*CLEAN, DIRTY], ROW_RULES, breaker={"error_threshold": 1.0, "min_record_count": 100})
+    assert by_name(report)["circuit_breaker"].passed and "not judged" in by_name(report)["circuit_breaker"].detail
+
+
+@pytest.mark.parametrize("write", ["append", "merge"])
+def test_unique_error_rule_blocks_the_publish(warehouse_url: str, landing: Path, write: str) -> None:
+    rules = [{"field": "name", "rule": "Unique"}]
+    load(warehouse_url, landing, CLEAN, rules, write=write)
+    before = rows(warehouse_url, "SELECT * FROM analytics.people ORDER BY id")
+    with pytest.raises(QualityGateFailed, match=r"unique_name \(name has no duplicates\): 2 failing"):
+        load(warehouse_url, landing, ["7,30,c@z.com,ABC,new,Ann,3,DE"], rules, write=write)
+    assert rows(warehouse_url, "SELECT * FROM analytics.people ORDER BY id") == before
+
+
+def test_row_count_freshness_and_custom_query(warehouse_url: str, landing: Path) -> None:
+    today = datetime.date.today().isoformat()
+    write_csv(landing, "input.csv", f"id,amount,at\n1,5,{today} 00:00:00\n2,-1,2020-01-01 00:00:00\n")
+    rules = [
+        {"rule": "RowCount", "min": 1, "max": 10},
+        {"field": "at", "rule": "Freshness", "max_age": "2d"},
+        {"rule": "CustomQuery", "name": "no_negative", "sql": "SELECT * FROM {dataset} WHERE amount < 0", "severity": "warn"},
+    ]
+    casts = [{"cast": {"id": "int", "amount": "float", "at": "timestamp"}}]
+    spec = pipeline(transforms=casts, quality={"rules": rules})
+    report = run_pipeline(spec, environment_for(warehouse_url, landing))
+    checks = by_name(report)
+    assert checks["row_count"].passed and checks["freshness_at"].passed
+    assert not checks["no_negative"].passed and checks["no_negative"].rows_failed == 1
+    assert checks["no_negative"].samples[0]["id"] == 2
+    stale = [{"field": "at", "rule": "Freshness", "max_age": "1d"}, {"rule": "RowCount", "min": 5}]
+    write_csv(landing, "input.csv", "id,amount,at\n3,5,2020-01-01 00:00:00\n")
+    with pytest.raises(QualityGateFailed, match=r"freshness_at .*row_count"):
+        run_pipeline(pipeline(transforms=casts, quality={"rules": stale}), environment_for(warehouse_url, landing))
+
+
+def test_tripped_breaker_stops_downstream_in_dagster(project: dict) -> None:
+    from etl_platform.definitions import build_definitions
+    from etl_platform.settings import Settings
+
+    products = Path(project["ETL_PIPELINES_DIR"]) / "products.yaml"
+    products.write_text(products.read_text().replace("quality:\n", "quality:\n  circuit_breaker: {error_threshold: 1.0}\n"))
+    defs = build_definitions(Settings.from_env())
+    keys = [AssetKey(["analytics", n]) for n in ("products", "orders")]
+    result = materialize([defs.resolve_assets_def(k) for k in keys], instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not result.success
+    evaluations = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert evaluations["circuit_breaker"] is False
+    materialized = [e.asset_key for e in result.get_asset_materialization_events()]
+    assert materialized == []  # neither products (breaker) nor orders (downstream, skipped)
