@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
-from etl_platform.quality.audit import BREAKER, CheckOutcome
+from etl_platform.quality.audit import BREAKER, VOLUME, CheckOutcome, volume_description
 from etl_platform.spec import PipelineSpec
 
 
@@ -24,6 +24,9 @@ def check_specs(spec: PipelineSpec, key: AssetKey) -> list[AssetCheckSpec]:
         )
         for rule in quality.rules
     ]
+    if quality.volume:
+        blocking = quality.volume.severity == "error"
+        specs.append(AssetCheckSpec(VOLUME, asset=key, description=volume_description(quality.volume), blocking=blocking))
     if quality.circuit_breaker:
         breaker = quality.circuit_breaker
         description = f"at most {breaker.error_threshold}% of rows fail (judged from {breaker.min_record_count} rows)"

@@ -157,3 +157,24 @@ def test_tripped_breaker_stops_downstream_in_dagster(project: dict) -> None:
     assert evaluations["circuit_breaker"] is False
     materialized = [e.asset_key for e in result.get_asset_materialization_events()]
     assert materialized == []  # neither products (breaker) nor orders (downstream, skipped)
+
+
+def test_volume_anomaly_after_a_history_of_normal_loads(warehouse_url: str, landing: Path) -> None:
+    volume = {"min_ratio": 0.5, "history": 5, "min_history": 3}
+    normal = [f"{i},30,a@x.com,ABC,new,Ann,1,DE" for i in range(1, 11)]
+
+    def load_rows(lines: list[str]):
+        write_csv(landing, "input.csv", HEADER + "".join(line + "\n" for line in lines))
+        spec = pipeline(
+            transforms=CASTS, quality={"volume": volume}, destination={"dataset": "analytics.people", "write": "replace"}
+        )
+        return run_pipeline(spec, environment_for(warehouse_url, landing))
+
+    first = load_rows(normal)
+    assert "not judged" in by_name(first)["volume_anomaly"].detail
+    for _ in range(3):
+        assert by_name(load_rows(normal))["volume_anomaly"].passed
+    before = rows(warehouse_url, "SELECT count(*) AS n FROM analytics.people")
+    with pytest.raises(QualityGateFailed, match=r"volume_anomaly .*1 rows; median of the last 4 loads 10; expected at least 5"):
+        load_rows(normal[:1])
+    assert rows(warehouse_url, "SELECT count(*) AS n FROM analytics.people") == before

@@ -118,7 +118,7 @@ def run_pipeline(
         rules = spec.quality.rules
         validator = RowValidator(rules, f"{spec.origin}: quality") if any(r.is_row_rule for r in rules) else None
         rule_stats = {r.check_name: RuleStats() for r in rules if r.is_row_rule}
-        dataset_audit = DatasetAudit(rules, dataset, spec.origin)
+        dataset_audit = DatasetAudit(rules, dataset, spec.origin, spec.quality.volume)
         writer = BackgroundWriter()
 
         def transform(table: pa.Table) -> tuple[ChainOutput, dict[str, RuleStats]]:

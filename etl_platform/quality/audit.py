@@ -9,17 +9,19 @@ QualityGateFailed, which rolls the transaction back: the target keeps its previo
 from __future__ import annotations
 
 import datetime
+import statistics
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl_platform.errors import EtlError
-from etl_platform.quality.rules import CircuitBreaker, Rule
+from etl_platform.quality.rules import CircuitBreaker, Rule, VolumeCheck
 from etl_platform.quality.validator import SAMPLES, RuleStats
 from etl_platform.warehouse import Warehouse
 
 BREAKER = "circuit_breaker"
+VOLUME = "volume_anomaly"
 
 
 @dataclass
@@ -94,10 +96,32 @@ def breaker_outcome(breaker: CircuitBreaker, rows_read: int, quarantined_by_rule
     )
 
 
+def volume_outcome(volume: VolumeCheck, rows: int, recent: list[int]) -> CheckOutcome:
+    """This load's row count against the median of recent loads (not judged without enough history)."""
+    outcome = CheckOutcome(VOLUME, volume_description(volume), volume.severity, blocking=volume.severity == "error", passed=True)
+    outcome.rows_checked = rows
+    if len(recent) < volume.min_history:
+        outcome.detail = f"{rows:,} rows; {len(recent)} earlier loads, fewer than min_history {volume.min_history}: not judged"
+        return outcome
+    median = statistics.median(recent)
+    low = median * volume.min_ratio
+    high = median * volume.max_ratio if volume.max_ratio else None
+    outcome.passed = rows >= low and (high is None or rows <= high)
+    bounds = f"{low:,.0f} to {high:,.0f}" if high is not None else f"at least {low:,.0f}"
+    outcome.detail = f"{rows:,} rows; median of the last {len(recent)} loads {median:,.0f}; expected {bounds}"
+    return outcome
+
+
+def volume_description(volume: VolumeCheck) -> str:
+    upper = f" and at most {volume.max_ratio}x" if volume.max_ratio else ""
+    return f"row count at least {volume.min_ratio}x{upper} the median of the last {volume.history} loads"
+
+
 class DatasetAudit:
     """Dataset-level rules of one load: observes published chunks, then judges in the transaction."""
 
-    def __init__(self, rules: list[Rule], dataset: str, origin: str):
+    def __init__(self, rules: list[Rule], dataset: str, origin: str, volume: VolumeCheck | None = None):
+        self.volume = volume
         self.rules = [r for r in rules if not r.is_row_rule]
         self.dataset = dataset
         self.origin = origin
@@ -115,8 +139,12 @@ class DatasetAudit:
                     self.newest[rule.field] = newest
 
     def judge(self, warehouse: Warehouse) -> list[CheckOutcome]:
-        """Evaluate every dataset rule (inside the publish transaction for SQL ones)."""
-        return [self._judge(rule, warehouse) for rule in self.rules]
+        """Evaluate every dataset rule and the volume check (inside the publish transaction)."""
+        outcomes = [self._judge(rule, warehouse) for rule in self.rules]
+        if self.volume:
+            recent = warehouse.recent_load_sizes(self.dataset, self.volume.history)
+            outcomes.append(volume_outcome(self.volume, self.rows, recent))
+        return outcomes
 
     def _judge(self, rule: Rule, warehouse: Warehouse) -> CheckOutcome:
         outcome = CheckOutcome(rule.check_name, rule.describe(), rule.severity, blocking=rule.severity == "error", passed=True)

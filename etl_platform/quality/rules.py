@@ -168,10 +168,23 @@ class CircuitBreaker(BaseModel):
     min_record_count: int = Field(0, ge=0, description="below this many rows read, the breaker never trips")
 
 
+class VolumeCheck(BaseModel):
+    """Compare a load's row count with the median of the dataset's recent loads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_ratio: float = Field(0.5, ge=0, description="fail below median x min_ratio (0 rows where 1,000 are usual fails)")
+    max_ratio: float | None = Field(None, gt=0, description="fail above median x max_ratio (unset: no upper bound)")
+    history: int = Field(10, ge=1, le=1000, description="how many recent loads make the median")
+    min_history: int = Field(3, ge=1, description="judge only once this many loads exist")
+    severity: Literal["error", "warn"] = "error"
+
+
 class QualitySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     circuit_breaker: CircuitBreaker | None = None
+    volume: VolumeCheck | None = None
     rules: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -74,6 +74,19 @@ def cursor_batches(cursor, batch_rows: int) -> Iterator[pa.Table]:
 Audit = Callable[["Warehouse"], None]
 
 
+# One row per published load, every write mode: the volume check's history, kept with the data.
+HISTORY_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("pipeline", pa.string()),
+        ("run_id", pa.string()),
+        ("rows", pa.int64()),
+        ("write", pa.string()),
+        ("loaded_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
 @dataclass(frozen=True)
 class PublishResult:
     rows_published: int
@@ -180,6 +193,8 @@ class Warehouse(ABC):
         if self.columns(META_SCHEMA, "load_ledger") is None:
             ledger = self.relation(META_SCHEMA, "load_ledger")
             self._create_table(ledger, LEDGER_SCHEMA, primary_key=["dataset", "fingerprint"])
+        if self.columns(META_SCHEMA, "load_history") is None:
+            self._create_table(self.relation(META_SCHEMA, "load_history"), HISTORY_SCHEMA)
         if self.columns(META_SCHEMA, "quarantine") is None:
             self._create_table(self.relation(META_SCHEMA, "quarantine"), QUARANTINE_TABLE_SCHEMA)
             self.create_index(META_SCHEMA, "quarantine", "quarantine_by_input", ["dataset", "input_fingerprint"])
@@ -187,6 +202,12 @@ class Warehouse(ABC):
     def already_loaded(self, dataset: str, fingerprint: str) -> bool:
         ledger = self.relation(META_SCHEMA, "load_ledger")
         return bool(self.query(f"SELECT 1 FROM {ledger} WHERE dataset = ? AND fingerprint = ?", (dataset, fingerprint)))
+
+    def recent_load_sizes(self, dataset: str, loads: int) -> list[int]:
+        """Rows published by the last `loads` loads of `dataset`, newest first."""
+        history = self.relation(META_SCHEMA, "load_history")
+        sql = f"SELECT rows FROM {history} WHERE dataset = ? ORDER BY loaded_at DESC LIMIT {int(loads)}"
+        return [r[0] for r in self.query(sql, (dataset,))]
 
     def row_count(self, dataset: str) -> int:
         return self.query(f"SELECT count(*) FROM {self.target(dataset)}")[0][0]
@@ -301,10 +322,12 @@ class Warehouse(ABC):
         return result
 
     def record_load(self, dataset: str, ledger_row: dict, quarantined: Iterable[pa.Table]) -> None:
-        """Within the publish transaction: ledger entry (append only) and this input's quarantine rows."""
+        """Within the publish transaction: ledger entry (append only), history, this input's quarantine rows."""
         if ledger_row["write"] == "append":
             entry = {k: ledger_row[k] for k in LEDGER_SCHEMA.names}
             self.bulk_insert(self.relation(META_SCHEMA, "load_ledger"), pa.Table.from_pylist([entry], LEDGER_SCHEMA))
+        history = {k: ledger_row[k] for k in HISTORY_SCHEMA.names}
+        self.bulk_insert(self.relation(META_SCHEMA, "load_history"), pa.Table.from_pylist([history], HISTORY_SCHEMA))
         self.replace_quarantine(dataset, ledger_row["fingerprint"], quarantined)
 
     def replace_quarantine(self, dataset: str, fingerprint: str, quarantined: Iterable[pa.Table]) -> None:
