@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
-from etl_platform.quality.audit import BREAKER, VOLUME, CheckOutcome, volume_description
+from etl_platform.quality.audit import BREAKER, DRIFT, VOLUME, CheckOutcome, volume_description
 from etl_platform.spec import PipelineSpec
 
 
@@ -24,6 +24,9 @@ def check_specs(spec: PipelineSpec, key: AssetKey) -> list[AssetCheckSpec]:
         )
         for rule in quality.rules
     ]
+    policy = spec.schema_policy.on_drift
+    description = f"schema matches the latest registered version (on_drift: {policy})"
+    specs.append(AssetCheckSpec(DRIFT, asset=key, description=description, blocking=policy == "fail"))
     if quality.volume:
         blocking = quality.volume.severity == "error"
         specs.append(AssetCheckSpec(VOLUME, asset=key, description=volume_description(quality.volume), blocking=blocking))

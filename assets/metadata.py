@@ -40,6 +40,8 @@ def materialization_metadata(report: LoadReport, dialect: str, table_name: str) 
         metadata["dagster/row_count"] = MetadataValue.int(report.target_rows)
     if report.schema is not None and dialect:
         metadata["dagster/column_schema"] = table_schema(report.schema, dialect)
+    if report.schema_version is not None:
+        metadata["schema_version"] = MetadataValue.int(report.schema_version)
     if report.skipped_reason:
         metadata["skipped"] = report.skipped_reason
     return metadata

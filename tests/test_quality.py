@@ -11,7 +11,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.quality.audit import QualityGateFailed
-from etl_platform.quality.rules import register_check
+from etl_platform.quality.rules import Rule, register_check
 from tests.conftest import environment_for, pipeline, rows, write_csv
 
 HEADER = "id,age,email,code,status,name,n,country\n"
@@ -53,7 +53,8 @@ def by_name(report) -> dict:
 
 def test_every_row_rule_passes_on_clean_rows(warehouse_url: str, landing: Path) -> None:
     report = load(warehouse_url, landing, CLEAN, ROW_RULES)
-    assert all(c.passed for c in report.checks) and len(report.checks) == len(ROW_RULES)
+    assert all(c.passed for c in report.checks)
+    assert {c.name for c in report.checks} == {Rule(**r).check_name for r in ROW_RULES} | {"schema_drift"}
     assert (report.rows_published, report.rows_quarantined) == (2, 0)
 
 
@@ -178,3 +179,68 @@ def test_volume_anomaly_after_a_history_of_normal_loads(warehouse_url: str, land
     with pytest.raises(QualityGateFailed, match=r"volume_anomaly .*1 rows; median of the last 4 loads 10; expected at least 5"):
         load_rows(normal[:1])
     assert rows(warehouse_url, "SELECT count(*) AS n FROM analytics.people") == before
+
+
+def load_file(url: str, landing: Path, text: str, policy: str, write: str = "append"):
+    write_csv(landing, "input.csv", text)
+    spec = pipeline(
+        transforms=[{"cast": {"id": "int"}}],
+        schema={"on_drift": policy},
+        destination={"dataset": "analytics.drifting", "write": write},
+    )
+    return run_pipeline(spec, environment_for(url, landing))
+
+
+def test_drift_fail_stops_before_publishing(warehouse_url: str, landing: Path) -> None:
+    first = load_file(warehouse_url, landing, "id,name\n1,a\n", "fail")
+    assert first.schema_version == 1 and by_name(first)["schema_drift"].passed
+    with pytest.raises(
+        QualityGateFailed, match=r"schema_drift .*added full_name \(string\); removed name; likely renamed name -> full_name"
+    ):
+        load_file(warehouse_url, landing, "id,full_name\n2,b\n", "fail")
+    assert rows(warehouse_url, "SELECT * FROM analytics.drifting") == [{"id": 1, "name": "a"}]
+
+
+def test_drift_warn_reports_and_goes_on(warehouse_url: str, landing: Path) -> None:
+    load_file(warehouse_url, landing, "id,name\n1,a\n", "warn", write="replace")
+    report = load_file(warehouse_url, landing, "id,name,city\n2,b,Oslo\n", "warn", write="replace")
+    drift = by_name(report)["schema_drift"]
+    assert not drift.passed and drift.severity == "warn" and "added city (string)" in drift.detail
+    assert report.schema_version == 2
+    assert rows(warehouse_url, "SELECT * FROM analytics.drifting") == [{"id": 2, "name": "b", "city": "Oslo"}]
+
+
+@pytest.mark.parametrize("write", ["append", "replace"])
+def test_drift_evolve_adds_columns_and_records_a_version(warehouse_url: str, landing: Path, write: str) -> None:
+    load_file(warehouse_url, landing, "id,name\n1,a\n", "evolve", write=write)
+    report = load_file(warehouse_url, landing, "id,city\n2,Oslo\n", "evolve", write=write)
+    assert report.schema_version == 2 and not by_name(report)["schema_drift"].passed
+    expected = [{"id": 1, "name": "a", "city": None}, {"id": 2, "name": None, "city": "Oslo"}]
+    published = rows(warehouse_url, "SELECT id, name, city FROM analytics.drifting ORDER BY id")
+    assert published == (expected if write == "append" else expected[1:])
+    versions = rows(warehouse_url, "SELECT version FROM _etl.schema_versions WHERE dataset = 'analytics.drifting' ORDER BY 1")
+    assert [v["version"] for v in versions] == [1, 2]
+
+
+def test_drift_evolve_refuses_type_changes(duckdb_url: str, landing: Path) -> None:
+    load_file(duckdb_url, landing, "id,name\n1,a\n", "evolve")
+    write_csv(landing, "input.csv", "id,name\n2,3\n")
+    spec = pipeline(
+        transforms=[{"cast": {"id": "int", "name": "int"}}],
+        schema={"on_drift": "evolve"},
+        destination={"dataset": "analytics.drifting", "write": "append"},
+    )
+    with pytest.raises(
+        QualityGateFailed, match=r"type changed name string -> int64; evolve applies added and removed columns only"
+    ):
+        run_pipeline(spec, environment_for(duckdb_url, landing))
+
+
+def test_schema_registry_python_api() -> None:
+    from etl_platform.quality.schema_registry import SchemaRegistry, infer_schema
+
+    registry = SchemaRegistry()
+    assert registry.register(infer_schema({"id": 1, "name": "a"})) == 1
+    is_drift, new_schema = registry.detect_drift({"id": 1, "name": "a", "age": 3})
+    assert is_drift and new_schema == {"id": "int64", "name": "string", "age": "int64"}
+    assert registry.detect_drift(pl.DataFrame({"id": [1], "name": ["b"]}))[0] is False

@@ -122,8 +122,8 @@ class FileDestination:
                 os.replace(part, target)
             shutil.rmtree(self.staging, ignore_errors=True)
         with self.warehouse.transaction():
-            self.warehouse.record_load(self.spec.dataset, ledger_row, quarantined)
-        return PublishResult(self._rows, self._rows if self.spec.write == "replace" else None)
+            version = self.warehouse.record_load(self.spec.dataset, ledger_row, quarantined)
+        return PublishResult(self._rows, self._rows if self.spec.write == "replace" else None, schema_version=version)
 
     def discard(self) -> None:
         self._close()

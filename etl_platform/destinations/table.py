@@ -23,13 +23,14 @@ class TableDestination:
         self.warehouse = warehouse
         self.staging_name = staging_name
         self._in_transaction = False
+        self.evolve = False  # set by the runner when the drift policy evolves the target
         if spec.write == "append":
             self.chunks = ChunkTable(warehouse, warehouse.target(spec.dataset), self._begin_append, None, with_sequence=False)
         else:
             self.chunks = staging_table(warehouse, staging_name)
 
     def _begin_append(self, schema: pa.Schema) -> None:
-        self.warehouse.begin_append(self.spec.dataset, schema)
+        self.warehouse.begin_append(self.spec.dataset, schema, self.evolve)
         self._in_transaction = True
 
     @property
@@ -44,7 +45,14 @@ class TableDestination:
             self._in_transaction = False
             return self.warehouse.finish_append(self.spec.dataset, ledger_row, quarantined, audit)
         return self.warehouse.publish(
-            self.spec.dataset, self.staging_name, self.spec.write, self.spec.primary_key, ledger_row, quarantined, audit
+            self.spec.dataset,
+            self.staging_name,
+            self.spec.write,
+            self.spec.primary_key,
+            ledger_row,
+            quarantined,
+            audit,
+            self.evolve,
         )
 
     def discard(self) -> None:

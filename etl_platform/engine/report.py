@@ -26,6 +26,7 @@ class LoadReport:
     schema: pa.Schema | None = None
     skipped_reason: str | None = None
     chunks: int = 0
+    schema_version: int | None = None
     checks: list = field(default_factory=list)  # quality.audit.CheckOutcome, one per rule and the breaker
 
     def check_accounting(self) -> None:

@@ -27,7 +27,15 @@ from etl_platform.engine.quarantine import Quarantine
 from etl_platform.engine.report import LoadReport
 from etl_platform.engine.writer import BackgroundWriter
 from etl_platform.errors import TransformError
-from etl_platform.quality.audit import DatasetAudit, QualityGateFailed, breaker_outcome, gate_message, row_rule_outcomes
+from etl_platform.quality.audit import (
+    DatasetAudit,
+    QualityGateFailed,
+    breaker_outcome,
+    drift_outcome,
+    gate_message,
+    row_rule_outcomes,
+)
+from etl_platform.quality.schema_registry import infer_schema
 from etl_platform.quality.validator import RowValidator, RuleStats
 from etl_platform.sources import PROVENANCE, LocalLandingZone, SourceChunk, open_source
 from etl_platform.spec.models import PipelineSpec
@@ -119,7 +127,17 @@ def run_pipeline(
         validator = RowValidator(rules, f"{spec.origin}: quality") if any(r.is_row_rule for r in rules) else None
         rule_stats = {r.check_name: RuleStats() for r in rules if r.is_row_rule}
         dataset_audit = DatasetAudit(rules, dataset, spec.origin, spec.quality.volume)
+        latest_schema = warehouse.latest_schema(dataset)
         writer = BackgroundWriter()
+
+        def judge_drift(table: pa.Table) -> None:
+            """On the first chunk: compare with the latest schema version and apply the drift policy."""
+            outcome, drift = drift_outcome(spec.schema_policy.on_drift, latest_schema, infer_schema(table.schema))
+            report.checks.append(outcome)
+            if outcome.blocking and not outcome.passed:
+                raise QualityGateFailed(gate_message(spec.id, run_id, [outcome]), report.checks)
+            if spec.schema_policy.on_drift == "evolve" and drift and isinstance(destination, TableDestination):
+                destination.evolve = True
 
         def transform(table: pa.Table) -> tuple[ChainOutput, dict[str, RuleStats]]:
             """Transforms, then row-level quality rules (on a transform thread)."""
@@ -150,6 +168,8 @@ def run_pipeline(
                 if missing_key is not None:
                     writer.submit(quarantine.add_rejected, "destination", missing_key)
             table = table.drop_columns([c for c in PROVENANCE if c in table.column_names])
+            if report.chunks == 1:
+                judge_drift(table)
             dataset_audit.observe(table)
             writer.submit(destination.write, table)
             report.rows_published += len(table)
@@ -176,7 +196,7 @@ def run_pipeline(
             report.quarantined_by_rule = dict(quarantine.by_rule)
             report.check_accounting()
             report.fingerprint = source.fingerprint()
-            report.checks = row_rule_outcomes(rules, rule_stats)
+            report.checks += row_rule_outcomes(rules, rule_stats)
             if spec.quality.circuit_breaker:
                 report.checks.append(breaker_outcome(spec.quality.circuit_breaker, report.rows_read, report.quarantined_by_rule))
 
@@ -194,6 +214,7 @@ def run_pipeline(
                 "run_id": run_id,
                 "rows": report.rows_published,
                 "write": spec.destination.write,
+                "schema": infer_schema(destination.schema) if destination.schema is not None else None,
                 "loaded_at": datetime.datetime.now(datetime.UTC),
             }
             try:
@@ -211,6 +232,7 @@ def run_pipeline(
             quarantine.discard()
         report.schema = destination.schema
         report.target_rows = result.target_rows
+        report.schema_version = result.schema_version
         report.skipped_reason = result.skipped_reason
         if result.skipped_reason:
             report.rows_published = 0

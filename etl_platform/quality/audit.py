@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from etl_platform.errors import EtlError
 from etl_platform.quality.rules import CircuitBreaker, Rule, VolumeCheck
+from etl_platform.quality.schema_registry import Drift, Schema, compare
 from etl_platform.quality.validator import SAMPLES, RuleStats
 from etl_platform.warehouse import Warehouse
 
@@ -94,6 +95,26 @@ def breaker_outcome(breaker: CircuitBreaker, rows_read: int, quarantined_by_rule
         rows_failed=rows_quarantined,
         detail=detail,
     )
+
+
+DRIFT = "schema_drift"
+
+
+def drift_outcome(policy: str, latest: tuple[int, Schema] | None, incoming: Schema) -> tuple[CheckOutcome, Drift]:
+    """The load's schema against the latest registered version, under the pipeline's drift policy."""
+    drift = compare(latest[1], incoming) if latest else Drift()
+    outcome = CheckOutcome(
+        DRIFT,
+        f"schema matches the latest version (on_drift: {policy})",
+        "error" if policy == "fail" else "warn",
+        blocking=policy == "fail",
+        passed=not drift,
+        detail=(f"against version {latest[0]}: {drift.describe()}" if latest else "first version of this dataset"),
+    )
+    if policy == "evolve" and drift and not drift.additive:
+        outcome.severity, outcome.blocking = "error", True
+        outcome.detail += "; evolve applies added and removed columns only, not type changes"
+    return outcome, drift
 
 
 def volume_outcome(volume: VolumeCheck, rows: int, recent: list[int]) -> CheckOutcome:

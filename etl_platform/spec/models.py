@@ -33,7 +33,7 @@ TagValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{0,63}$")]
 class Strict(BaseModel):
     """Base for spec models: unknown keys are errors, values are not coerced across types."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 def sql_expression(text: str) -> str:
@@ -331,6 +331,12 @@ class Schedule(Strict):
         return self
 
 
+class SchemaPolicy(Strict):
+    on_drift: Literal["fail", "warn", "evolve"] = Field(
+        "warn", description="fail: stop before publishing; warn: report and go on; evolve: add new columns to the target"
+    )
+
+
 class Execution(Strict):
     chunk_rows: int = Field(100_000, ge=1_000, le=5_000_000, description="rows per streamed chunk")
 
@@ -355,6 +361,7 @@ class PipelineSpec(Strict):
     schedule: Schedule | None = None
     triggers: list[dict[str, Any]] = Field(default_factory=list)
     execution: Execution = Field(default_factory=Execution)
+    schema_policy: SchemaPolicy = Field(default_factory=SchemaPolicy, alias="schema")
 
     _file: Path | None = PrivateAttr(None)
 

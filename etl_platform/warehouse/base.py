@@ -7,6 +7,8 @@ is written once here.
 
 from __future__ import annotations
 
+import datetime
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -87,11 +89,24 @@ HISTORY_SCHEMA = pa.schema(
 )
 
 
+# Every published schema, versioned per dataset (columns as JSON: name -> Arrow type).
+SCHEMA_VERSIONS_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("version", pa.int64()),
+        ("columns", pa.string()),
+        ("run_id", pa.string()),
+        ("registered_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
 @dataclass(frozen=True)
 class PublishResult:
     rows_published: int
     target_rows: int | None
     skipped_reason: str | None = None
+    schema_version: int | None = None
 
 
 class Warehouse(ABC):
@@ -193,6 +208,8 @@ class Warehouse(ABC):
         if self.columns(META_SCHEMA, "load_ledger") is None:
             ledger = self.relation(META_SCHEMA, "load_ledger")
             self._create_table(ledger, LEDGER_SCHEMA, primary_key=["dataset", "fingerprint"])
+        if self.columns(META_SCHEMA, "schema_versions") is None:
+            self._create_table(self.relation(META_SCHEMA, "schema_versions"), SCHEMA_VERSIONS_SCHEMA)
         if self.columns(META_SCHEMA, "load_history") is None:
             self._create_table(self.relation(META_SCHEMA, "load_history"), HISTORY_SCHEMA)
         if self.columns(META_SCHEMA, "quarantine") is None:
@@ -202,6 +219,28 @@ class Warehouse(ABC):
     def already_loaded(self, dataset: str, fingerprint: str) -> bool:
         ledger = self.relation(META_SCHEMA, "load_ledger")
         return bool(self.query(f"SELECT 1 FROM {ledger} WHERE dataset = ? AND fingerprint = ?", (dataset, fingerprint)))
+
+    def latest_schema(self, dataset: str) -> tuple[int, dict[str, str]] | None:
+        """The dataset's newest registered schema version and its columns, if any."""
+        versions = self.relation(META_SCHEMA, "schema_versions")
+        rows = self.query(f"SELECT version, columns FROM {versions} WHERE dataset = ? ORDER BY version DESC LIMIT 1", (dataset,))
+        return (rows[0][0], json.loads(rows[0][1])) if rows else None
+
+    def register_schema(self, dataset: str, columns: dict[str, str], run_id: str) -> int:
+        """Within the publish transaction: record `columns` as a new version unless it is the latest."""
+        latest = self.latest_schema(dataset)
+        if latest and latest[1] == columns:
+            return latest[0]
+        version = (latest[0] if latest else 0) + 1
+        row = {
+            "dataset": dataset,
+            "version": version,
+            "columns": json.dumps(columns),
+            "run_id": run_id,
+            "registered_at": datetime.datetime.now(datetime.UTC),
+        }
+        self.bulk_insert(self.relation(META_SCHEMA, "schema_versions"), pa.Table.from_pylist([row], SCHEMA_VERSIONS_SCHEMA))
+        return version
 
     def recent_load_sizes(self, dataset: str, loads: int) -> list[int]:
         """Rows published by the last `loads` loads of `dataset`, newest first."""
@@ -248,20 +287,32 @@ class Warehouse(ABC):
                 f"Fix: add a `cast` (or `select`/`rename`) so the columns match, or publish once with `write: replace`"
             )
 
-    def _ensure_target(self, dataset: str, incoming: dict[str, str], primary_key: list[str], replace: bool) -> None:
-        """Inside a transaction: create the target, or check that `incoming` columns fit it."""
+    def _ensure_target(
+        self, dataset: str, incoming: dict[str, str], primary_key: list[str], replace: bool, evolve: bool = False
+    ) -> None:
+        """Inside a transaction: create the target, or check that `incoming` columns fit it.
+
+        With `evolve`, new columns are added to the target (nullable) and columns the load lacks
+        stay in it, filled with NULL; a type change never fits.
+        """
         schema, table = self.split(dataset)
         target = self.relation(schema, table)
         existing = self.columns(schema, table)
-        if replace and existing is not None and existing != incoming:
+        if replace and existing is not None and existing != incoming and not evolve:
             self.execute(f"DROP TABLE {target}")
             existing = None
         if existing is None:
             definition = ", ".join(f"{self.quote(c)} {t}" for c, t in incoming.items())
             key = f", PRIMARY KEY ({', '.join(map(self.quote, primary_key))})" if primary_key else ""
             self.execute(f"CREATE TABLE {target} ({definition}{key})")
-        else:
-            self._check_compatible(dataset, existing, incoming)
+            return
+        if evolve:
+            for column, kind in incoming.items():
+                if column not in existing:
+                    self.execute(f"ALTER TABLE {target} ADD COLUMN {self.quote(column)} {kind}")
+                    existing[column] = kind
+            incoming = {**{c: t for c, t in existing.items() if c not in incoming}, **incoming}
+        self._check_compatible(dataset, existing, incoming)
 
     def publish(
         self,
@@ -272,6 +323,7 @@ class Warehouse(ABC):
         ledger_row: dict,
         quarantined: Iterable[pa.Table],
         audit: Audit,
+        evolve: bool = False,
     ) -> PublishResult:
         """Replace or merge: move staged rows into the target, audit, and quarantine rows in, atomically."""
         target = self.target(dataset)
@@ -279,7 +331,7 @@ class Warehouse(ABC):
         incoming = {c: t for c, t in self.columns(STAGING_SCHEMA, staging).items() if c != SEQ}
         self.create_schema(self.split(dataset)[0])
         with self.transaction():
-            self._ensure_target(dataset, incoming, primary_key, replace=write == "replace")
+            self._ensure_target(dataset, incoming, primary_key, replace=write == "replace", evolve=evolve)
             if write == "merge":
                 self._merge(target, staged, list(incoming), primary_key)
             else:
@@ -287,10 +339,10 @@ class Warehouse(ABC):
                 self.execute(f"DELETE FROM {target}")
                 self.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staged}")
             audit(self)
-            self.record_load(dataset, ledger_row, quarantined)
-            return PublishResult(ledger_row["rows"], self.row_count(dataset))
+            version = self.record_load(dataset, ledger_row, quarantined)
+            return PublishResult(ledger_row["rows"], self.row_count(dataset), schema_version=version)
 
-    def begin_append(self, dataset: str, schema: pa.Schema) -> None:
+    def begin_append(self, dataset: str, schema: pa.Schema, evolve: bool = False) -> None:
         """Open the load transaction of an append and make sure the target takes `schema`.
 
         An append streams its chunks straight into the target inside this transaction: readers
@@ -301,7 +353,7 @@ class Warehouse(ABC):
         self.begin()
         incoming = {f.name: sql_type(f.type, self.dialect, f.name) for f in schema}
         try:
-            self._ensure_target(dataset, incoming, [], replace=False)
+            self._ensure_target(dataset, incoming, [], replace=False, evolve=evolve)
         except BaseException:
             self.rollback()
             raise
@@ -313,22 +365,25 @@ class Warehouse(ABC):
             return PublishResult(0, self.row_count(dataset), "this input was already appended (load ledger)")
         try:
             audit(self)
-            self.record_load(dataset, ledger_row, quarantined)
-            result = PublishResult(ledger_row["rows"], self.row_count(dataset))
+            version = self.record_load(dataset, ledger_row, quarantined)
+            result = PublishResult(ledger_row["rows"], self.row_count(dataset), schema_version=version)
         except BaseException:
             self.rollback()
             raise
         self.commit()
         return result
 
-    def record_load(self, dataset: str, ledger_row: dict, quarantined: Iterable[pa.Table]) -> None:
-        """Within the publish transaction: ledger entry (append only), history, this input's quarantine rows."""
+    def record_load(self, dataset: str, ledger_row: dict, quarantined: Iterable[pa.Table]) -> int | None:
+        """Within the publish transaction: ledger entry (append only), schema version, history, this
+        input's quarantine rows. Returns the schema version the load published."""
         if ledger_row["write"] == "append":
             entry = {k: ledger_row[k] for k in LEDGER_SCHEMA.names}
             self.bulk_insert(self.relation(META_SCHEMA, "load_ledger"), pa.Table.from_pylist([entry], LEDGER_SCHEMA))
+        version = self.register_schema(dataset, ledger_row["schema"], ledger_row["run_id"]) if ledger_row.get("schema") else None
         history = {k: ledger_row[k] for k in HISTORY_SCHEMA.names}
         self.bulk_insert(self.relation(META_SCHEMA, "load_history"), pa.Table.from_pylist([history], HISTORY_SCHEMA))
         self.replace_quarantine(dataset, ledger_row["fingerprint"], quarantined)
+        return version
 
     def replace_quarantine(self, dataset: str, fingerprint: str, quarantined: Iterable[pa.Table]) -> None:
         """Put an input's quarantine rows in place of any earlier ones for the same input."""
