@@ -1,4 +1,4 @@
-"""The `etl` command line: list, validate, plan, run, ui and demo.
+"""The `etl` command line: list, validate, plan, run, quarantine, ui and demo.
 
 Exit codes: 0 success; 1 the work asked for failed (a pipeline run, an invalid file under
 `validate`); 2 the command could not start (invalid pipeline folder, unknown pipeline, bad usage).
@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, environment, registry, settings
+from etl_platform.cli.quarantine import quarantine
 from etl_platform.errors import EtlError, SpecError
 from etl_platform.spec import PipelineRegistry
 from etl_platform.spec.loader import load_pipeline_files, pipeline_files
@@ -177,6 +178,8 @@ def demo(parallel: int) -> None:
     )
     sys.exit(EXIT_OK if success else EXIT_FAILED)
 
+
+cli.add_command(quarantine)
 
 if __name__ == "__main__":
     cli()

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl_platform.sources.base import PROVENANCE, SOURCE_FILE, SOURCE_LINE, BadLine
 from etl_platform.transforms import Rejected
@@ -37,7 +39,8 @@ class Quarantine:
         n = len(per_row["reason"])
         constant = {"pipeline": self.pipeline, "dataset": self.dataset, "run_id": self.run_id, "stage": stage, "rule": rule}
         now = datetime.datetime.now(datetime.UTC)
-        columns = {**{name: [value] * n for name, value in constant.items()}, **per_row, "quarantined_at": [now] * n}
+        identity = {"quarantine_id": [uuid.uuid4().hex for _ in range(n)], "quarantined_at": [now] * n}
+        columns = {**{name: [value] * n for name, value in constant.items()}, **per_row, **identity}
         table = pa.table({name: columns[name] for name in QUARANTINE_SCHEMA.names}, schema=QUARANTINE_SCHEMA)
         if self._writer is None:
             self._writer = pa.ipc.new_file(self.path, QUARANTINE_SCHEMA)
@@ -46,9 +49,12 @@ class Quarantine:
         self.count += n
         self.by_rule[rule] = self.by_rule.get(rule, 0) + n
 
-    def add_rejected(self, stage: str, rejected: Rejected) -> None:
+    def add_rejected(self, stage: str, rejected: Rejected, source_chunk: pa.Table) -> None:
+        """Quarantine rejected rows; each record is the row as the source gave it, so replay can rerun it."""
         rows = rejected.rows
-        data = rows.drop_columns([c for c in PROVENANCE if c in rows.column_names]).to_pylist()
+        positions = pc.index_in(rows[SOURCE_LINE], value_set=source_chunk[SOURCE_LINE])
+        originals = source_chunk.take(positions)
+        data = originals.drop_columns([c for c in PROVENANCE if c in originals.column_names]).to_pylist()
         self._stage(
             stage,
             rejected.rule,

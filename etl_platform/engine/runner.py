@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,6 +42,9 @@ from etl_platform.sources import PROVENANCE, LocalLandingZone, SourceChunk, open
 from etl_platform.spec.models import PipelineSpec
 from etl_platform.transforms import ChainOutput, Rejected, TransformChain, TransformContext
 from etl_platform.warehouse import Warehouse, open_warehouse
+
+if TYPE_CHECKING:
+    from etl_platform.engine.replay import ReplaySource
 
 # Chunks transformed at once: DuckDB and pyarrow release the GIL, so two threads use both cores.
 TRANSFORM_THREADS = 2
@@ -101,15 +105,23 @@ def run_pipeline(
     environment: Environment,
     run_id: str | None = None,
     progress: ProgressCallback | None = None,
+    replay: ReplaySource | None = None,
 ) -> LoadReport:
-    """Load `spec`'s source into its destination; returns counts and schema for metadata."""
+    """Load `spec`'s source into its destination; returns counts and schema for metadata.
+
+    With `replay` (quarantined rows, see engine.replay), those rows are the source: a replace
+    pipeline appends them, checks of a load's size (RowCount, Freshness, volume) are skipped, and
+    the replayed records leave the quarantine in the publish transaction.
+    """
     started = time.monotonic()
     run_id = run_id or uuid.uuid4().hex
+    if replay is not None and spec.destination.write == "replace":
+        spec = spec.model_copy(update={"destination": spec.destination.model_copy(update={"write": "append"})})
     dataset = spec.destination.dataset
     report = LoadReport(spec.id, dataset, run_id, spec.destination.write)
     warehouse = open_warehouse(environment.warehouse_url)
     try:
-        source = open_source(spec.source, environment.landing, warehouse)
+        source = replay or open_source(spec.source, environment.landing, warehouse)
         report.source_files = source.describe()
         warehouse.ensure_metadata()
         prefix = warehouse.staging_prefix(dataset)
@@ -126,7 +138,11 @@ def run_pipeline(
         rules = spec.quality.rules
         validator = RowValidator(rules, f"{spec.origin}: quality") if any(r.is_row_rule for r in rules) else None
         rule_stats = {r.check_name: RuleStats() for r in rules if r.is_row_rule}
-        dataset_audit = DatasetAudit(rules, dataset, spec.origin, spec.quality.volume)
+        if replay is None:
+            dataset_audit = DatasetAudit(rules, dataset, spec.origin, spec.quality.volume)
+        else:
+            size_rules = ("RowCount", "Freshness")
+            dataset_audit = DatasetAudit([r for r in rules if r.rule not in size_rules], dataset, spec.origin)
         latest_schema = warehouse.latest_schema(dataset)
         writer = BackgroundWriter()
 
@@ -160,13 +176,13 @@ def run_pipeline(
             if chunk.bad_lines:
                 writer.submit(quarantine.add_bad_lines, chunk.bad_lines)
             for step, rejected in output.rejected:
-                writer.submit(quarantine.add_rejected, step, rejected)
+                writer.submit(quarantine.add_rejected, step, rejected, chunk.table)
             report.rows_filtered += output.filtered
             table = output.table
             if spec.destination.write == "merge":
                 table, missing_key = split_null_keys(table, spec.destination.primary_key)
                 if missing_key is not None:
-                    writer.submit(quarantine.add_rejected, "destination", missing_key)
+                    writer.submit(quarantine.add_rejected, "destination", missing_key, chunk.table)
             table = table.drop_columns([c for c in PROVENANCE if c in table.column_names])
             if report.chunks == 1:
                 judge_drift(table)
@@ -206,6 +222,8 @@ def run_pipeline(
                 failed = [c for c in report.checks if c.blocking and not c.passed]
                 if failed:
                     raise QualityGateFailed(gate_message(spec.id, run_id, failed), report.checks)
+                if replay is not None:
+                    target.remove_from_quarantine(replay.ids)
 
             ledger_row = {
                 "dataset": dataset,
@@ -220,10 +238,12 @@ def run_pipeline(
             try:
                 result = destination.publish(ledger_row, quarantine.batches(), audit)
             except QualityGateFailed as stopped:
-                # The load was rolled back; its failing rows are kept, so the message's query finds them.
+                # The load was rolled back; its failing rows are kept, so the message's query finds them
+                # (a replay's rows never left the quarantine).
                 destination.discard()
-                with warehouse.transaction():
-                    warehouse.replace_quarantine(dataset, report.fingerprint, quarantine.batches())
+                if replay is None:
+                    with warehouse.transaction():
+                        warehouse.replace_quarantine(dataset, report.fingerprint, quarantine.batches())
                 report.duration_seconds = time.monotonic() - started
                 stopped.report = report
                 raise

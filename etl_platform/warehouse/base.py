@@ -26,6 +26,7 @@ SEQ = "_etl_seq"
 
 QUARANTINE_SCHEMA = pa.schema(
     [
+        ("quarantine_id", pa.string()),
         ("pipeline", pa.string()),
         ("dataset", pa.string()),
         ("run_id", pa.string()),
@@ -202,19 +203,30 @@ class Warehouse(ABC):
         self.execute(f"CREATE {options} TABLE IF NOT EXISTS {name} ({', '.join(columns)})".replace("  ", " "))
 
     def ensure_metadata(self) -> None:
-        """Create the platform's schemas and tables when missing; no DDL (and no lock) once they exist."""
+        """Create the platform's tables when missing, and add columns a newer version introduced.
+
+        Once everything exists this is catalog reads only: no DDL, so no lock on a busy table.
+        """
         self.create_schema(META_SCHEMA)
         self.create_schema(STAGING_SCHEMA)
-        if self.columns(META_SCHEMA, "load_ledger") is None:
-            ledger = self.relation(META_SCHEMA, "load_ledger")
-            self._create_table(ledger, LEDGER_SCHEMA, primary_key=["dataset", "fingerprint"])
-        if self.columns(META_SCHEMA, "schema_versions") is None:
-            self._create_table(self.relation(META_SCHEMA, "schema_versions"), SCHEMA_VERSIONS_SCHEMA)
-        if self.columns(META_SCHEMA, "load_history") is None:
-            self._create_table(self.relation(META_SCHEMA, "load_history"), HISTORY_SCHEMA)
-        if self.columns(META_SCHEMA, "quarantine") is None:
-            self._create_table(self.relation(META_SCHEMA, "quarantine"), QUARANTINE_TABLE_SCHEMA)
-            self.create_index(META_SCHEMA, "quarantine", "quarantine_by_input", ["dataset", "input_fingerprint"])
+        tables = {
+            "load_ledger": (LEDGER_SCHEMA, ["dataset", "fingerprint"]),
+            "schema_versions": (SCHEMA_VERSIONS_SCHEMA, []),
+            "load_history": (HISTORY_SCHEMA, []),
+            "quarantine": (QUARANTINE_TABLE_SCHEMA, []),
+        }
+        for name, (schema, primary_key) in tables.items():
+            existing = self.columns(META_SCHEMA, name)
+            relation = self.relation(META_SCHEMA, name)
+            if existing is None:
+                self._create_table(relation, schema, primary_key=primary_key)
+                if name == "quarantine":
+                    self.create_index(META_SCHEMA, name, "quarantine_by_input", ["dataset", "input_fingerprint"])
+                continue
+            for field in schema:
+                if field.name not in existing:
+                    kind = sql_type(field.type, self.dialect, field.name)
+                    self.execute(f"ALTER TABLE {relation} ADD COLUMN {self.quote(field.name)} {kind}")
 
     def already_loaded(self, dataset: str, fingerprint: str) -> bool:
         ledger = self.relation(META_SCHEMA, "load_ledger")
@@ -384,6 +396,13 @@ class Warehouse(ABC):
         self.bulk_insert(self.relation(META_SCHEMA, "load_history"), pa.Table.from_pylist([history], HISTORY_SCHEMA))
         self.replace_quarantine(dataset, ledger_row["fingerprint"], quarantined)
         return version
+
+    def remove_from_quarantine(self, quarantine_ids: list[str]) -> None:
+        """Delete quarantine records by id (a replay's, inside its publish transaction)."""
+        quarantine = self.relation(META_SCHEMA, "quarantine")
+        for start in range(0, len(quarantine_ids), 500):
+            ids = quarantine_ids[start : start + 500]
+            self.execute(f"DELETE FROM {quarantine} WHERE quarantine_id IN ({', '.join('?' * len(ids))})", tuple(ids))
 
     def replace_quarantine(self, dataset: str, fingerprint: str, quarantined: Iterable[pa.Table]) -> None:
         """Put an input's quarantine rows in place of any earlier ones for the same input."""

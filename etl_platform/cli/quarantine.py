@@ -1,0 +1,125 @@
+"""`etl quarantine`: list, show, replay and purge the rows pipelines rejected."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, environment, registry, settings
+from etl_platform.engine.replay import QuarantineSelection, replay
+from etl_platform.errors import EtlError
+from etl_platform.warehouse import open_warehouse
+from etl_platform.warehouse.base import META_SCHEMA
+
+console = Console(width=None if sys.stdout.isatty() else 140)
+
+
+def selection_options(command):
+    command = click.option("--run", "run_id", help="Only rows of this run id.")(command)
+    command = click.option("--rule", help="Only rows rejected by this rule (e.g. cast, malformed_line, valid_email).")(command)
+    return click.option("--pipeline", help="Only rows of this pipeline.")(command)
+
+
+@click.group()
+def quarantine() -> None:
+    """Rows rejected by pipelines, kept in _etl.quarantine with reason, file and line."""
+
+
+@quarantine.command("list")
+@selection_options
+def list_rows(pipeline: str | None, rule: str | None, run_id: str | None) -> None:
+    """Count quarantined rows by pipeline, rule and run."""
+    where, params = QuarantineSelection(pipeline, rule, run_id).where()
+    warehouse = open_warehouse(settings().warehouse_url)
+    try:
+        warehouse.ensure_metadata()
+        relation = warehouse.relation(META_SCHEMA, "quarantine")
+        rows = warehouse.query(
+            f"SELECT pipeline, rule, run_id, count(*), max(quarantined_at) FROM {relation}{where} "
+            f"GROUP BY pipeline, rule, run_id ORDER BY 5 DESC",
+            params,
+        )
+    finally:
+        warehouse.close()
+    table = Table(title=f"{sum(r[3] for r in rows):,} quarantined rows")
+    for column in ("pipeline", "rule", "run", "rows", "latest"):
+        table.add_column(column, justify="right" if column == "rows" else "left")
+    for pipeline_id, rule_name, run, count, latest in rows:
+        table.add_row(pipeline_id, rule_name, run, f"{count:,}", str(latest)[:19])
+    console.print(table)
+
+
+@quarantine.command()
+@selection_options
+@click.option("--limit", default=20, show_default=True, help="Rows to show.")
+def show(pipeline: str | None, rule: str | None, run_id: str | None, limit: int) -> None:
+    """Show quarantined rows: where they came from, the value, and why they were rejected."""
+    where, params = QuarantineSelection(pipeline, rule, run_id).where()
+    warehouse = open_warehouse(settings().warehouse_url)
+    try:
+        warehouse.ensure_metadata()
+        relation = warehouse.relation(META_SCHEMA, "quarantine")
+        rows = warehouse.query(
+            f"SELECT quarantine_id, pipeline, rule, source_file, source_line, column_name, value, reason, record "
+            f"FROM {relation}{where} ORDER BY quarantined_at, source_file, source_line LIMIT {int(limit)}",
+            params,
+        )
+    finally:
+        warehouse.close()
+    table = Table(title=f"first {len(rows)} quarantined rows")
+    for column in ("id", "pipeline", "rule", "where", "column", "value", "reason"):
+        table.add_column(column, overflow="fold")
+    for quarantine_id, pipeline_id, rule_name, source_file, line, column, value, reason, _ in rows:
+        table.add_row(
+            (quarantine_id or "-")[:8], pipeline_id, rule_name, f"{source_file}:{line}", column or "", value or "", reason
+        )
+    console.print(table)
+
+
+@quarantine.command("replay")
+@click.argument("pipeline")
+@click.option("--rule", help="Only rows rejected by this rule.")
+@click.option("--run", "run_id", help="Only rows of this run id.")
+def replay_rows(pipeline: str, rule: str | None, run_id: str | None) -> None:
+    """Send PIPELINE's quarantined rows back through its transforms and rules into its target.
+
+    Rows that pass are published and leave the quarantine; rows that fail again stay, with the new
+    reason. Replaying twice does nothing more. Exit code 1 if a quality gate stops the replay.
+    """
+    resolved = settings()
+    spec = registry(resolved).get(pipeline)
+    try:
+        report = replay(spec, environment(resolved), QuarantineSelection(pipeline, rule, run_id))
+    except EtlError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        sys.exit(EXIT_FAILED)
+    if report is None:
+        console.print("nothing to replay: no quarantined rows match")
+        sys.exit(EXIT_OK)
+    console.print(
+        f"replayed {report.rows_read:,} rows of {pipeline}: {report.rows_published:,} published, "
+        f"{report.rows_quarantined:,} still quarantined"
+        + (f" ({', '.join(f'{r} {n}' for r, n in report.quarantined_by_rule.items())})" if report.quarantined_by_rule else "")
+    )
+
+
+@quarantine.command()
+@selection_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(pipeline: str | None, rule: str | None, run_id: str | None, yes: bool) -> None:
+    """Delete quarantined rows (all of them without a filter)."""
+    where, params = QuarantineSelection(pipeline, rule, run_id).where()
+    warehouse = open_warehouse(settings().warehouse_url)
+    try:
+        warehouse.ensure_metadata()
+        relation = warehouse.relation(META_SCHEMA, "quarantine")
+        count = warehouse.query(f"SELECT count(*) FROM {relation}{where}", params)[0][0]
+        if count and not yes:
+            click.confirm(f"Delete {count:,} quarantined rows?", abort=True)
+        warehouse.execute(f"DELETE FROM {relation}{where}", params)
+    finally:
+        warehouse.close()
+    console.print(f"purged {count:,} quarantined rows")
