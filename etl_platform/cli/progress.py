@@ -76,8 +76,12 @@ class RunFollower:
                 status.state = "retrying"
             elif event.event_type == DagsterEventType.STEP_FAILURE:
                 status.state = "failed"
-                error = event.step_failure_data.error
-                status.error = error.message.strip() if error else "step failed"
+                failure = event.step_failure_data
+                if failure.user_failure_data and failure.user_failure_data.description:
+                    status.error = failure.user_failure_data.description  # the platform's own message
+                    status.metadata = {k: v.value for k, v in failure.user_failure_data.metadata.items()}
+                else:
+                    status.error = failure.error.message.strip() if failure.error else "step failed"
             elif event.event_type == DagsterEventType.STEP_SKIPPED:
                 status.state = "skipped"
             elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
