@@ -245,6 +245,7 @@ def run_pipeline(
                     with warehouse.transaction():
                         warehouse.replace_quarantine(dataset, report.fingerprint, quarantine.batches())
                 report.duration_seconds = time.monotonic() - started
+                report.rows_published = 0  # staged, then rolled back: nothing reached the target
                 stopped.report = report
                 raise
         finally:
