@@ -8,7 +8,16 @@ is the published table, and downstream pipelines read it from the warehouse.
 
 import time
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Failure, MaterializeResult, RetryPolicy, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AutomationCondition,
+    Failure,
+    MaterializeResult,
+    RetryPolicy,
+    asset,
+)
 
 from assets.checks import check_result, check_specs
 from assets.metadata import materialization_metadata
@@ -56,11 +65,14 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
     )
 
     key = dataset_key(destination.dataset)
+    upstream = registry.upstream(spec.id)
+    # Dataset-updated: run when an upstream pipeline publishes, never while its blocking checks fail.
+    automation = AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed() if upstream else None
 
     @asset(
         key=key,
         group_name=spec.group,
-        deps=[dataset_key(upstream.destination.dataset) for upstream in registry.upstream(spec.id)],
+        deps=[dataset_key(dependency.destination.dataset) for dependency in upstream],
         description=description,
         owners=[spec.owner] if spec.owner else None,
         kinds=kinds,
@@ -70,6 +82,7 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
         retry_policy=RetryPolicy(max_retries=2, delay=5),
         op_tags={"etl/pipeline": spec.id},
         check_specs=check_specs(spec, key),
+        automation_condition=automation,
     )
     def _pipeline(context: AssetExecutionContext, warehouse: WarehouseResource, landing_zone: LandingZoneResource):
         environment = Environment(warehouse.url, landing_zone.zone(), warehouse.lake_path)

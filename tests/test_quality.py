@@ -244,3 +244,38 @@ def test_schema_registry_python_api() -> None:
     is_drift, new_schema = registry.detect_drift({"id": 1, "name": "a", "age": 3})
     assert is_drift and new_schema == {"id": "int64", "name": "string", "age": "int64"}
     assert registry.detect_drift(pl.DataFrame({"id": [1], "name": ["b"]}))[0] is False
+
+
+def test_automation_does_not_run_downstream_of_a_failed_blocking_check(project: dict) -> None:
+    import json
+
+    from dagster import evaluate_automation_conditions
+
+    from etl_platform.definitions import build_definitions
+    from etl_platform.settings import Settings
+
+    products_file = Path(project["ETL_PIPELINES_DIR"]) / "products.yaml"
+    products_file.write_text(
+        products_file.read_text().replace("quality:\n", "quality:\n  circuit_breaker: {error_threshold: 10.0}\n")
+    )
+    defs = build_definitions(Settings.from_env())
+    instance = DagsterInstance.ephemeral()
+    products, orders = AssetKey(["analytics", "products"]), AssetKey(["analytics", "orders"])
+
+    def requested(cursor=None):
+        result = evaluate_automation_conditions(defs, instance, cursor=cursor)
+        return {key for key in (products, orders) if result.get_num_requested(key)}, result.cursor
+
+    _, cursor = requested()  # the first evaluation sets the baseline
+    assert materialize([defs.resolve_assets_def(products)], instance=instance).success
+    wanted, cursor = requested(cursor)
+    assert orders in wanted  # products was updated: orders runs
+    assert materialize([defs.resolve_assets_def(orders)], instance=instance, raise_on_error=False).success
+    _, cursor = requested(cursor)
+
+    landing = Path(project["ETL_DATA_DIR"]) / "landing" / "products.jsonl"
+    lines = [json.loads(line) for line in landing.read_text().splitlines()]
+    landing.write_text("".join(json.dumps({**r, "price": "n/a"}) + "\n" for r in lines))  # breaker trips
+    assert not materialize([defs.resolve_assets_def(products)], instance=instance, raise_on_error=False).success
+    wanted, _ = requested(cursor)
+    assert orders not in wanted
