@@ -100,41 +100,65 @@ class RowValidator:
             return StepOutput(table), stats
         except pa_polars.errors.SchemaErrors as errors:
             failures = errors.failure_cases.select("failure_case", "column", "check_number", "index").to_dicts()
-        failing_rows: dict[int, list[tuple[Rule, str | None]]] = {}
+        failing_rows: dict[int, list[Failure]] = {}
         for failure in failures:
             column, number = failure["column"], failure["check_number"]
             rule = self.not_null[column] if number is None else self.checks[column][number]
-            failing_rows.setdefault(failure["index"], []).append((rule, failure["failure_case"]))
-        for index, broken in sorted(failing_rows.items()):
-            for rule, value in broken:
-                rule_stats = stats[rule.check_name]
-                rule_stats.rows_failed += 1
-                if len(rule_stats.samples) < SAMPLES:
-                    rule_stats.samples.append(
-                        {"value": value, "source_file": str(table[SOURCE_FILE][index]), "line": table[SOURCE_LINE][index].as_py()}
-                    )
-        # One quarantine record per rejected row, filed under the first error rule it broke.
-        groups: dict[str, list[int]] = {}
-        details: dict[int, tuple[str, str | None, str]] = {}
-        for index, broken in sorted(failing_rows.items()):
-            errors_only = [(r, v) for r, v in broken if r.severity == "error"]
-            if not errors_only:
-                continue
-            reason = "; ".join(f"{r.check_name}: {r.describe()} (value {v!r})" for r, v in errors_only)
-            details[index] = (errors_only[0][0].field, errors_only[0][1], reason)
-            groups.setdefault(errors_only[0][0].check_name, []).append(index)
-        if not details:
-            return StepOutput(table), stats
-        rejected = [
-            Rejected(
-                table.take(pa.array(indices)),
-                rule,
-                [details[i][0] for i in indices],
-                [details[i][1] for i in indices],
-                [details[i][2] for i in indices],
+            failing_rows.setdefault(failure["index"], []).append(
+                Failure(rule.check_name, rule.field, failure["failure_case"], rule.describe(), rule.severity)
             )
-            for rule, indices in groups.items()
-        ]
-        failed = pa.array([False] * len(table)).to_numpy(zero_copy_only=False).copy()
-        failed[list(details)] = True
-        return StepOutput(table.filter(pc.invert(pa.array(failed))), rejected), stats
+        return split_failures(table, failing_rows, stats)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One check a row broke: which, on what column and value, in words, and how severe."""
+
+    check: str
+    column: str | None
+    value: str | None
+    text: str
+    severity: str = "error"
+
+
+def split_failures(
+    table: pa.Table, failing_rows: dict[int, list[Failure]], stats: dict[str, RuleStats]
+) -> tuple[StepOutput, dict[str, RuleStats]]:
+    """Count failures per check (with samples) and move rows that broke an error check to quarantine."""
+    for index, broken in sorted(failing_rows.items()):
+        for failure in broken:
+            check_stats = stats[failure.check]
+            check_stats.rows_failed += 1
+            if len(check_stats.samples) < SAMPLES:
+                check_stats.samples.append(
+                    {
+                        "value": failure.value,
+                        "source_file": str(table[SOURCE_FILE][index]),
+                        "line": table[SOURCE_LINE][index].as_py(),
+                    }
+                )
+    # One quarantine record per rejected row, filed under the first error check it broke.
+    groups: dict[str, list[int]] = {}
+    details: dict[int, tuple[str | None, str | None, str]] = {}
+    for index, broken in sorted(failing_rows.items()):
+        errors_only = [f for f in broken if f.severity == "error"]
+        if not errors_only:
+            continue
+        reason = "; ".join(f"{f.check}: {f.text} (value {f.value!r})" for f in errors_only)
+        details[index] = (errors_only[0].column, errors_only[0].value, reason)
+        groups.setdefault(errors_only[0].check, []).append(index)
+    if not details:
+        return StepOutput(table), stats
+    rejected = [
+        Rejected(
+            table.take(pa.array(indices)),
+            check,
+            [details[i][0] for i in indices],
+            [details[i][1] for i in indices],
+            [details[i][2] for i in indices],
+        )
+        for check, indices in groups.items()
+    ]
+    failed = pa.array([False] * len(table)).to_numpy(zero_copy_only=False).copy()
+    failed[list(details)] = True
+    return StepOutput(table.filter(pc.invert(pa.array(failed))), rejected), stats
