@@ -10,10 +10,11 @@ from __future__ import annotations
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
 from etl_platform.quality.audit import BREAKER, DRIFT, VOLUME, CheckOutcome, volume_description
+from etl_platform.quality.model_validator import model_check_names
 from etl_platform.spec import PipelineSpec
 
 
-def check_specs(spec: PipelineSpec, key: AssetKey) -> list[AssetCheckSpec]:
+def check_specs(spec: PipelineSpec, key: AssetKey, model: type | None = None) -> list[AssetCheckSpec]:
     quality = spec.quality
     specs = [
         AssetCheckSpec(
@@ -24,6 +25,8 @@ def check_specs(spec: PipelineSpec, key: AssetKey) -> list[AssetCheckSpec]:
         )
         for rule in quality.rules
     ]
+    if model is not None:
+        specs += [AssetCheckSpec(name, asset=key, description=text) for name, text in model_check_names(model).items()]
     policy = spec.schema_policy.on_drift
     description = f"schema matches the latest registered version (on_drift: {policy})"
     specs.append(AssetCheckSpec(DRIFT, asset=key, description=description, blocking=policy == "fail"))

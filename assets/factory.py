@@ -7,24 +7,28 @@ is the published table, and downstream pipelines read it from the warehouse.
 """
 
 import time
+import warnings
 
 from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
     AutomationCondition,
+    BetaWarning,
     Failure,
     MaterializeResult,
     RetryPolicy,
     asset,
 )
+from dagster_pandera import pandera_schema_to_dagster_type
 
 from assets.checks import check_result, check_specs
 from assets.metadata import materialization_metadata
 from etl_platform.engine.runner import Environment, Progress, run_pipeline
 from etl_platform.errors import EtlError, WarehouseUnavailable
 from etl_platform.quality.audit import QualityGateFailed
-from etl_platform.spec import PipelineRegistry, PipelineSpec
+from etl_platform.sources.frame import frame_source
+from etl_platform.spec import FramePipeline, PipelineRegistry, PipelineSpec
 from resources import LandingZoneResource, WarehouseResource
 
 PROGRESS_EVERY_SECONDS = 2.0
@@ -53,6 +57,17 @@ def _progress_logger(context: AssetExecutionContext):
     return log
 
 
+def definition_metadata(spec: PipelineSpec, python: FramePipeline | None) -> dict:
+    metadata = {"pipeline": spec.id, "pipeline_file": spec.origin, "write_mode": spec.destination.write}
+    if python and python.model:
+        # dagster-pandera's type for the model: the column schema with its constraints, in the UI.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BetaWarning)
+            dagster_type = pandera_schema_to_dagster_type(python.model)
+        metadata["dagster/column_schema"] = dagster_type.metadata["schema"].schema
+    return metadata
+
+
 def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kind: str) -> AssetsDefinition:
     """Build the asset that materializes `spec`'s dataset."""
     destination = spec.destination
@@ -77,17 +92,26 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
         owners=[spec.owner] if spec.owner else None,
         kinds=kinds,
         tags=tags,
-        metadata={"pipeline": spec.id, "pipeline_file": spec.origin, "write_mode": destination.write},
+        metadata=definition_metadata(spec, registry.frames.get(spec.id)),
         pool=f"dataset_{destination.dataset.replace('.', '_')}",
         retry_policy=RetryPolicy(max_retries=2, delay=5),
         op_tags={"etl/pipeline": spec.id},
-        check_specs=check_specs(spec, key),
+        check_specs=check_specs(spec, key, registry.frames[spec.id].model if spec.id in registry.frames else None),
         automation_condition=automation,
     )
     def _pipeline(context: AssetExecutionContext, warehouse: WarehouseResource, landing_zone: LandingZoneResource):
         environment = Environment(warehouse.url, landing_zone.zone(), warehouse.lake_path)
+        python = registry.frames.get(spec.id)
         try:
-            report = run_pipeline(spec, environment, run_id=context.run.run_id, progress=_progress_logger(context))
+            frame = frame_source(python, warehouse.url) if python else None
+            report = run_pipeline(
+                spec,
+                environment,
+                run_id=context.run.run_id,
+                progress=_progress_logger(context),
+                frame=frame,
+                model=python.model if python else None,
+            )
         except WarehouseUnavailable:
             raise  # transient until proven otherwise: the retry policy tries again
         except QualityGateFailed as stopped:

@@ -19,7 +19,7 @@ def definitions():
 def test_each_pipeline_is_an_asset_with_its_dependencies(project: dict) -> None:
     defs = definitions()
     graph = defs.resolve_asset_graph()
-    assert set(graph.get_all_asset_keys()) == {ORDERS, CUSTOMERS, PRODUCTS, REPORT}
+    assert set(graph.get_all_asset_keys()) == {ORDERS, CUSTOMERS, PRODUCTS, REPORT, AssetKey(["analytics", "customer_value"])}
     assert graph.get(REPORT).parent_keys == {ORDERS, CUSTOMERS}
     assert graph.get(ORDERS).parent_keys == {PRODUCTS}  # found from the lookup, not declared
     spec = defs.resolve_assets_def(ORDERS).specs_by_key[ORDERS]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from etl_platform.demo import write_demo_data
 from etl_platform.engine.runner import run_pipeline
+from etl_platform.sources.frame import frame_source
 from etl_platform.spec import PipelineRegistry
 from tests.conftest import REPO, environment_for, rows
 
@@ -16,15 +17,20 @@ def test_demo_pipelines_publish_clean_data(warehouse_url: str, tmp_path: Path) -
     write_demo_data(landing)
     registry = PipelineRegistry.from_folder(REPO / "assets" / "pipelines")
     reports = {}
+    environment = environment_for(warehouse_url, landing)
     for level in registry.levels():
         for pipeline_id in level:
-            reports[pipeline_id] = run_pipeline(registry.get(pipeline_id), environment_for(warehouse_url, landing))
+            python = registry.frames.get(pipeline_id)
+            frame = frame_source(python, warehouse_url) if python else None
+            model = python.model if python else None
+            reports[pipeline_id] = run_pipeline(registry.get(pipeline_id), environment, frame=frame, model=model)
     counts = {p: (r.rows_read, r.rows_published, r.rows_quarantined, r.rows_filtered, r.target_rows) for p, r in reports.items()}
     assert counts == {
         "customers": (412, 402, 10, 0, 390),
         "products": (40, 38, 2, 0, 38),
         "orders": (4021, 3992, 29, 0, 3972),
         "daily_report": (16, 16, 0, 0, 16),
+        "customer_value": (390, 390, 0, 0, 390),
     }
     source = next(r for r in csv.DictReader((landing / "customers.csv").open()) if r["customer_id"] == "19")
     customer = rows(warehouse_url, "SELECT * FROM analytics.customers WHERE customer_id = 19")[0]

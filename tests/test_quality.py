@@ -279,3 +279,45 @@ def test_automation_does_not_run_downstream_of_a_failed_blocking_check(project: 
     assert not materialize([defs.resolve_assets_def(products)], instance=instance, raise_on_error=False).success
     wanted, _ = requested(cursor)
     assert orders not in wanted
+
+
+MODULE = """
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+from etl_platform.spec import PipelineSpec, frame_pipeline
+
+class Scores(pa.DataFrameModel):
+    player: Series[str] = pa.Field(unique=True)
+    score: Series[int] = pa.Field(ge=0, le=100)
+
+SPEC = PipelineSpec(id="scores", source={"type": "frame"}, destination={"dataset": "analytics.scores", "write": "replace"})
+
+@frame_pipeline(SPEC, model=Scores)
+def scores(warehouse):
+    return pd.DataFrame({"player": ["ann", "bo", "bo", "cy"], "score": [10, 50, 60, 500]})
+"""
+
+
+def test_frame_pipeline_with_a_pandera_model(warehouse_url: str, tmp_path: Path, landing: Path) -> None:
+    from etl_platform.sources.frame import frame_source
+    from etl_platform.spec import PipelineRegistry
+
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    (folder / "scores.py").write_text(MODULE)
+    registry = PipelineRegistry.from_folder(folder)
+    python = registry.frames["scores"]
+    report = run_pipeline(
+        registry.get("scores"),
+        environment_for(warehouse_url, landing),
+        frame=frame_source(python, warehouse_url),
+        model=python.model,
+    )
+    checks = by_name(report)
+    assert not checks["player_unique"].passed and checks["player_unique"].rows_failed == 2
+    assert not checks["score_less_than_or_equal_to"].passed and checks["score_less_than_or_equal_to"].samples[0]["value"] == "500"
+    assert checks["score_greater_than_or_equal_to"].passed
+    assert rows(warehouse_url, "SELECT player, score FROM analytics.scores") == [{"player": "ann", "score": 10}]
+    reasons = [r["reason"] for r in rows(warehouse_url, "SELECT reason FROM _etl.quarantine ORDER BY source_line")]
+    assert len(reasons) == 3 and "score_less_than_or_equal_to" in reasons[2]

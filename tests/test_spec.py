@@ -137,9 +137,15 @@ def test_python_declared_pipelines_join_the_folder(tmp_path: Path) -> None:
 
 def test_levels_of_the_demo_pipelines() -> None:
     registry = PipelineRegistry.from_folder(Path(__file__).parents[1] / "assets" / "pipelines")
-    assert registry.levels() == [["customers", "products"], ["orders"], ["daily_report"]]
+    assert registry.levels() == [["customers", "products"], ["orders"], ["customer_value", "daily_report"]]
+    assert set(registry.frames) == {"customer_value"}
 
 
 def test_tags_follow_dagster_rules(tmp_path: Path) -> None:
     write(tmp_path, "p.yaml", VALID + "tags: {domain: sales, cost center: x}\n")
     assert "p.yaml:10: tags.cost center" in errors_of(tmp_path)
+
+
+def test_frame_source_belongs_to_python_pipelines(tmp_path: Path) -> None:
+    write(tmp_path, "p.yaml", "id: p\nsource: {type: frame}\ndestination: {dataset: a.b}\n")
+    assert "source type `frame` is for pipelines declared in Python" in errors_of(tmp_path)

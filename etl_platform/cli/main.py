@@ -109,9 +109,7 @@ def run(pipelines: tuple[str, ...], run_all: bool, dry_run: bool, sample: int, p
     from etl_platform.cli.run import run_through_dagster
 
     success, statuses = run_through_dagster(specs, parallel, console)
-    for status in statuses:
-        if status.error:
-            console.print(f"[red]{status.pipeline} failed:[/red] {status.error}", highlight=False)
+    print_failures(statuses)
     sys.exit(EXIT_OK if success else EXIT_FAILED)
 
 
@@ -142,6 +140,13 @@ def _dry_run(specs, resolved, sample: int) -> int:
     return EXIT_OK
 
 
+def print_failures(statuses) -> None:
+    """Each failed pipeline's message, unwrapped so file paths and queries can be copied."""
+    for status in statuses:
+        if status.error:
+            console.print(f"[red]{status.pipeline} failed:[/red] {status.error}", highlight=False, soft_wrap=True)
+
+
 @cli.command()
 @click.option("--port", default=3000, show_default=True, help="Port of the Dagster UI.")
 def ui(port: int) -> None:
@@ -169,9 +174,7 @@ def demo(parallel: int) -> None:
     available = registry(resolved)
     specs = [available.get(p) for level in available.levels() for p in level]
     success, statuses = run_through_dagster(specs, parallel, console)
-    for status in statuses:
-        if status.error:
-            console.print(f"[red]{status.pipeline} failed:[/red] {status.error}", highlight=False)
+    print_failures(statuses)
     console.print(
         f"Warehouse: {resolved.warehouse_url}\nQuarantined rows: SELECT * FROM _etl.quarantine\n"
         "Open the Dagster UI to browse assets, runs and metadata: make ui (or .venv/bin/etl ui), then http://127.0.0.1:3000"

@@ -34,8 +34,10 @@ from etl_platform.quality.audit import (
     breaker_outcome,
     drift_outcome,
     gate_message,
+    model_outcomes,
     row_rule_outcomes,
 )
+from etl_platform.quality.model_validator import ModelValidator, model_check_names
 from etl_platform.quality.schema_registry import infer_schema
 from etl_platform.quality.validator import RowValidator, RuleStats
 from etl_platform.sources import PROVENANCE, LocalLandingZone, SourceChunk, open_source
@@ -45,6 +47,7 @@ from etl_platform.warehouse import Warehouse, open_warehouse
 
 if TYPE_CHECKING:
     from etl_platform.engine.replay import ReplaySource
+    from etl_platform.sources.frame import FrameSource
 
 # Chunks transformed at once: DuckDB and pyarrow release the GIL, so two threads use both cores.
 TRANSFORM_THREADS = 2
@@ -106,12 +109,16 @@ def run_pipeline(
     run_id: str | None = None,
     progress: ProgressCallback | None = None,
     replay: ReplaySource | None = None,
+    frame: FrameSource | None = None,
+    model: type | None = None,
 ) -> LoadReport:
     """Load `spec`'s source into its destination; returns counts and schema for metadata.
 
     With `replay` (quarantined rows, see engine.replay), those rows are the source: a replace
     pipeline appends them, checks of a load's size (RowCount, Freshness, volume) are skipped, and
-    the replayed records leave the quarantine in the publish transaction.
+    the replayed records leave the quarantine in the publish transaction. With `frame` (a Python
+    function's output), that frame is the source; `model`, a Pandera DataFrameModel, validates the
+    rows next to the pipeline's rules.
     """
     started = time.monotonic()
     run_id = run_id or uuid.uuid4().hex
@@ -121,7 +128,7 @@ def run_pipeline(
     report = LoadReport(spec.id, dataset, run_id, spec.destination.write)
     warehouse = open_warehouse(environment.warehouse_url)
     try:
-        source = replay or open_source(spec.source, environment.landing, warehouse)
+        source = replay or frame or open_source(spec.source, environment.landing, warehouse)
         report.source_files = source.describe()
         warehouse.ensure_metadata()
         prefix = warehouse.staging_prefix(dataset)
@@ -136,8 +143,11 @@ def run_pipeline(
         context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin))
         chain = TransformChain(spec.transforms, context)
         rules = spec.quality.rules
-        validator = RowValidator(rules, f"{spec.origin}: quality") if any(r.is_row_rule for r in rules) else None
+        validators = [RowValidator(rules, f"{spec.origin}: quality")] if any(r.is_row_rule for r in rules) else []
+        if model is not None:
+            validators.append(ModelValidator(model, f"{spec.origin}: {model.__name__}"))
         rule_stats = {r.check_name: RuleStats() for r in rules if r.is_row_rule}
+        rule_stats.update({name: RuleStats() for name in (model_check_names(model) if model else {})})
         if replay is None:
             dataset_audit = DatasetAudit(rules, dataset, spec.origin, spec.quality.volume)
         else:
@@ -158,11 +168,12 @@ def run_pipeline(
         def transform(table: pa.Table) -> tuple[ChainOutput, dict[str, RuleStats]]:
             """Transforms, then row-level quality rules (on a transform thread)."""
             output = chain.apply(table)
-            if validator is None:
-                return output, {}
-            checked, stats = validator.apply(output.table)
-            output.table = checked.table
-            output.rejected += [("quality", rejected) for rejected in checked.rejected]
+            stats: dict[str, RuleStats] = {}
+            for validator in validators:
+                checked, seen = validator.apply(output.table)
+                output.table = checked.table
+                output.rejected += [("quality", rejected) for rejected in checked.rejected]
+                stats.update(seen)
             return output, stats
 
         def stage(chunk: SourceChunk, transformed: tuple[ChainOutput, dict[str, RuleStats]]) -> None:
@@ -213,6 +224,8 @@ def run_pipeline(
             report.check_accounting()
             report.fingerprint = source.fingerprint()
             report.checks += row_rule_outcomes(rules, rule_stats)
+            if model is not None:
+                report.checks += model_outcomes(model_check_names(model), rule_stats)
             if spec.quality.circuit_breaker:
                 report.checks.append(breaker_outcome(spec.quality.circuit_breaker, report.rows_read, report.quarantined_by_rule))
 

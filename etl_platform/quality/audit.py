@@ -73,6 +73,23 @@ def row_rule_outcomes(rules: list[Rule], stats: dict[str, RuleStats]) -> list[Ch
     ]
 
 
+def model_outcomes(names: dict[str, str], stats: dict[str, RuleStats]) -> list[CheckOutcome]:
+    """A Pandera model's checks: failing rows were quarantined, like an error rule's."""
+    return [
+        CheckOutcome(
+            name,
+            description,
+            "error",
+            blocking=False,
+            passed=stats[name].rows_failed == 0,
+            rows_checked=stats[name].rows_checked,
+            rows_failed=stats[name].rows_failed,
+            samples=stats[name].samples,
+        )
+        for name, description in names.items()
+    ]
+
+
 def breaker_outcome(breaker: CircuitBreaker, rows_read: int, quarantined_by_rule: dict[str, int]) -> CheckOutcome:
     """Every quarantined row counts as failed: malformed lines, cast failures and error-rule failures."""
     rows_quarantined = sum(quarantined_by_rule.values())

@@ -2,6 +2,7 @@
 
 from etl_platform.spec.loader import load_pipeline_file, spec_from_document
 from etl_platform.spec.models import PipelineSpec
+from etl_platform.spec.python import FramePipeline, frame_pipeline
 from etl_platform.spec.registry import PipelineRegistry
 
-__all__ = ["PipelineRegistry", "PipelineSpec", "load_pipeline_file", "spec_from_document"]
+__all__ = ["FramePipeline", "PipelineRegistry", "PipelineSpec", "frame_pipeline", "load_pipeline_file", "spec_from_document"]

@@ -115,6 +115,8 @@ def spec_from_document(document: Any, origin: Path | None = None) -> PipelineSpe
             prefix = f"{where}:{line}" if line else where
             lines.append(f"{prefix}: {_message(error, loc, document)}")
         raise SpecError("\n".join(lines)) from None
+    if origin is not None and spec.source.type == "frame":
+        raise SpecError(f"{where}: source type `frame` is for pipelines declared in Python with assets.frames.frame_asset")
     spec._file = origin
     return spec
 
@@ -133,11 +135,11 @@ def load_pipeline_file(path: Path) -> PipelineSpec:
     return spec_from_document(document, path)
 
 
-def pipeline_files(folder: Path) -> list[Path]:
-    """The pipeline files in `folder`, sorted by name."""
+def pipeline_files(folder: Path, suffixes: tuple[str, ...] = PIPELINE_SUFFIXES) -> list[Path]:
+    """The pipeline files in `folder` (YAML by default), sorted by name."""
     if not folder.is_dir():
         raise SpecError(f"{folder}: pipelines folder does not exist; set ETL_PIPELINES_DIR or create it")
-    return sorted(p for p in folder.iterdir() if p.suffix in PIPELINE_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix in suffixes and p.is_file() and not p.name.startswith("_"))
 
 
 def load_pipeline_files(paths: Iterable[Path]) -> list[PipelineSpec]:

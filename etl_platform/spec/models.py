@@ -116,15 +116,24 @@ class SqlSource(Strict):
         return self
 
 
+class FrameSourceSpec(Strict):
+    """Rows returned by the pipeline's Python function (see assets.frames.frame_asset)."""
+
+    type: Literal["frame"]
+
+
 SOURCE_TYPES: dict[str, type[Strict]] = {
     "csv": CsvSource,
     "json": JsonSource,
     "jsonl": JsonLinesSource,
     "parquet": ParquetSource,
     "sql": SqlSource,
+    "frame": FrameSourceSpec,
 }
 
-Source = Annotated[CsvSource | JsonSource | JsonLinesSource | ParquetSource | SqlSource, Field(discriminator="type")]
+Source = Annotated[
+    CsvSource | JsonSource | JsonLinesSource | ParquetSource | SqlSource | FrameSourceSpec, Field(discriminator="type")
+]
 
 
 # --- transforms ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import sqlglot
 from etl_platform.errors import SpecError
 from etl_platform.spec.loader import load_pipeline_files, pipeline_files
 from etl_platform.spec.models import LookupStep, PipelineSpec, SqlSource
+from etl_platform.spec.python import FramePipeline, load_python_pipelines
 
 
 def datasets_read(spec: PipelineSpec) -> set[str]:
@@ -35,6 +36,7 @@ class PipelineRegistry:
     """Pipelines by id, with upstream edges resolved and checked."""
 
     def __init__(self, specs: Iterable[PipelineSpec]):
+        self.frames: dict[str, FramePipeline] = {}  # frame pipelines' functions, by pipeline id
         self._specs: dict[str, PipelineSpec] = {}
         by_dataset: dict[str, PipelineSpec] = {}
         errors = []
@@ -70,9 +72,15 @@ class PipelineRegistry:
             raise SpecError(f"dependency cycle: {cycle} (in {files}); remove one of these dependencies") from None
 
     @classmethod
-    def from_folder(cls, folder: Path, extra: Iterable[PipelineSpec] = ()) -> PipelineRegistry:
-        """Load every pipeline file of `folder`, plus pipelines declared in Python."""
-        return cls([*load_pipeline_files(pipeline_files(folder)), *extra])
+    def from_folder(cls, folder: Path, extra: Iterable[PipelineSpec | FramePipeline] = ()) -> PipelineRegistry:
+        """Load the YAML and Python pipeline files of `folder`, plus pipelines declared elsewhere in Python."""
+        python = [p for path in pipeline_files(folder, (".py",)) for p in load_python_pipelines(path)]
+        declared = [*python, *extra]
+        registry = cls(
+            [*load_pipeline_files(pipeline_files(folder)), *(p.spec if isinstance(p, FramePipeline) else p for p in declared)]
+        )
+        registry.frames = {p.spec.id: p for p in declared if isinstance(p, FramePipeline)}
+        return registry
 
     def _compute_levels(self) -> list[list[str]]:
         sorter = TopologicalSorter(self._upstream)
