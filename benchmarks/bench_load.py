@@ -47,6 +47,15 @@ PII_SALT = "bench-salt"
 APPEND_TARGET = 0.50  # platform append rows/s / raw COPY rows/s
 MERGE_TARGET = 0.75  # platform merge rows/s / hand merge rows/s
 RSS_TARGET_MB = 1024.0
+# The casts every platform contender applies to the generated orders file.
+CASTS = {
+    "order_id": "int",
+    "customer_id": "int",
+    "product_id": "int",
+    "quantity": "int",
+    "amount": "float",
+    "created_at": "timestamp",
+}
 DATASETS = {"append": f"{SCHEMA}.orders_append", "merge": f"{SCHEMA}.orders_merge"}
 
 
@@ -259,16 +268,7 @@ def platform_document(mode: str, file_name: str, chunk_rows: int) -> dict[str, A
         "id": f"bench_orders_{mode}",
         "source": {"type": "csv", "path": file_name},
         "transforms": [
-            {
-                "cast": {
-                    "order_id": "int",
-                    "customer_id": "int",
-                    "product_id": "int",
-                    "quantity": "int",
-                    "amount": "float",
-                    "created_at": "timestamp",
-                }
-            },
+            {"cast": CASTS},
             {"filter": "amount > 0"},
             {"mask": {"email": "sha256"}},
         ],

@@ -16,16 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench_load import BENCH_DIR, PII_SALT, ensure_input_file
+from bench_load import BENCH_DIR, CASTS, PII_SALT, ensure_input_file
 
-CASTS = {
-    "order_id": "int",
-    "customer_id": "int",
-    "product_id": "int",
-    "quantity": "int",
-    "amount": "float",
-    "created_at": "timestamp",
-}
 RULES = [
     {"field": "order_id", "rule": "NotNull"},
     {"field": "amount", "rule": "Range", "args": [0, 1_000_000]},

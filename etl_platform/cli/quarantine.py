@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 from rich.console import Console
@@ -23,6 +25,18 @@ def selection_options(command):
     return click.option("--pipeline", help="Only rows of this pipeline.")(command)
 
 
+@contextmanager
+def quarantine_rows(pipeline: str | None, rule: str | None, run_id: str | None) -> Iterator[tuple]:
+    """The warehouse, the quarantine table's name, and the WHERE clause (with parameters) of a selection."""
+    where, params = QuarantineSelection(pipeline, rule, run_id).where()
+    warehouse = open_warehouse(settings().warehouse_url)
+    try:
+        warehouse.ensure_metadata()
+        yield warehouse, warehouse.relation(META_SCHEMA, "quarantine"), where, params
+    finally:
+        warehouse.close()
+
+
 @click.group()
 def quarantine() -> None:
     """Rows rejected by pipelines, kept in _etl.quarantine with reason, file and line."""
@@ -32,18 +46,12 @@ def quarantine() -> None:
 @selection_options
 def list_rows(pipeline: str | None, rule: str | None, run_id: str | None) -> None:
     """Count quarantined rows by pipeline, rule and run."""
-    where, params = QuarantineSelection(pipeline, rule, run_id).where()
-    warehouse = open_warehouse(settings().warehouse_url)
-    try:
-        warehouse.ensure_metadata()
-        relation = warehouse.relation(META_SCHEMA, "quarantine")
+    with quarantine_rows(pipeline, rule, run_id) as (warehouse, relation, where, params):
         rows = warehouse.query(
             f"SELECT pipeline, rule, run_id, count(*), max(quarantined_at) FROM {relation}{where} "
             f"GROUP BY pipeline, rule, run_id ORDER BY 5 DESC",
             params,
         )
-    finally:
-        warehouse.close()
     table = Table(title=f"{sum(r[3] for r in rows):,} quarantined rows")
     for column in ("pipeline", "rule", "run", "rows", "latest"):
         table.add_column(column, justify="right" if column == "rows" else "left")
@@ -57,18 +65,12 @@ def list_rows(pipeline: str | None, rule: str | None, run_id: str | None) -> Non
 @click.option("--limit", default=20, show_default=True, help="Rows to show.")
 def show(pipeline: str | None, rule: str | None, run_id: str | None, limit: int) -> None:
     """Show quarantined rows: where they came from, the value, and why they were rejected."""
-    where, params = QuarantineSelection(pipeline, rule, run_id).where()
-    warehouse = open_warehouse(settings().warehouse_url)
-    try:
-        warehouse.ensure_metadata()
-        relation = warehouse.relation(META_SCHEMA, "quarantine")
+    with quarantine_rows(pipeline, rule, run_id) as (warehouse, relation, where, params):
         rows = warehouse.query(
             f"SELECT quarantine_id, pipeline, rule, source_file, source_line, column_name, value, reason, record "
             f"FROM {relation}{where} ORDER BY quarantined_at, source_file, source_line LIMIT {int(limit)}",
             params,
         )
-    finally:
-        warehouse.close()
     table = Table(title=f"first {len(rows)} quarantined rows")
     for column in ("id", "pipeline", "rule", "where", "column", "value", "reason"):
         table.add_column(column, overflow="fold")
@@ -111,15 +113,9 @@ def replay_rows(pipeline: str, rule: str | None, run_id: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def purge(pipeline: str | None, rule: str | None, run_id: str | None, yes: bool) -> None:
     """Delete quarantined rows (all of them without a filter)."""
-    where, params = QuarantineSelection(pipeline, rule, run_id).where()
-    warehouse = open_warehouse(settings().warehouse_url)
-    try:
-        warehouse.ensure_metadata()
-        relation = warehouse.relation(META_SCHEMA, "quarantine")
+    with quarantine_rows(pipeline, rule, run_id) as (warehouse, relation, where, params):
         count = warehouse.query(f"SELECT count(*) FROM {relation}{where}", params)[0][0]
         if count and not yes:
             click.confirm(f"Delete {count:,} quarantined rows?", abort=True)
         warehouse.execute(f"DELETE FROM {relation}{where}", params)
-    finally:
-        warehouse.close()
     console.print(f"purged {count:,} quarantined rows")
