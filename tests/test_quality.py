@@ -195,7 +195,8 @@ def test_drift_fail_stops_before_publishing(warehouse_url: str, landing: Path) -
     first = load_file(warehouse_url, landing, "id,name\n1,a\n", "fail")
     assert first.schema_version == 1 and by_name(first)["schema_drift"].passed
     with pytest.raises(
-        QualityGateFailed, match=r"schema_drift .*added full_name \(string\); removed name; likely renamed name -> full_name"
+        QualityGateFailed,
+        match=r"published: against version 1: added full_name \(string\); removed name; likely renamed name -> full_name",
     ):
         load_file(warehouse_url, landing, "id,full_name\n2,b\n", "fail")
     assert rows(warehouse_url, "SELECT * FROM analytics.drifting") == [{"id": 1, "name": "a"}]

@@ -18,12 +18,12 @@ from etl_platform.warehouse.base import STAGING_SCHEMA, Audit
 
 
 class TableDestination:
-    def __init__(self, spec: DestinationSpec, warehouse: Warehouse, staging_name: str):
+    def __init__(self, spec: DestinationSpec, warehouse: Warehouse, staging_name: str, evolve: bool = False):
         self.spec = spec
         self.warehouse = warehouse
         self.staging_name = staging_name
         self._in_transaction = False
-        self.evolve = False  # set by the runner when the drift policy evolves the target
+        self.evolve = evolve  # schema on_drift: evolve: new columns join the target, missing ones stay
         if spec.write == "append":
             self.chunks = ChunkTable(warehouse, warehouse.target(spec.dataset), self._begin_append, None, with_sequence=False)
         else:

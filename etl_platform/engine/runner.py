@@ -138,7 +138,9 @@ def run_pipeline(
         destination: Destination = (
             FileDestination(spec.destination, environment.lake_dir, warehouse, run_tag)
             if spec.destination.is_file
-            else TableDestination(spec.destination, warehouse, f"{prefix}{run_tag}")
+            else TableDestination(
+                spec.destination, warehouse, f"{prefix}{run_tag}", evolve=spec.schema_policy.on_drift == "evolve"
+            )
         )
         context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin))
         chain = TransformChain(spec.transforms, context)
@@ -158,12 +160,16 @@ def run_pipeline(
 
         def judge_drift(table: pa.Table) -> None:
             """On the first chunk: compare with the latest schema version and apply the drift policy."""
-            outcome, drift = drift_outcome(spec.schema_policy.on_drift, latest_schema, infer_schema(table.schema))
+            outcome = drift_outcome(spec.schema_policy.on_drift, latest_schema, infer_schema(table.schema))
             report.checks.append(outcome)
             if outcome.blocking and not outcome.passed:
-                raise QualityGateFailed(gate_message(spec.id, run_id, [outcome]), report.checks)
-            if spec.schema_policy.on_drift == "evolve" and drift and isinstance(destination, TableDestination):
-                destination.evolve = True
+                stopped = QualityGateFailed(
+                    f"{spec.id}: schema drift stopped the load before anything was published: {outcome.detail}. "
+                    f"Fix the source or the transforms, or set `schema: {{on_drift: warn | evolve}}`",
+                    report.checks,
+                )
+                stopped.report = report
+                raise stopped
 
         def transform(table: pa.Table) -> tuple[ChainOutput, dict[str, RuleStats]]:
             """Transforms, then row-level quality rules (on a transform thread)."""

@@ -117,7 +117,7 @@ def breaker_outcome(breaker: CircuitBreaker, rows_read: int, quarantined_by_rule
 DRIFT = "schema_drift"
 
 
-def drift_outcome(policy: str, latest: tuple[int, Schema] | None, incoming: Schema) -> tuple[CheckOutcome, Drift]:
+def drift_outcome(policy: str, latest: tuple[int, Schema] | None, incoming: Schema) -> CheckOutcome:
     """The load's schema against the latest registered version, under the pipeline's drift policy."""
     drift = compare(latest[1], incoming) if latest else Drift()
     outcome = CheckOutcome(
@@ -131,7 +131,7 @@ def drift_outcome(policy: str, latest: tuple[int, Schema] | None, incoming: Sche
     if policy == "evolve" and drift and not drift.additive:
         outcome.severity, outcome.blocking = "error", True
         outcome.detail += "; evolve applies added and removed columns only, not type changes"
-    return outcome, drift
+    return outcome
 
 
 def volume_outcome(volume: VolumeCheck, rows: int, recent: list[int]) -> CheckOutcome:

@@ -319,12 +319,21 @@ class Warehouse(ABC):
             self.execute(f"CREATE TABLE {target} ({definition}{key})")
             return
         if evolve:
-            for column, kind in incoming.items():
-                if column not in existing:
-                    self.execute(f"ALTER TABLE {target} ADD COLUMN {self.quote(column)} {kind}")
-                    existing[column] = kind
+            existing = self._add_new_columns(dataset, incoming)
             incoming = {**{c: t for c, t in existing.items() if c not in incoming}, **incoming}
         self._check_compatible(dataset, existing, incoming)
+
+    def _add_new_columns(self, dataset: str, incoming: dict[str, str]) -> dict[str, str] | None:
+        """Add (nullable) the `incoming` columns the target lacks; returns the target's columns."""
+        schema, table = self.split(dataset)
+        existing = self.columns(schema, table)
+        if existing is None:
+            return None
+        for column, kind in incoming.items():
+            if column not in existing:
+                self.execute(f"ALTER TABLE {self.relation(schema, table)} ADD COLUMN {self.quote(column)} {kind}")
+                existing[column] = kind
+        return existing
 
     def publish(
         self,
@@ -362,8 +371,11 @@ class Warehouse(ABC):
         append can skip the staging table, because its publish adds rows and changes none.
         """
         self.create_schema(self.split(dataset)[0])
-        self.begin()
         incoming = {f.name: sql_type(f.type, self.dialect, f.name) for f in schema}
+        if evolve:
+            # Added columns commit at once: ALTER TABLE would otherwise lock readers out for the whole load.
+            self._add_new_columns(dataset, incoming)
+        self.begin()
         try:
             self._ensure_target(dataset, incoming, [], replace=False, evolve=evolve)
         except BaseException:
@@ -372,10 +384,10 @@ class Warehouse(ABC):
 
     def finish_append(self, dataset: str, ledger_row: dict, quarantined: Iterable[pa.Table], audit: Audit) -> PublishResult:
         """Audit and commit the append, unless the ledger shows this input was appended already (then roll back)."""
-        if self.already_loaded(dataset, ledger_row["fingerprint"]):
-            self.rollback()
-            return PublishResult(0, self.row_count(dataset), "this input was already appended (load ledger)")
         try:
+            if self.already_loaded(dataset, ledger_row["fingerprint"]):
+                self.rollback()
+                return PublishResult(0, self.row_count(dataset), "this input was already appended (load ledger)")
             audit(self)
             version = self.record_load(dataset, ledger_row, quarantined)
             result = PublishResult(ledger_row["rows"], self.row_count(dataset), schema_version=version)

@@ -107,5 +107,5 @@ class DuckDBWarehouse(Warehouse):
 
     def ensure_unique_key(self, target: str, primary_key: list[str]) -> None:
         keys = ", ".join(map(self.quote, primary_key))
-        index = self.quote("uq_" + "_".join(primary_key))
+        index = self.quote(f"uq_{target.split('.')[-1].strip(chr(34))}_{'_'.join(primary_key)}")
         self.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {target} ({keys})")

@@ -76,11 +76,16 @@ class PostgresWarehouse(Warehouse):
     def close(self) -> None:
         self.connection.close()
 
+    @staticmethod
+    def _placeholders(sql: str, params: tuple) -> str:
+        """The platform's own parameterized SQL uses `?`; SQL without parameters (users') is left alone."""
+        return sql.replace("?", "%s") if params else sql
+
     def execute(self, sql: str, params: tuple = ()) -> None:
-        self.connection.execute(sql.replace("?", "%s"), params or None)
+        self.connection.execute(self._placeholders(sql, params), params or None)
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return self.connection.execute(sql.replace("?", "%s"), params or None).fetchall()
+        return self.connection.execute(self._placeholders(sql, params), params or None).fetchall()
 
     def begin(self) -> None:
         self.execute("BEGIN")
