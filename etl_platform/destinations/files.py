@@ -18,6 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from etl_platform.destinations.staging import align
 from etl_platform.spec.models import Destination as DestinationSpec
 from etl_platform.warehouse import PublishResult, Warehouse
 from etl_platform.warehouse.base import Audit
@@ -67,7 +68,7 @@ class FileDestination:
     def write(self, table: pa.Table) -> None:
         if self.schema is None:
             self._open(table.schema)
-        table = table.select(self.schema.names).cast(self.schema)
+        table = align(table, self.schema)
         if self.spec.partition_by:
             pads.write_dataset(
                 table,
@@ -101,12 +102,19 @@ class FileDestination:
         runs before the files move, so a failing one leaves the lake as it was.
         """
         self._close()
-        audit(self.warehouse)
         dataset = self.spec.dataset
         fingerprint = ledger_row["fingerprint"]
-        if self.spec.write == "append" and self.warehouse.already_loaded(dataset, fingerprint):
-            self.discard()
-            return PublishResult(0, None, "this input was already appended (load ledger)")
+        with self.warehouse.transaction():
+            if self.spec.write == "append" and self.warehouse.already_loaded(dataset, fingerprint):
+                self.discard()
+                return PublishResult(0, None, "this input was already appended (load ledger)")
+            audit(self.warehouse)  # a failing check rolls back before any file moves
+            self._move_into_place(fingerprint)
+            version = self.warehouse.record_load(dataset, ledger_row, quarantined)
+        return PublishResult(self._rows, self._rows if self.spec.write == "replace" else None, schema_version=version)
+
+    def _move_into_place(self, fingerprint: str) -> None:
+        """Replace: swap the folders. Append: move the parts in under fingerprint-derived names."""
         if self.spec.write == "replace":
             retired = self.path.parent / f".{self.path.name}.retired"
             shutil.rmtree(retired, ignore_errors=True)
@@ -114,16 +122,13 @@ class FileDestination:
                 os.replace(self.path, retired)
             os.replace(self.staging, self.path)
             shutil.rmtree(retired, ignore_errors=True)
-        else:
-            for part in sorted(p for p in self.staging.rglob("*") if p.is_file()):
-                relative = part.relative_to(self.staging)
-                target = self.path / relative.parent / relative.name.replace("part-", f"part-{fingerprint[:16]}-", 1)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(part, target)
-            shutil.rmtree(self.staging, ignore_errors=True)
-        with self.warehouse.transaction():
-            version = self.warehouse.record_load(self.spec.dataset, ledger_row, quarantined)
-        return PublishResult(self._rows, self._rows if self.spec.write == "replace" else None, schema_version=version)
+            return
+        for part in sorted(p for p in self.staging.rglob("*") if p.is_file()):
+            relative = part.relative_to(self.staging)
+            target = self.path / relative.parent / relative.name.replace("part-", f"part-{fingerprint[:16]}-", 1)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(part, target)
+        shutil.rmtree(self.staging, ignore_errors=True)
 
     def discard(self) -> None:
         self._close()

@@ -48,28 +48,40 @@ class ChunkTable:
         for field in table.schema:
             if field.name not in self.schema.names:
                 if self._add_column is None:
-                    raise DestinationError(
-                        f"column '{field.name}' first appears after the load started and is not in the target; "
-                        f"publish it once with `write: replace`, or `select` the columns to keep"
-                    )
+                    raise new_column_error(field.name)
                 self._add_column(field)
                 self.schema = self.schema.append(field)
-        columns = []
-        for field in self.schema:
-            if field.name not in table.column_names:
-                columns.append(pa.nulls(len(table), field.type))
-                continue
-            column = table[field.name]
-            if column.type != field.type:
-                try:
-                    column = column.cast(field.type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    raise DestinationError(
-                        f"column '{field.name}' changed type within the input ({field.type} then {column.type}); "
-                        f"add a `cast: {{{field.name}: <type>}}` transform so every row has one type"
-                    ) from None
-            columns.append(column)
-        return pa.table(columns, schema=self.schema)
+        return align(table, self.schema)
+
+
+def new_column_error(column: str) -> DestinationError:
+    return DestinationError(
+        f"column '{column}' first appears after the load started and is not in the target; "
+        f"publish it once with `write: replace` (or `schema: {{on_drift: evolve}}`), or `select` the columns to keep"
+    )
+
+
+def align(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` in `schema`'s column order and types; missing columns are nulls, other columns must not exist."""
+    unknown = [name for name in table.column_names if name not in schema.names]
+    if unknown:
+        raise new_column_error(unknown[0])
+    columns = []
+    for field in schema:
+        if field.name not in table.column_names:
+            columns.append(pa.nulls(len(table), field.type))
+            continue
+        column = table[field.name]
+        if column.type != field.type:
+            try:
+                column = column.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise DestinationError(
+                    f"column '{field.name}' changed type within the input ({field.type} then {column.type}); "
+                    f"add a `cast: {{{field.name}: <type>}}` transform so every row has one type"
+                ) from None
+        columns.append(column)
+    return pa.table(columns, schema=schema)
 
 
 def staging_table(warehouse: Warehouse, name: str, with_sequence: bool = True) -> ChunkTable:

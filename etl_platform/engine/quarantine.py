@@ -17,9 +17,8 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from etl_platform.sources.base import PROVENANCE, SOURCE_FILE, SOURCE_LINE, BadLine
+from etl_platform.sources.base import PROVENANCE, SOURCE_FILE, SOURCE_LINE, SOURCE_ROW, BadLine
 from etl_platform.transforms import Rejected
 from etl_platform.warehouse.base import QUARANTINE_SCHEMA
 
@@ -52,8 +51,7 @@ class Quarantine:
     def add_rejected(self, stage: str, rejected: Rejected, source_chunk: pa.Table) -> None:
         """Quarantine rejected rows; each record is the row as the source gave it, so replay can rerun it."""
         rows = rejected.rows
-        positions = pc.index_in(rows[SOURCE_LINE], value_set=source_chunk[SOURCE_LINE])
-        originals = source_chunk.take(positions)
+        originals = source_chunk.take(rows[SOURCE_ROW])
         data = originals.drop_columns([c for c in PROVENANCE if c in originals.column_names]).to_pylist()
         self._stage(
             stage,

@@ -86,9 +86,10 @@ def quarantined(warehouse: Warehouse, selection: QuarantineSelection) -> list[di
     where, params = selection.where()
     where = f"{where} AND quarantine_id IS NOT NULL" if where else " WHERE quarantine_id IS NOT NULL"
     sql = f"SELECT quarantine_id, record, source_file, source_line, rule FROM {warehouse.relation(META_SCHEMA, 'quarantine')}"
+    order = " ORDER BY quarantined_at, source_file, source_line"  # in a merge, the later record of a key wins
     return [
         dict(zip(("quarantine_id", "record", "source_file", "source_line", "rule"), r, strict=True))
-        for r in warehouse.query(sql + where, params)
+        for r in warehouse.query(sql + where + order, params)
     ]
 
 

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +41,7 @@ from etl_platform.quality.model_validator import ModelValidator, model_check_nam
 from etl_platform.quality.schema_registry import infer_schema
 from etl_platform.quality.validator import RowValidator, RuleStats
 from etl_platform.sources import PROVENANCE, LocalLandingZone, SourceChunk, open_source
+from etl_platform.sources.base import numbered
 from etl_platform.spec.models import PipelineSpec
 from etl_platform.transforms import ChainOutput, Rejected, TransformChain, TransformContext
 from etl_platform.warehouse import Warehouse, open_warehouse
@@ -158,6 +159,8 @@ def run_pipeline(
         latest_schema = warehouse.latest_schema(dataset)
         writer = BackgroundWriter()
 
+        drift_judged = False
+
         def judge_drift(table: pa.Table) -> None:
             """On the first chunk: compare with the latest schema version and apply the drift policy."""
             outcome = drift_outcome(spec.schema_policy.on_drift, latest_schema, infer_schema(table.schema))
@@ -201,7 +204,11 @@ def run_pipeline(
                 if missing_key is not None:
                     writer.submit(quarantine.add_rejected, "destination", missing_key, chunk.table)
             table = table.drop_columns([c for c in PROVENANCE if c in table.column_names])
-            if report.chunks == 1:
+            if not table.num_columns:
+                return  # a chunk of bad lines only (an empty JSON file, say): nothing to judge or write
+            nonlocal drift_judged
+            if not drift_judged:
+                drift_judged = True
                 judge_drift(table)
             dataset_audit.observe(table)
             writer.submit(destination.write, table)
@@ -215,7 +222,13 @@ def run_pipeline(
                 with ThreadPoolExecutor(TRANSFORM_THREADS, thread_name_prefix="etl-transform") as pool:
                     in_flight: deque = deque()
                     for chunk in source.read(spec.execution.chunk_rows):
-                        in_flight.append((chunk, pool.submit(transform, chunk.table)))
+                        chunk.table = numbered(chunk.table)
+                        if any(name not in PROVENANCE for name in chunk.table.column_names):
+                            work = pool.submit(transform, chunk.table)
+                        else:  # no data columns: nothing to transform
+                            work = Future()
+                            work.set_result((ChainOutput(chunk.table), {}))
+                        in_flight.append((chunk, work))
                         if len(in_flight) > TRANSFORM_THREADS:
                             done, future = in_flight.popleft()
                             stage(done, future.result())
@@ -252,8 +265,16 @@ def run_pipeline(
                 "rows": report.rows_published,
                 "write": spec.destination.write,
                 "schema": infer_schema(destination.schema) if destination.schema is not None else None,
+                "replay": replay is not None,
                 "loaded_at": datetime.datetime.now(datetime.UTC),
             }
+            if destination.schema is None:
+                # No data at all (empty files, or only malformed lines): nothing to publish; keep the quarantine.
+                with warehouse.transaction():
+                    warehouse.replace_quarantine(dataset, report.fingerprint, quarantine.batches())
+                report.skipped_reason = "the input held no rows"
+                report.duration_seconds = time.monotonic() - started
+                return report
             try:
                 result = destination.publish(ledger_row, quarantine.batches(), audit)
             except QualityGateFailed as stopped:

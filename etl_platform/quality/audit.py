@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl_platform.errors import EtlError
+from etl_platform.errors import EtlError, TransformError
 from etl_platform.quality.rules import CircuitBreaker, Rule, VolumeCheck
 from etl_platform.quality.schema_registry import Drift, Schema, compare
 from etl_platform.quality.validator import SAMPLES, RuleStats
@@ -168,6 +168,8 @@ class DatasetAudit:
 
     def observe(self, table: pa.Table) -> None:
         """Called for each chunk as it is written: row count and newest values for Freshness."""
+        if not self.rows:
+            self._check_columns(table.schema)
         self.rows += len(table)
         for rule in self.rules:
             if rule.rule == "Freshness" and len(table):
@@ -175,6 +177,19 @@ class DatasetAudit:
                 current = self.newest.get(rule.field)
                 if newest is not None and (current is None or newest > current):
                     self.newest[rule.field] = newest
+
+    def _check_columns(self, schema: pa.Schema) -> None:
+        """Fail before the load streams on, not after, when a rule's column is missing or of the wrong type."""
+        for rule in self.rules:
+            for column in rule.columns():
+                if column not in schema.names:
+                    raise TransformError(f"{self.origin}: rule {rule.check_name} checks column '{column}', which the data lacks")
+            if rule.rule == "Freshness" and not pa.types.is_temporal(schema.field(rule.field).type):
+                kind = schema.field(rule.field).type
+                raise TransformError(
+                    f"{self.origin}: rule {rule.check_name} needs a date or timestamp column; '{rule.field}' is {kind}: "
+                    f"add `cast: {{{rule.field}: timestamp}}`"
+                )
 
     def judge(self, warehouse: Warehouse) -> list[CheckOutcome]:
         """Evaluate every dataset rule and the volume check (inside the publish transaction)."""

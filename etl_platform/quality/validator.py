@@ -103,6 +103,12 @@ class RowValidator:
         failing_rows: dict[int, list[Failure]] = {}
         for failure in failures:
             column, number = failure["column"], failure["check_number"]
+            if failure["index"] is None:  # the check could not run on the column at all (its type)
+                detail = str(failure["failure_case"]).splitlines()[0]
+                raise TransformError(
+                    f"{self.where}: a rule on '{column}' cannot check its values ({detail}); "
+                    f"the column is {table.schema.field(column).type}: add a `cast` before the rule"
+                )
             rule = self.not_null[column] if number is None else self.checks[column][number]
             failing_rows.setdefault(failure["index"], []).append(
                 Failure(rule.check_name, rule.field, failure["failure_case"], rule.describe(), rule.severity)

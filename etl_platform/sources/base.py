@@ -15,7 +15,9 @@ import pyarrow as pa
 
 SOURCE_FILE = "_etl_source_file"
 SOURCE_LINE = "_etl_source_line"
-PROVENANCE = (SOURCE_FILE, SOURCE_LINE)
+# The row's position in its source chunk (added by the runner): finds the original of a rejected row.
+SOURCE_ROW = "_etl_source_row"
+PROVENANCE = (SOURCE_FILE, SOURCE_LINE, SOURCE_ROW)
 
 
 @dataclass
@@ -47,6 +49,11 @@ class Source(Protocol):
     def fingerprint(self) -> str | None: ...
 
     def read(self, chunk_rows: int) -> Iterator[SourceChunk]: ...
+
+
+def numbered(table: pa.Table) -> pa.Table:
+    """The chunk with each row's position in it, so rejected rows can be traced to the source row."""
+    return table.append_column(SOURCE_ROW, pa.array(range(len(table)), pa.int64()))
 
 
 def with_provenance(table: pa.Table, source_file: str, lines: pa.Array) -> pa.Table:

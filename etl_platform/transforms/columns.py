@@ -18,7 +18,7 @@ class Select:
 
     def apply(self, table: pa.Table) -> StepOutput:
         require_columns(table, self.columns, self.where)
-        return StepOutput(table.select([*self.columns, *PROVENANCE]))
+        return StepOutput(table.select([*self.columns, *(c for c in PROVENANCE if c in table.column_names)]))
 
 
 class Rename:

@@ -404,8 +404,9 @@ class Warehouse(ABC):
             entry = {k: ledger_row[k] for k in LEDGER_SCHEMA.names}
             self.bulk_insert(self.relation(META_SCHEMA, "load_ledger"), pa.Table.from_pylist([entry], LEDGER_SCHEMA))
         version = self.register_schema(dataset, ledger_row["schema"], ledger_row["run_id"]) if ledger_row.get("schema") else None
-        history = {k: ledger_row[k] for k in HISTORY_SCHEMA.names}
-        self.bulk_insert(self.relation(META_SCHEMA, "load_history"), pa.Table.from_pylist([history], HISTORY_SCHEMA))
+        if not ledger_row.get("replay"):  # a replay's size says nothing about the dataset's usual volume
+            history = {k: ledger_row[k] for k in HISTORY_SCHEMA.names}
+            self.bulk_insert(self.relation(META_SCHEMA, "load_history"), pa.Table.from_pylist([history], HISTORY_SCHEMA))
         self.replace_quarantine(dataset, ledger_row["fingerprint"], quarantined)
         return version
 
