@@ -92,3 +92,32 @@ def test_rules_on_columns_of_the_wrong_type_fail_early_and_clearly(duckdb_url: s
     ranged = {"rules": [{"field": "amount", "rule": "Range", "args": [0, 5]}]}
     with pytest.raises(TransformError, match=r"a rule on 'amount' cannot check its values .* add a `cast` before the rule"):
         run_pipeline(pipeline(quality=ranged), environment)
+
+
+def test_sql_source_keeps_declared_types_when_a_result_is_empty(postgresql_url: str, duckdb_url: str, landing: Path) -> None:
+    import psycopg
+
+    from etl_platform.warehouse import open_warehouse
+
+    with psycopg.connect(postgresql_url, autocommit=True) as connection:
+        connection.execute("CREATE TABLE sales (id int, amount numeric(12,2), day date)")
+        connection.execute("INSERT INTO sales VALUES (1, 9.5, '2024-01-01'), (2, 1234567.25, NULL)")
+    spec = pipeline(
+        source={"type": "sql", "url": postgresql_url, "table": "sales"}, destination={"dataset": "raw.sales", "write": "replace"}
+    )
+    environment = environment_for(duckdb_url, landing)
+    run_pipeline(spec, environment)
+
+    def columns() -> dict:
+        warehouse = open_warehouse(duckdb_url)
+        try:
+            return warehouse.columns("raw", "sales")
+        finally:
+            warehouse.close()
+
+    before = columns()
+    assert before == {"id": "INTEGER", "amount": "DECIMAL(12,2)", "day": "DATE"}
+    with psycopg.connect(postgresql_url, autocommit=True) as connection:
+        connection.execute("DELETE FROM sales")
+    run_pipeline(spec, environment)
+    assert columns() == before

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from etl_platform.errors import SourceError, one_line
 from etl_platform.sources.base import ContentHash, SourceChunk, with_provenance
 from etl_platform.spec.models import SqlSource
-from etl_platform.warehouse.base import Warehouse, rows_to_arrow
+from etl_platform.warehouse.base import Warehouse, described_batches
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -76,14 +76,8 @@ class SqlQuerySource:
         engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool)
         try:
             with engine.connect() as connection:
-                result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(sa.text(self.query))
-                names = list(result.keys())
-                empty = True
-                for rows in result.partitions(chunk_rows):
-                    empty = False
-                    yield rows_to_arrow(names, rows)
-                if empty:
-                    yield rows_to_arrow(names, [])
+                result = connection.execution_options(stream_results=True).execute(sa.text(self.query))
+                yield from described_batches(result.cursor.description, result.fetchmany, chunk_rows)
         except sa.exc.OperationalError as exc:
             raise SourceError(
                 f"{self.label}: cannot read: {one_line(exc.orig)}; check the url and that the database is up"
