@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +23,13 @@ ETL = str(Path(sys.executable).parent / "etl")
 
 
 def etl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([ETL, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+    """Run `etl` as a user would. Output goes to files, not pipes: a process Dagster leaves behind
+    (its compute-log `tail`, with the production instance) must not keep the call waiting."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        done = subprocess.run([ETL, *args], stdout=out, stderr=err, text=True, env={**os.environ, **(env or {})}, timeout=300)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(done.args, done.returncode, out.read(), err.read())
 
 
 def test_list_validate_and_plan(project: dict) -> None:

@@ -23,6 +23,11 @@ EMBEDDED_INSTANCE = """\
 run_coordinator:
   module: dagster.core.run_coordinator
   class: DefaultRunCoordinator
+# No raw stdout/stderr capture: it mirrors step output through `tail -F` processes that can outlive
+# `etl run` and keep its output pipe open. Pipelines log through Dagster's structured event log.
+compute_logs:
+  module: dagster._core.storage.noop_compute_log_manager
+  class: NoOpComputeLogManager
 telemetry:
   enabled: false
 """
