@@ -73,3 +73,6 @@ def test_quarantine_commands(project: dict) -> None:
     purged = etl("quarantine", "purge", "--pipeline", "products", "--yes")
     assert "purged 2 quarantined rows" in purged.stdout
     assert "nothing to replay" in etl("quarantine", "replay", "products").stdout
+    assert etl("quarantine", "replay").returncode == 2
+    everything = etl("quarantine", "replay", "--all")
+    assert everything.returncode == 0 and "products: nothing to replay" in everything.stdout

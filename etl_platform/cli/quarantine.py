@@ -82,30 +82,36 @@ def show(pipeline: str | None, rule: str | None, run_id: str | None, limit: int)
 
 
 @quarantine.command("replay")
-@click.argument("pipeline")
+@click.argument("pipeline", required=False)
+@click.option("--all", "every", is_flag=True, help="Replay every pipeline's quarantined rows, in dependency order.")
 @click.option("--rule", help="Only rows rejected by this rule.")
 @click.option("--run", "run_id", help="Only rows of this run id.")
-def replay_rows(pipeline: str, rule: str | None, run_id: str | None) -> None:
-    """Send PIPELINE's quarantined rows back through its transforms and rules into its target.
+def replay_rows(pipeline: str | None, every: bool, rule: str | None, run_id: str | None) -> None:
+    """Send PIPELINE's (or --all) quarantined rows back through its transforms and rules into its target.
 
     Rows that pass are published and leave the quarantine; rows that fail again stay, with the new
-    reason. Replaying twice does nothing more. Exit code 1 if a quality gate stops the replay.
+    reason. Replaying twice does nothing more. Exit code 1 if a quality gate stops a replay.
     """
+    if bool(pipeline) == every:
+        raise click.UsageError("name a pipeline, or pass --all")
     resolved = settings()
-    spec = registry(resolved).get(pipeline)
-    try:
-        report = replay(spec, environment(resolved), QuarantineSelection(pipeline, rule, run_id))
-    except EtlError as exc:
-        console.print(f"[red]{exc}[/red]", highlight=False)
-        sys.exit(EXIT_FAILED)
-    if report is None:
-        console.print("nothing to replay: no quarantined rows match")
-        sys.exit(EXIT_OK)
-    console.print(
-        f"replayed {report.rows_read:,} rows of {pipeline}: {report.rows_published:,} published, "
-        f"{report.rows_quarantined:,} still quarantined"
-        + (f" ({', '.join(f'{r} {n}' for r, n in report.quarantined_by_rule.items())})" if report.quarantined_by_rule else "")
-    )
+    pipelines = registry(resolved)
+    chosen = [pipelines.get(p) for level in pipelines.levels() for p in level] if every else [pipelines.get(pipeline)]
+    for spec in chosen:
+        try:
+            report = replay(spec, environment(resolved), QuarantineSelection(spec.id, rule, run_id))
+        except EtlError as exc:
+            console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+            sys.exit(EXIT_FAILED)
+        if report is None:
+            console.print(f"{spec.id}: nothing to replay: no quarantined rows match")
+            continue
+        by_rule = ", ".join(f"{r} {n}" for r, n in report.quarantined_by_rule.items())
+        console.print(
+            f"replayed {report.rows_read:,} rows of {spec.id}: {report.rows_published:,} published, "
+            f"{report.rows_quarantined:,} still quarantined" + (f" ({by_rule})" if by_rule else "")
+        )
+    sys.exit(EXIT_OK)
 
 
 @quarantine.command()
