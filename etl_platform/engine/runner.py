@@ -42,6 +42,7 @@ from etl_platform.quality.schema_registry import infer_schema
 from etl_platform.quality.validator import RowValidator, RuleStats
 from etl_platform.sources import PROVENANCE, LocalLandingZone, SourceChunk, open_source
 from etl_platform.sources.base import numbered
+from etl_platform.sources.landing import FileSetSource
 from etl_platform.spec.models import PipelineSpec
 from etl_platform.transforms import ChainOutput, Rejected, TransformChain, TransformContext
 from etl_platform.warehouse import Warehouse, open_warehouse
@@ -216,6 +217,10 @@ def run_pipeline(
             if progress:
                 progress(Progress(spec.id, report.rows_read, report.bytes_read, source.total_bytes()))
 
+        # A file source's fingerprint does not depend on the stream: hash the files meanwhile.
+        hashing = ThreadPoolExecutor(1, thread_name_prefix="etl-fingerprint")
+        early_fingerprint = hashing.submit(source.fingerprint) if isinstance(source, FileSetSource) else None
+        hashing.shutdown(wait=False)
         try:
             try:
                 # Transform chunks on TRANSFORM_THREADS threads, keeping their order for staging.
@@ -241,7 +246,7 @@ def run_pipeline(
             report.rows_quarantined = quarantine.count
             report.quarantined_by_rule = dict(quarantine.by_rule)
             report.check_accounting()
-            report.fingerprint = source.fingerprint()
+            report.fingerprint = early_fingerprint.result() if early_fingerprint else source.fingerprint()
             report.checks += row_rule_outcomes(rules, rule_stats)
             if model is not None:
                 report.checks += model_outcomes(model_check_names(model), rule_stats)
