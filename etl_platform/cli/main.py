@@ -29,10 +29,11 @@ console = Console(width=None if sys.stdout.isatty() else 140)
 def cli() -> None:
     """Declarative ETL pipelines as Dagster assets.
 
-    Pipelines are YAML files in ETL_PIPELINES_DIR (default: assets/pipelines). The warehouse is
-    ETL_WAREHOUSE_URL (default: DuckDB file data/warehouse.duckdb), input files come from
-    ETL_LANDING_DIR (default: data/landing), and runs are recorded in the Dagster instance at
-    DAGSTER_HOME (default: .dagster_home).
+    Pipelines are YAML (or Python) files in ETL_PIPELINES_DIR (default: assets/pipelines). The
+    warehouse is ETL_WAREHOUSE_URL (default: DuckDB file data/warehouse.duckdb), input files come
+    from ETL_LANDING_DIR (default: data/landing), file datasets go to ETL_LAKE_DIR (default:
+    data/lake), and runs are recorded in the Dagster instance at DAGSTER_HOME (default:
+    .dagster_home).
     """
 
 
