@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from etl_platform.errors import DestinationError
+from etl_platform.types import sql_type
 from etl_platform.warehouse.base import SEQ, STAGING_SCHEMA, Warehouse
 
 
@@ -95,6 +96,8 @@ def staging_table(warehouse: Warehouse, name: str, with_sequence: bool = True) -
         warehouse,
         warehouse.relation(STAGING_SCHEMA, name),
         create,
-        lambda field: warehouse.add_column(name, field),
+        lambda field: warehouse.add_column(
+            warehouse.relation(STAGING_SCHEMA, name), field.name, sql_type(field.type, warehouse.dialect, field.name)
+        ),
         with_sequence,
     )

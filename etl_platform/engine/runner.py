@@ -241,8 +241,8 @@ def run_pipeline(
                         done, future = in_flight.popleft()
                         stage(done, future.result())
             finally:
+                context.close()  # the transform threads are done; the writer may still be flushing
                 writer.close()
-                context.close()
             report.rows_quarantined = quarantine.count
             report.quarantined_by_rule = dict(quarantine.by_rule)
             report.check_accounting()

@@ -277,8 +277,7 @@ class Warehouse(ABC):
                 continue
             for field in schema:
                 if field.name not in existing:
-                    kind = sql_type(field.type, self.dialect, field.name)
-                    self.execute(f"ALTER TABLE {relation} ADD COLUMN {self.quote(field.name)} {kind}")
+                    self.add_column(relation, field.name, sql_type(field.type, self.dialect, field.name))
 
     def already_loaded(self, dataset: str, fingerprint: str) -> bool:
         ledger = self.relation(META_SCHEMA, "load_ledger")
@@ -317,23 +316,17 @@ class Warehouse(ABC):
 
     # --- staging -----------------------------------------------------------------------------
 
-    def drop_staging(self, dataset: str, keep: str | None = None) -> list[str]:
-        """Drop staging tables a killed run of `dataset` left behind (all but `keep`)."""
-        dropped = []
+    def drop_staging(self, dataset: str) -> None:
+        """Drop staging tables a killed run of `dataset` left behind."""
         for name in self.list_tables(STAGING_SCHEMA, self.staging_prefix(dataset)):
-            if name != keep:
-                self.execute(f"DROP TABLE IF EXISTS {self.relation(STAGING_SCHEMA, name)}")
-                dropped.append(name)
-        return dropped
+            self.execute(f"DROP TABLE IF EXISTS {self.relation(STAGING_SCHEMA, name)}")
 
     def create_staging(self, name: str, schema: pa.Schema) -> None:
         self._create_table(self.relation(STAGING_SCHEMA, name), schema, self.staging_options)
 
-    def add_column(self, name: str, field: pa.Field) -> None:
-        relation = self.relation(STAGING_SCHEMA, name)
-        self.execute(
-            f"ALTER TABLE {relation} ADD COLUMN {self.quote(field.name)} {sql_type(field.type, self.dialect, field.name)}"
-        )
+    def add_column(self, relation: str, column: str, kind: str) -> None:
+        """Add a nullable column (a staging table's new column, or an evolving target's)."""
+        self.execute(f"ALTER TABLE {relation} ADD COLUMN {self.quote(column)} {kind}")
 
     # --- publish -----------------------------------------------------------------------------
 
@@ -383,7 +376,7 @@ class Warehouse(ABC):
             return None
         for column, kind in incoming.items():
             if column not in existing:
-                self.execute(f"ALTER TABLE {self.relation(schema, table)} ADD COLUMN {self.quote(column)} {kind}")
+                self.add_column(self.relation(schema, table), column, kind)
                 existing[column] = kind
         return existing
 
