@@ -14,16 +14,21 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     AutomationCondition,
+    Backoff,
     BetaWarning,
+    Config,
     Failure,
+    Jitter,
     MaterializeResult,
     RetryPolicy,
     asset,
 )
 from dagster_pandera import pandera_schema_to_dagster_type
+from pydantic import Field
 
 from assets.checks import check_result, check_specs
 from assets.metadata import materialization_metadata
+from etl_platform.breaker import SystemUnavailable
 from etl_platform.engine.runner import Environment, Progress, run_pipeline
 from etl_platform.errors import EtlError, WarehouseUnavailable
 from etl_platform.quality.audit import QualityGateFailed
@@ -32,6 +37,15 @@ from etl_platform.spec import FramePipeline, PipelineRegistry, PipelineSpec
 from resources import LandingZoneResource, WarehouseResource
 
 PROGRESS_EVERY_SECONDS = 2.0
+
+
+class LoadConfig(Config):
+    """Run config of a pipeline asset; a plain materialization needs none."""
+
+    files: list[str] | None = Field(
+        None, description="URLs of the files to load (set by the file-arrival sensor); default: every new file"
+    )
+    full_refresh: bool = Field(False, description="Ignore incremental state, reload everything and replace the target's rows")
 
 
 def dataset_key(dataset: str) -> AssetKey:
@@ -80,27 +94,33 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
     )
 
     key = dataset_key(destination.dataset)
-    upstream = registry.upstream(spec.id)
-    # Dataset-updated: run when an upstream pipeline publishes, never while its blocking checks fail.
+    upstream = [dataset_key(dependency.destination.dataset) for dependency in registry.upstream(spec.id)]
+    upstream += [dataset_key(dataset) for dataset in spec.webhook_datasets]
+    # Dataset-updated and webhook triggers: run when an upstream dataset is updated (a pipeline
+    # publishes, or an outside system reports a change), never while a blocking check upstream fails.
     automation = AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed() if upstream else None
 
     @asset(
         key=key,
         group_name=spec.group,
-        deps=[dataset_key(dependency.destination.dataset) for dependency in upstream],
+        deps=upstream,
         description=description,
         owners=[spec.owner] if spec.owner else None,
         kinds=kinds,
         tags=tags,
         metadata=definition_metadata(spec, registry.frames.get(spec.id)),
         pool=f"dataset_{destination.dataset.replace('.', '_')}",
-        retry_policy=RetryPolicy(max_retries=2, delay=5),
+        # Transient failures (warehouse or S3 unreachable, a breaker open) retry the step with growing delays.
+        retry_policy=RetryPolicy(max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS),
+        output_required=False,
         op_tags={"etl/pipeline": spec.id},
         check_specs=check_specs(spec, key, registry.frames[spec.id].model if spec.id in registry.frames else None),
         automation_condition=automation,
     )
-    def _pipeline(context: AssetExecutionContext, warehouse: WarehouseResource, landing_zone: LandingZoneResource):
-        environment = Environment(warehouse.url, landing_zone.zone(), warehouse.lake_path)
+    def _pipeline(
+        context: AssetExecutionContext, config: LoadConfig, warehouse: WarehouseResource, landing_zone: LandingZoneResource
+    ):
+        environment = Environment(warehouse.url, landing_zone.store(), warehouse.lake_store(), landing_zone.s3.get_client)
         python = registry.frames.get(spec.id)
         try:
             frame = frame_source(python, warehouse.url) if python else None
@@ -111,8 +131,10 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
                 progress=_progress_logger(context),
                 frame=frame,
                 model=python.model if python else None,
+                files=config.files,
+                full_refresh=config.full_refresh,
             )
-        except WarehouseUnavailable:
+        except (WarehouseUnavailable, SystemUnavailable):
             raise  # transient until proven otherwise: the retry policy tries again
         except QualityGateFailed as stopped:
             # Record every check that was judged, then fail: the breaker or a blocking rule stops here.
@@ -127,6 +149,8 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
             f"{report.rows_quarantined:,} quarantined, {report.rows_filtered:,} filtered"
             + (f" ({report.skipped_reason})" if report.skipped_reason else "")
         )
+        if report.rows_published == 0 and report.skipped_reason:
+            return  # nothing new was published: no materialization, so nothing downstream runs for it
         dialect = "files" if destination.is_file else warehouse.kind.replace("postgres", "postgresql")
         table_name = destination.path or destination.dataset if destination.is_file else destination.dataset
         yield MaterializeResult(

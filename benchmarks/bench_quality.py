@@ -30,7 +30,6 @@ RULES = [
 def run_once(path: Path, workdir: Path, with_rules: bool) -> float:
     """One first load (replace) of the file; returns the seconds run_pipeline took."""
     from etl_platform.engine.runner import Environment, run_pipeline
-    from etl_platform.sources.landing import LocalLandingZone
     from etl_platform.spec.loader import spec_from_document
 
     document = {
@@ -40,7 +39,7 @@ def run_once(path: Path, workdir: Path, with_rules: bool) -> float:
         "quality": {"rules": RULES if with_rules else []},
         "destination": {"dataset": "bench.orders_quality", "write": "replace"},
     }
-    environment = Environment(f"duckdb:///{workdir / 'bench_quality.duckdb'}", LocalLandingZone(path.parent), workdir / "lake")
+    environment = Environment.at(f"duckdb:///{workdir / 'bench_quality.duckdb'}", path.parent, workdir / "lake")
     started = time.perf_counter()
     report = run_pipeline(spec_from_document(document), environment)
     seconds = time.perf_counter() - started

@@ -9,26 +9,54 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor, multi_or_in_process_executor
+from dagster import (
+    AssetSelection,
+    AssetSpec,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    Definitions,
+    define_asset_job,
+    in_process_executor,
+    multi_or_in_process_executor,
+)
+from dagster_aws.s3 import S3Resource
 
 from assets import dataset_key, pipeline_asset
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry, PipelineSpec
 from resources import LandingZoneResource, WarehouseResource
-from sensors import pipeline_schedules
+from sensors import file_arrival_sensor, pipeline_schedules
 
 ALL_PIPELINES_JOB = "all_pipelines"
+# How often declarative automation looks for updated upstream datasets (Dagster's default is 30 s).
+AUTOMATION_INTERVAL_SECONDS = 10
 
 
 def job_name(pipeline_id: str) -> str:
     return f"{pipeline_id}_job"
 
 
+def webhook_assets(registry: PipelineRegistry) -> list[AssetSpec]:
+    """External datasets that outside systems report changes of (POST report_asset_materialization)."""
+    datasets = sorted({dataset for spec in registry for dataset in spec.webhook_datasets})
+    return [
+        AssetSpec(
+            dataset_key(dataset),
+            group_name="external",
+            kinds={"webhook"},
+            description=f"Maintained outside the platform; report a change with a POST to "
+            f"/report_asset_materialization/{dataset.replace('.', '/')}",
+        )
+        for dataset in datasets
+    ]
+
+
 def build_definitions(settings: Settings | None = None, python_pipelines: Iterable[PipelineSpec] = ()) -> Definitions:
-    """Assets, jobs, schedules and resources for every pipeline in the pipelines folder."""
+    """Assets, jobs, schedules, sensors and resources for every pipeline in the pipelines folder."""
     settings = settings or Settings.from_env()
     registry = PipelineRegistry.from_folder(settings.pipelines_dir, python_pipelines)
-    warehouse = WarehouseResource(url=settings.warehouse_url, lake_dir=str(settings.lake_dir))
+    s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, max_attempts=5)
+    warehouse = WarehouseResource(url=settings.warehouse_url, lake=settings.lake, s3=s3)
     assets = [pipeline_asset(spec, registry, warehouse.kind) for spec in registry]
     # One step per pipeline job: spawning a process for it would only add start-up time.
     jobs = {
@@ -48,11 +76,20 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
         config={"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}},
         description="Every pipeline, in dependency order",
     )
+    automation = AutomationConditionSensorDefinition(
+        "dataset_updated",
+        target=AssetSelection.all(),
+        minimum_interval_seconds=AUTOMATION_INTERVAL_SECONDS,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Runs pipelines whose upstream datasets were updated (DatasetUpdated and webhook triggers)",
+    )
+    arrivals = [file_arrival_sensor(spec, jobs[spec.id]) for spec in registry if spec.file_arrival]
     return Definitions(
-        assets=assets,
+        assets=[*assets, *webhook_assets(registry)],
         jobs=[*jobs.values(), everything],
         schedules=pipeline_schedules(registry, jobs),
-        resources={"warehouse": warehouse, "landing_zone": LandingZoneResource(root=str(settings.landing_dir))},
+        sensors=[automation, *arrivals],
+        resources={"warehouse": warehouse, "landing_zone": LandingZoneResource(root=settings.landing, s3=s3), "s3": s3},
     )
 
 

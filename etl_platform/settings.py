@@ -2,7 +2,8 @@
 
 One place decides between the embedded default (DuckDB file, local folders, SQLite-backed
 Dagster instance) and production (PostgreSQL, S3, dagster-postgres): the environment. Code never
-branches on an environment name.
+branches on an environment name. ETL_LANDING_DIR and ETL_LAKE_DIR are folders or s3://bucket/prefix
+URLs; the S3 endpoint (moto, MinIO) comes from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ class Settings:
     project_dir: Path
     pipelines_dir: Path
     data_dir: Path
-    landing_dir: Path
-    lake_dir: Path
+    landing: str
+    lake: str
     warehouse_url: str
     dagster_home: Path
+    s3_endpoint_url: str | None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -36,8 +38,9 @@ class Settings:
             project_dir=project,
             pipelines_dir=Path(env.get("ETL_PIPELINES_DIR", project / "assets" / "pipelines")),
             data_dir=data,
-            landing_dir=Path(env.get("ETL_LANDING_DIR", data / "landing")),
-            lake_dir=Path(env.get("ETL_LAKE_DIR", data / "lake")),
+            landing=env.get("ETL_LANDING_DIR", str(data / "landing")),
+            lake=env.get("ETL_LAKE_DIR", str(data / "lake")),
             warehouse_url=env.get("ETL_WAREHOUSE_URL", f"duckdb:///{data / 'warehouse.duckdb'}"),
             dagster_home=Path(env.get("DAGSTER_HOME", project / ".dagster_home")),
+            s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
         )

@@ -1,17 +1,17 @@
-"""The landing-zone resource: where raw input files arrive (a local folder by default)."""
+"""The landing-zone resource: where raw input files arrive (a local folder, or an S3 prefix)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dagster import ConfigurableResource
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from etl_platform.sources import LocalLandingZone
+from etl_platform.stores import FileStore, open_store
 
 
 class LandingZoneResource(ConfigurableResource):
-    root: str = Field(description="Folder that file sources' paths and globs are relative to")
+    root: str = Field(description="Folder or s3://bucket/prefix that file sources' paths and triggers are relative to")
+    s3: S3Resource
 
-    def zone(self) -> LocalLandingZone:
-        return LocalLandingZone(Path(self.root))
+    def store(self) -> FileStore:
+        return open_store(self.root, self.s3.get_client)

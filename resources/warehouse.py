@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dagster import ConfigurableResource
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 from sqlalchemy.engine import make_url
 
+from etl_platform.stores import FileStore, open_store
+
 
 class WarehouseResource(ConfigurableResource):
-    """Where pipelines publish: tables at `url`, file datasets under `lake_dir`."""
+    """Where pipelines publish: tables at `url`, file datasets under `lake`."""
 
     url: str = Field(description="SQLAlchemy-style URL: duckdb:///path, postgresql://user@host/db, sqlite:///path")
-    lake_dir: str = Field(description="Folder that file destinations (Parquet, CSV, JSON Lines) publish into")
+    lake: str = Field(description="Folder or s3://bucket/prefix that file destinations (Parquet, CSV, JSON Lines) publish into")
+    s3: S3Resource
 
     @property
     def kind(self) -> str:
@@ -21,6 +23,5 @@ class WarehouseResource(ConfigurableResource):
         backend = make_url(self.url).get_backend_name()
         return {"postgresql": "postgres"}.get(backend, backend)
 
-    @property
-    def lake_path(self) -> Path:
-        return Path(self.lake_dir)
+    def lake_store(self) -> FileStore:
+        return open_store(self.lake, self.s3.get_client)

@@ -13,7 +13,6 @@ import psycopg
 import pytest
 
 from etl_platform.engine.runner import Environment
-from etl_platform.sources import LocalLandingZone
 from etl_platform.spec import PipelineSpec, spec_from_document
 from etl_platform.warehouse import open_warehouse
 
@@ -61,7 +60,7 @@ def landing(tmp_path: Path) -> Path:
 
 
 def environment_for(url: str, landing: Path) -> Environment:
-    return Environment(url, LocalLandingZone(landing), landing.parent / "lake")
+    return Environment.at(url, landing, landing.parent / "lake")
 
 
 def pipeline(**fields) -> PipelineSpec:

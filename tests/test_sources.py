@@ -16,8 +16,8 @@ import pytest
 
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.errors import SourceError
-from etl_platform.sources import LocalLandingZone
 from etl_platform.sources.csv import CsvFileSource
+from etl_platform.stores import FileLocation, LocalStore
 from tests.conftest import environment_for, pipeline, rows, write_csv
 
 CSV = "id,name,amount\n1,Anna,10.5\n2,Ben,20\n"
@@ -65,8 +65,9 @@ def test_compressed_csv(duckdb_url: str, landing: Path, suffix: str) -> None:
 def test_glob_reads_files_in_order_with_provenance(duckdb_url: str, landing: Path) -> None:
     write_csv(landing, "day/2024-01-02.csv", "id\n3\n")
     write_csv(landing, "day/2024-01-01.csv", "id\n1\n2\n")
+    store = LocalStore(landing)
     source = CsvFileSource(
-        pipeline(source={"type": "csv", "path": "day/*.csv"}).source, LocalLandingZone(landing).resolve("day/*.csv")
+        pipeline(source={"type": "csv", "path": "day/*.csv"}).source, FileLocation(store, "day/", "*.csv").files(), store
     )
     tables = [c.table for c in source.read(1000) if len(c.table)]
     assert [t["id"].to_pylist() for t in tables] == [["1", "2"], ["3"]]
@@ -77,7 +78,8 @@ def test_glob_reads_files_in_order_with_provenance(duckdb_url: str, landing: Pat
 def test_chunks_are_bounded_by_chunk_rows(landing: Path) -> None:
     write_csv(landing, "input.csv", "id\n" + "".join(f"{i}\n" for i in range(5000)))
     spec = pipeline(source={"type": "csv", "path": "input.csv"})
-    source = CsvFileSource(spec.source, LocalLandingZone(landing).resolve("input.csv"))
+    store = LocalStore(landing)
+    source = CsvFileSource(spec.source, FileLocation(store, "", "input.csv").files(), store)
     sizes = [len(c.table) for c in source.read(1000)]
     assert max(sizes) == 1000 and sum(sizes) == 5000
 
@@ -139,7 +141,7 @@ def test_sql_source_from_sqlite_and_duckdb_files(duckdb_url: str, landing: Path,
 
 
 def test_missing_files_and_unreachable_database_are_clear(duckdb_url: str, landing: Path) -> None:
-    with pytest.raises(SourceError, match=r"no input files match 'nothing/\*.csv' under .*ETL_LANDING_DIR"):
+    with pytest.raises(SourceError, match=r"no input files match .*landing/nothing/\*.csv; .*ETL_LANDING_DIR"):
         load(duckdb_url, landing, {"type": "csv", "path": "nothing/*.csv"})
     with pytest.raises(SourceError, match=r"cannot read: .*check the url and that the database is up"):
         load(duckdb_url, landing, {"type": "sql", "url": "postgresql://postgres@127.0.0.1:1/none", "table": "t"})

@@ -25,13 +25,16 @@ def test_append_never_loads_the_same_input_twice(any_warehouse_url: str, landing
     first = run_pipeline(spec, environment)
     again = run_pipeline(spec, environment)
     assert (first.rows_published, first.target_rows) == (2, 2)
-    assert again.skipped_reason == "this input was already appended (load ledger)"
-    assert again.target_rows == 2
+    assert again.skipped_reason.startswith("no new or changed files") and again.rows_published == 0
     write_csv(landing, "day2.csv", "id,amount\n3,30\n")
     third = run_pipeline(spec, environment)
-    # The glob now matches both files: a new input, appended as a whole.
-    assert third.target_rows == 5
-    assert rows(any_warehouse_url, "SELECT count(*) AS n FROM _etl.load_ledger")[0]["n"] == 2
+    # Only the new file is read: the processed-file state remembers day1.csv.
+    assert (third.source_files, third.rows_published) == ([str(landing / "day2.csv")], 1)
+    assert rows(any_warehouse_url, "SELECT count(*) AS n FROM analytics.orders")[0]["n"] == 3
+    # A full refresh reads every file again into an emptied target; the ledger starts again too.
+    refreshed = run_pipeline(spec, environment, full_refresh=True)
+    assert refreshed.target_rows == 3
+    assert rows(any_warehouse_url, "SELECT count(*) AS n FROM _etl.load_ledger")[0]["n"] == 1
 
 
 def test_replace_swaps_content_and_schema(any_warehouse_url: str, landing: Path) -> None:
@@ -82,7 +85,7 @@ def test_rerun_replaces_rather_than_duplicates_quarantine(duckdb_url: str, landi
 
 def test_file_destinations_parquet_partitioned_csv_gzip_and_jsonl(duckdb_url: str, landing: Path) -> None:
     environment = environment_for(duckdb_url, landing)
-    lake = environment.lake_dir
+    lake = landing.parent / "lake"
     write_csv(landing, "input.csv", "id,amount,dt\n1,10,2024-01-01\n2,20,2024-01-02\n3,30,2024-01-02\n")
     parquet = {"dataset": "lake.orders", "format": "parquet", "partition_by": ["dt"], "write": "replace"}
     run_pipeline(pipeline(transforms=CASTS, destination=parquet), environment)
@@ -96,9 +99,9 @@ def test_file_destinations_parquet_partitioned_csv_gzip_and_jsonl(duckdb_url: st
     assert gzip.decompress(part.read_bytes()).decode().splitlines()[0] == '"id","amount","dt"'
 
     jsonl = {"dataset": "exports.feed", "format": "jsonl", "write": "append"}
-    spec = pipeline(transforms=CASTS, destination=jsonl)
+    spec = pipeline(id="feed", transforms=CASTS, destination=jsonl)
     run_pipeline(spec, environment)
-    run_pipeline(spec, environment)  # same input: the same part file, no duplicate rows
+    run_pipeline(spec, environment, full_refresh=True)  # the same part file again, no duplicate rows
     parts = list((lake / "exports/feed").iterdir())
     assert len(parts) == 1
     assert [json.loads(line)["id"] for line in parts[0].read_text().splitlines()] == [1, 2, 3]

@@ -11,8 +11,8 @@ import click
 from etl_platform.engine.runner import Environment
 from etl_platform.errors import SpecError
 from etl_platform.settings import Settings
-from etl_platform.sources import LocalLandingZone
 from etl_platform.spec import PipelineRegistry
+from etl_platform.stores.s3 import s3_client
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -50,7 +50,7 @@ def settings() -> Settings:
 
 
 def environment(resolved: Settings) -> Environment:
-    return Environment(resolved.warehouse_url, LocalLandingZone(resolved.landing_dir), resolved.lake_dir)
+    return Environment.at(resolved.warehouse_url, resolved.landing, resolved.lake, lambda: s3_client(resolved.s3_endpoint_url))
 
 
 def registry(resolved: Settings) -> PipelineRegistry:

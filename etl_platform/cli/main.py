@@ -170,8 +170,8 @@ def demo(parallel: int) -> None:
     if not os.environ.get("ETL_PII_SALT"):
         os.environ["ETL_PII_SALT"] = "demo-only-salt"
         console.print("[yellow]ETL_PII_SALT is not set: using a demo-only salt (set your own secret in production).[/yellow]")
-    files = write_demo_data(resolved.landing_dir)
-    console.print(f"Demo data written to {resolved.landing_dir} ({len(files)} files)")
+    files = write_demo_data(Path(resolved.landing))
+    console.print(f"Demo data written to {resolved.landing} ({len(files)} files)")
     available = registry(resolved)
     specs = [available.get(p) for level in available.levels() for p in level]
     success, statuses = run_through_dagster(specs, parallel, console)

@@ -1,25 +1,27 @@
-"""File destinations (Parquet, CSV, JSON Lines) in the lake folder, written atomically.
+"""File destinations (Parquet, CSV, JSON Lines) in the lake: a local folder or an S3 prefix.
 
-A run writes into a hidden staging folder beside the dataset folder. Replace swaps the folders;
-append moves the run's part files in under names derived from the input fingerprint, so
-appending the same input again overwrites the same files instead of duplicating rows.
+A run writes its parts into a local staging folder; publishing hands the folder to the lake's
+store (etl_platform.stores), which swaps folders locally and uploads then writes a manifest on
+S3. With `partition_by`, rows go to Hive-style folders (`dt=2026-11-22/`), one open writer per
+partition, and the partition columns live in the folder names rather than in the files.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from etl_platform.destinations.staging import align
 from etl_platform.spec.models import Destination as DestinationSpec
+from etl_platform.stores import FileStore
 from etl_platform.warehouse import PublishResult, Warehouse
 from etl_platform.warehouse.base import Audit
 
@@ -27,79 +29,100 @@ _SUFFIX = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
 _STREAM_COMPRESSION = {"gzip": ("gzip", ".gz"), "bz2": ("bz2", ".bz2")}
 
 
-class FileDestination:
-    def __init__(self, spec: DestinationSpec, lake_dir: Path, warehouse: Warehouse, run_id: str):
-        self.spec = spec
-        self.warehouse = warehouse
-        self.path = lake_dir / (spec.path or spec.dataset.replace(".", "/"))
-        self.staging = self.path.parent / f".{self.path.name}.staging-{run_id}"
-        self.schema: pa.Schema | None = None
-        self._writer = None
-        self._stream = None
-        self._chunks = 0
-        self._rows = 0
+class PartWriter:
+    """One output file of the destination's format and compression, written chunk by chunk."""
 
-    def _file_name(self) -> str:
-        compression = self.spec.compression or "none"
-        suffix = _SUFFIX[self.spec.format]
-        if self.spec.format != "parquet" and compression in _STREAM_COMPRESSION:
-            suffix += _STREAM_COMPRESSION[compression][1]
-        return f"part-0{suffix}"
-
-    def _open(self, schema: pa.Schema) -> None:
-        retired = self.path.parent / f".{self.path.name}.retired"
-        if retired.exists() and not self.path.exists():
-            os.replace(retired, self.path)  # a replace was killed between its two renames
-        for leftover in self.path.parent.glob(f".{self.path.name}.staging-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        self.staging.mkdir(parents=True)
-        self.schema = schema
-        if self.spec.partition_by:
+    def __init__(self, path: Path, spec: DestinationSpec, schema: pa.Schema):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._stream = None
+        if spec.format == "parquet":
+            self._writer = pq.ParquetWriter(path, schema, compression=spec.compression or "zstd")
             return
-        target = self.staging / self._file_name()
-        if self.spec.format == "parquet":
-            self._writer = pq.ParquetWriter(target, schema, compression=self.spec.compression or "zstd")
-            return
-        compression = _STREAM_COMPRESSION.get(self.spec.compression or "none", (None, ""))[0]
-        self._stream = pa.output_stream(str(target), compression=compression)
-        if self.spec.format == "csv":
+        self._stream = pa.output_stream(str(path), compression=_STREAM_COMPRESSION.get(spec.compression or "none", (None,))[0])
+        if spec.format == "csv":
             self._writer = pacsv.CSVWriter(self._stream, schema)
 
     def write(self, table: pa.Table) -> None:
-        if self.schema is None:
-            self._open(table.schema)
-        table = align(table, self.schema)
-        if self.spec.partition_by:
-            pads.write_dataset(
-                table,
-                self.staging,
-                format="parquet",
-                partitioning=self.spec.partition_by,
-                partitioning_flavor="hive",
-                basename_template=f"part-{self._chunks}-{{i}}.parquet",
-                existing_data_behavior="overwrite_or_ignore",
-                file_options=pads.ParquetFileFormat().make_write_options(compression=self.spec.compression or "zstd"),
-            )
-        elif self.spec.format == "jsonl":
+        if self._writer is not None:
+            self._writer.write_table(table)
+        else:
             for row in table.to_pylist():
                 self._stream.write(orjson.dumps(row, default=str) + b"\n")
-        else:
-            self._writer.write_table(table)
-        self._chunks += 1
-        self._rows += len(table)
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
         if self._stream is not None and not self._stream.closed:
             self._stream.close()
-        self._writer = self._stream = None
+
+
+def part_name(spec: DestinationSpec) -> str:
+    suffix = _SUFFIX[spec.format]
+    if spec.format != "parquet" and spec.compression in _STREAM_COMPRESSION:
+        suffix += _STREAM_COMPRESSION[spec.compression][1]
+    return f"part-0{suffix}"
+
+
+def partition_folder(columns: list[str], values: tuple) -> str:
+    """Hive-style folder for one partition: `dt=2026-11-22/country=DE`."""
+    return "/".join(
+        f"{c}={quote(str(v) if v is not None else '__HIVE_DEFAULT_PARTITION__', safe='')}"
+        for c, v in zip(columns, values, strict=True)
+    )
+
+
+class FileDestination:
+    def __init__(self, spec: DestinationSpec, lake: FileStore, warehouse: Warehouse, run_tag: str):
+        self.spec = spec
+        self.lake = lake
+        self.warehouse = warehouse
+        self.run_tag = run_tag
+        self.prefix = spec.path or spec.dataset.replace(".", "/")
+        self.staging: Path | None = None
+        self.schema: pa.Schema | None = None
+        self._parts: dict[str, PartWriter] = {}
+        self._rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self.schema is None:
+            self.staging = self.lake.staging_folder(self.prefix, self.run_tag)
+            self.schema = table.schema
+        table = align(table, self.schema)
+        self._rows += len(table)
+        columns = self.spec.partition_by
+        if not columns:
+            self._part("", table.schema).write(table)
+            return
+        data = table.drop_columns(columns)
+        keys = table.select(columns)
+        for values in {tuple(row.values()) for row in keys.to_pylist()}:
+            selected = (
+                pc.and_kleene(*[self._equals(keys[c], v) for c, v in zip(columns, values, strict=True)])
+                if len(columns) > 1
+                else self._equals(keys[columns[0]], values[0])
+            )
+            self._part(partition_folder(columns, values), data.schema).write(data.filter(selected))
+
+    @staticmethod
+    def _equals(column: pa.ChunkedArray, value: object) -> pa.ChunkedArray:
+        return pc.is_null(column) if value is None else pc.fill_null(pc.equal(column, pa.scalar(value, column.type)), False)
+
+    def _part(self, folder: str, schema: pa.Schema) -> PartWriter:
+        if folder not in self._parts:
+            self._parts[folder] = PartWriter(self.staging / folder / part_name(self.spec), self.spec, schema)
+        return self._parts[folder]
+
+    def _close(self) -> None:
+        for part in self._parts.values():
+            part.close()
+        self._parts.clear()
 
     def publish(self, ledger_row: dict, quarantined: Iterable[pa.Table], audit: Audit) -> PublishResult:
-        """Swap (replace) or move part files in (append); record ledger and quarantine in the warehouse.
+        """Replace or append the parts; ledger, state and quarantine commit in the warehouse with them.
 
         Dataset rules on files are the ones judged from the stream (RowCount, Freshness): `audit`
-        runs before the files move, so a failing one leaves the lake as it was.
+        runs before the files move, so a failing one leaves the lake as it was. The files move
+        inside the warehouse transaction, so a failed move rolls the ledger back with it.
         """
         self._close()
         dataset = self.spec.dataset
@@ -109,27 +132,19 @@ class FileDestination:
                 self.discard()
                 return PublishResult(0, None, "this input was already appended (load ledger)")
             audit(self.warehouse)  # a failing check rolls back before any file moves
-            self._move_into_place(fingerprint)
+            tag = fingerprint[:16] if self.spec.write == "append" else self.run_tag
+            self.lake.publish_folder(
+                self.staging,
+                self.prefix,
+                replace=self.spec.write == "replace",
+                rename=lambda p: p.replace("part-", f"part-{tag}-", 1),
+            )
+            self.staging = None
             version = self.warehouse.record_load(dataset, ledger_row, quarantined)
         return PublishResult(self._rows, self._rows if self.spec.write == "replace" else None, schema_version=version)
 
-    def _move_into_place(self, fingerprint: str) -> None:
-        """Replace: swap the folders. Append: move the parts in under fingerprint-derived names."""
-        if self.spec.write == "replace":
-            retired = self.path.parent / f".{self.path.name}.retired"
-            shutil.rmtree(retired, ignore_errors=True)
-            if self.path.exists():
-                os.replace(self.path, retired)
-            os.replace(self.staging, self.path)
-            shutil.rmtree(retired, ignore_errors=True)
-            return
-        for part in sorted(p for p in self.staging.rglob("*") if p.is_file()):
-            relative = part.relative_to(self.staging)
-            target = self.path / relative.parent / relative.name.replace("part-", f"part-{fingerprint[:16]}-", 1)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(part, target)
-        shutil.rmtree(self.staging, ignore_errors=True)
-
     def discard(self) -> None:
         self._close()
-        shutil.rmtree(self.staging, ignore_errors=True)
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None

@@ -18,19 +18,22 @@ from etl_platform.warehouse.base import STAGING_SCHEMA, Audit
 
 
 class TableDestination:
-    def __init__(self, spec: DestinationSpec, warehouse: Warehouse, staging_name: str, evolve: bool = False):
+    def __init__(
+        self, spec: DestinationSpec, warehouse: Warehouse, staging_name: str, evolve: bool = False, truncate: bool = False
+    ):
         self.spec = spec
         self.warehouse = warehouse
         self.staging_name = staging_name
         self._in_transaction = False
         self.evolve = evolve  # schema on_drift: evolve: new columns join the target, missing ones stay
+        self.truncate = truncate  # a full refresh: the load replaces the target's rows
         if spec.write == "append":
             self.chunks = ChunkTable(warehouse, warehouse.target(spec.dataset), self._begin_append, None, with_sequence=False)
         else:
             self.chunks = staging_table(warehouse, staging_name)
 
     def _begin_append(self, schema: pa.Schema) -> None:
-        self.warehouse.begin_append(self.spec.dataset, schema, self.evolve)
+        self.warehouse.begin_append(self.spec.dataset, schema, self.evolve, self.truncate)
         self._in_transaction = True
 
     @property
@@ -53,6 +56,7 @@ class TableDestination:
             quarantined,
             audit,
             self.evolve,
+            self.truncate,
         )
 
     def discard(self) -> None:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from etl_platform.engine.runner import Environment, dataset_reader
-from etl_platform.sources import PROVENANCE, open_source
+from etl_platform.engine.runner import Environment, dataset_reader, plan_input
+from etl_platform.sources import PROVENANCE
 from etl_platform.spec.models import PipelineSpec
 from etl_platform.transforms import TransformChain, TransformContext
 from etl_platform.warehouse import open_warehouse
@@ -29,7 +29,8 @@ def dry_run(spec: PipelineSpec, environment: Environment, sample_rows: int = 1_0
     """The first `sample_rows` rows of the source, then the output of every transform in turn."""
     warehouse = open_warehouse(environment.warehouse_url)
     try:
-        source = open_source(spec.source, environment.landing, warehouse)
+        # Every matching file and every row, whatever incremental state says: a preview writes no state.
+        source = plan_input(spec, environment, warehouse, None, full_refresh=True).source
         sample = next((c.table for c in source.read(max(sample_rows, 1_000)) if len(c.table)), None)
         if sample is None:
             return [StageView("source (no rows)", pa.table({}))]

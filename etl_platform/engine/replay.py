@@ -17,7 +17,8 @@ import pyarrow as pa
 
 from etl_platform.engine.report import LoadReport
 from etl_platform.engine.runner import Environment, run_pipeline
-from etl_platform.sources.base import SOURCE_FILE, BadLine, ContentHash, SourceChunk
+from etl_platform.fingerprint import ContentHash
+from etl_platform.sources.base import SOURCE_FILE, BadLine, SourceChunk
 from etl_platform.sources.json import records_to_table
 from etl_platform.spec.models import PipelineSpec
 from etl_platform.warehouse import Warehouse, open_warehouse

@@ -6,7 +6,6 @@ anywhere can be reported with its source file and line; they are dropped before 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -60,16 +59,3 @@ def with_provenance(table: pa.Table, source_file: str, lines: pa.Array) -> pa.Ta
     """Append the provenance columns to a parsed table."""
     files = pa.DictionaryArray.from_arrays(pa.array([0] * len(table), pa.int32()), pa.array([source_file]))
     return table.append_column(SOURCE_FILE, files).append_column(SOURCE_LINE, lines)
-
-
-class ContentHash:
-    """Incremental fingerprint of content: file bytes or serialized batches."""
-
-    def __init__(self) -> None:
-        self._hash = hashlib.blake2b(digest_size=20)
-
-    def update(self, data: bytes | memoryview) -> None:
-        self._hash.update(data)
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()

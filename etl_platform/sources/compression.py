@@ -32,8 +32,9 @@ class OpenedInput:
 
 
 @contextmanager
-def open_binary(path: Path, compression: str) -> Iterator[OpenedInput]:
-    """Open `path` for reading through its decompression; a zip must hold exactly one file."""
+def open_binary(path: Path, compression: str, name: str | None = None) -> Iterator[OpenedInput]:
+    """Open `path` (known to the user as `name`) through its decompression; a zip must hold exactly one file."""
+    name = name or str(path)
     kind = detect(path, compression)
     try:
         with path.open("rb") as raw:
@@ -47,10 +48,10 @@ def open_binary(path: Path, compression: str) -> Iterator[OpenedInput]:
                 with zipfile.ZipFile(raw) as archive:
                     members = [m for m in archive.namelist() if not m.endswith("/")]
                     if len(members) != 1:
-                        raise SourceError(f"{path}: a zip source must hold exactly one file, found {len(members)}")
+                        raise SourceError(f"{name}: a zip source must hold exactly one file, found {len(members)}")
                     with archive.open(members[0]) as stream:
                         yield OpenedInput(stream, raw)
             else:
                 yield OpenedInput(raw, raw)
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise SourceError(f"{path}: cannot read as {kind}-compressed input: {exc}; check `source.compression`") from exc
+        raise SourceError(f"{name}: cannot read as {kind}-compressed input: {exc}; check `source.compression`") from exc

@@ -9,6 +9,7 @@ physical line number.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -17,15 +18,16 @@ import pyarrow.csv as pacsv
 from etl_platform.errors import SourceError
 from etl_platform.sources.base import BadLine, SourceChunk, with_provenance
 from etl_platform.sources.compression import open_binary
-from etl_platform.sources.landing import FileSetSource, LandingFile
+from etl_platform.sources.fileset import FileSetSource
 from etl_platform.spec.models import CsvSource
+from etl_platform.stores import FileStore, StoredFile
 
 BLOCK_BYTES = 4 << 20
 
 
 class CsvFileSource(FileSetSource):
-    def __init__(self, spec: CsvSource, files: list[LandingFile]):
-        super().__init__(files)
+    def __init__(self, spec: CsvSource, files: list[StoredFile], store: FileStore):
+        super().__init__(files, store)
         self.spec = spec
 
     def _options(self, column_names: list[str] | None, bad: list[BadLine], name: str, strict: bool):
@@ -50,10 +52,10 @@ class CsvFileSource(FileSetSource):
         )
         return read, parse
 
-    def _header(self, file: LandingFile) -> list[str]:
+    def _header(self, file: StoredFile, path: Path) -> list[str]:
         if not self.spec.header:
             return list(self.spec.columns or [])
-        with open_binary(file.path, self.spec.compression) as opened:
+        with open_binary(path, self.spec.compression, file.name) as opened:
             read, parse = self._options(None, [], file.name, strict=False)
             try:
                 names = pacsv.open_csv(opened.stream, read_options=read, parse_options=parse).schema.names
@@ -72,11 +74,12 @@ class CsvFileSource(FileSetSource):
 
     def read(self, chunk_rows: int) -> Iterator[SourceChunk]:
         for file in self.files:
-            yield from self._read_file(file, chunk_rows)
+            with self.store.local_copy(file) as path:
+                yield from self._read_file(file, path, chunk_rows)
 
-    def _read_file(self, file: LandingFile, chunk_rows: int) -> Iterator[SourceChunk]:
+    def _read_file(self, file: StoredFile, path: Path, chunk_rows: int) -> Iterator[SourceChunk]:
         """Chunks of at most `chunk_rows` rows, then an empty chunk carrying the byte count."""
-        names = self._header(file)
+        names = self._header(file, path)
         first_data_line = 2 if self.spec.header else 1
         bad: list[BadLine] = []
         read, parse = self._options(names, bad, file.name, strict=self.spec.on_bad_line == "fail")
@@ -87,7 +90,7 @@ class CsvFileSource(FileSetSource):
             quoted_strings_can_be_null=False,
         )
         rows_seen = reported = bytes_counted = 0
-        with open_binary(file.path, self.spec.compression) as opened:
+        with open_binary(path, self.spec.compression, file.name) as opened:
             try:
                 for batch in pacsv.open_csv(opened.stream, read_options=read, parse_options=parse, convert_options=convert):
                     consumed, bytes_counted = opened.consumed() - bytes_counted, opened.consumed()
@@ -112,7 +115,7 @@ class CsvFileSource(FileSetSource):
             lines[lines >= bad_line] += 1
         return pa.array(lines)
 
-    def _explain(self, file: LandingFile, exc: Exception, bad: list[BadLine]) -> str:
+    def _explain(self, file: StoredFile, exc: Exception, bad: list[BadLine]) -> str:
         text = str(exc)
         if self.spec.on_bad_line == "fail" and bad:
             line = bad[-1]

@@ -7,7 +7,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from etl_platform.sources.base import ContentHash, SourceChunk, with_provenance
+from etl_platform.fingerprint import ContentHash
+from etl_platform.sources.base import SourceChunk, with_provenance
 from etl_platform.spec.python import FramePipeline
 
 

@@ -18,8 +18,9 @@ import pyarrow as pa
 from etl_platform.errors import SourceError
 from etl_platform.sources.base import BadLine, SourceChunk, with_provenance
 from etl_platform.sources.compression import open_binary
-from etl_platform.sources.landing import FileSetSource, LandingFile
+from etl_platform.sources.fileset import FileSetSource
 from etl_platform.spec.models import JsonLinesSource, JsonSource
+from etl_platform.stores import FileStore, StoredFile
 
 
 def _as_text(value: Any) -> str | None:
@@ -42,22 +43,22 @@ def records_to_table(records: list[dict[str, Any]], file: str, lines: list[int])
 
 
 class _JsonFiles(FileSetSource, ABC):
-    def __init__(self, spec: JsonSource | JsonLinesSource, files: list[LandingFile]):
-        super().__init__(files)
+    def __init__(self, spec: JsonSource | JsonLinesSource, files: list[StoredFile], store: FileStore):
+        super().__init__(files, store)
         self.spec = spec
 
     def read(self, chunk_rows: int) -> Iterator[SourceChunk]:
         for file in self.files:
-            with open_binary(file.path, self.spec.compression) as opened:
+            with self.store.local_copy(file) as path, open_binary(path, self.spec.compression, file.name) as opened:
                 yield from self._chunks(file, self._records(file, opened.stream), chunk_rows, opened.consumed)
 
     @abstractmethod
-    def _records(self, file: LandingFile, stream: Any) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
+    def _records(self, file: StoredFile, stream: Any) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
         """(position, record or bad line) pairs in file order."""
 
     @staticmethod
     def _chunks(
-        file: LandingFile, items: Iterable[tuple[int, Any]], chunk_rows: int, consumed: Callable[[], int]
+        file: StoredFile, items: Iterable[tuple[int, Any]], chunk_rows: int, consumed: Callable[[], int]
     ) -> Iterator[SourceChunk]:
         records: list[dict[str, Any]] = []
         lines: list[int] = []
@@ -79,7 +80,7 @@ class _JsonFiles(FileSetSource, ABC):
 class JsonLinesFileSource(_JsonFiles):
     """One JSON object per line; `line` is the physical line number."""
 
-    def _records(self, file: LandingFile, stream: Any) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
+    def _records(self, file: StoredFile, stream: Any) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
         for number, raw in enumerate(stream, start=1):
             if not raw.strip():
                 continue
@@ -99,7 +100,7 @@ class JsonLinesFileSource(_JsonFiles):
 class JsonArrayFileSource(_JsonFiles):
     """A top-level JSON array of objects; `line` is the record's 1-based position in the array."""
 
-    def _records(self, file: LandingFile, stream: Any) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
+    def _records(self, file: StoredFile, stream: Any) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
         try:
             for number, record in enumerate(ijson.items(stream, "item", use_float=True), start=1):
                 if isinstance(record, dict):

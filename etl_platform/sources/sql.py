@@ -8,17 +8,22 @@ respects DuckDB's rule that one process opens a database file with one configura
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import os
 import re
 from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from etl_platform.errors import SourceError, one_line
-from etl_platform.sources.base import ContentHash, SourceChunk, with_provenance
+from etl_platform.fingerprint import ContentHash
+from etl_platform.sources.base import SourceChunk, with_provenance
 from etl_platform.spec.models import SqlSource
+from etl_platform.state.cursor import Mark
 from etl_platform.warehouse.base import Warehouse, described_batches
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -36,9 +41,25 @@ def expand_env(text: str) -> str:
     return _ENV.sub(value, text)
 
 
+def sql_literal(value: Mark) -> str:
+    """A cursor mark as SQL text; the database casts a quoted literal to the column's type."""
+    if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal):
+        text = value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else str(value)
+        return "'" + text.replace("'", "''") + "'"
+    return str(value)
+
+
 class SqlQuerySource:
-    def __init__(self, spec: SqlSource, warehouse: Warehouse):
-        self.query = spec.query or f"SELECT * FROM {spec.table}"
+    """Rows of a table or query; incremental, only those past `since` on the cursor column."""
+
+    def __init__(self, spec: SqlSource, warehouse: Warehouse, since: Mark | None = None):
+        query = spec.query or f"SELECT * FROM {spec.table}"
+        self.cursor = spec.incremental.cursor if spec.incremental else None
+        if self.cursor and since is not None:
+            query = f'SELECT * FROM ({query}) AS _etl_incremental WHERE "{self.cursor}" > {sql_literal(since)}'
+        self.query = query
+        self.since = since
+        self.seen_max: Mark | None = None
         self.url = expand_env(spec.url) if spec.url else None
         self.warehouse = None if spec.url else warehouse
         where = make_url(self.url).render_as_string(hide_password=True) if self.url else f"warehouse {warehouse.safe_url}"
@@ -60,6 +81,7 @@ class SqlQuerySource:
         row = 1
         try:
             for table in tables:
+                self._observe_cursor(table)
                 for batch in table.to_batches():
                     self._hash.update(batch.serialize())
                 lines = pa.array(range(row, row + len(table)), pa.int64())
@@ -71,6 +93,18 @@ class SqlQuerySource:
             raise SourceError(
                 f"{self.label}: query failed: {str(exc).strip().splitlines()[0]}; check table and column names"
             ) from None
+
+    def _observe_cursor(self, table: pa.Table) -> None:
+        """Track the largest cursor value read: the next high-water mark once this load publishes."""
+        if self.cursor is None:
+            return
+        if self.cursor not in table.column_names:
+            raise SourceError(
+                f"{self.label}: incremental cursor column {self.cursor!r} is not in the result {table.column_names}"
+            )
+        largest = pc.max(table[self.cursor]).as_py()
+        if largest is not None and (self.seen_max is None or largest > self.seen_max):
+            self.seen_max = largest
 
     def _read_external(self, chunk_rows: int) -> Iterator[pa.Table]:
         engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool)

@@ -8,6 +8,7 @@ so that an error names the transform it belongs to.
 from __future__ import annotations
 
 import codecs
+import datetime
 import re
 import zoneinfo
 from pathlib import Path
@@ -55,7 +56,11 @@ SqlExpression = Annotated[str, StringConstraints(min_length=1), Field(descriptio
 
 
 class FileSourceBase(Strict):
-    path: str = Field(description="File path or glob, relative to the landing zone")
+    path: str | None = Field(
+        None,
+        description="File path or glob, relative to the landing zone, or s3://bucket/key...; "
+        "omitted when a file_arrival trigger names where files arrive",
+    )
     compression: Literal["auto", "none", "gzip", "bz2", "zip"] = "auto"
 
 
@@ -93,7 +98,40 @@ class JsonLinesSource(FileSourceBase):
 
 class ParquetSource(Strict):
     type: Literal["parquet"]
-    path: str = Field(description="File path or glob, relative to the landing zone")
+    path: str | None = Field(None, description="File path or glob, relative to the landing zone, or s3://bucket/key...")
+
+
+DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Incremental(Strict):
+    """Read only rows whose cursor column is past the last load's high-water mark.
+
+    Rows that commit late with a cursor value just below the mark are caught by reading again
+    `lookback` below it; a merge on the primary key removes the overlap.
+    """
+
+    cursor: ColumnName = Field(description="a column that grows with every change: updated_at, an id")
+    lookback: int | str = Field(
+        0, description="re-read this far below the mark: '15m', '2h', '1d', or a number for numeric cursors"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Incremental:
+        if isinstance(self.lookback, str) and not DURATION.match(self.lookback):
+            raise ValueError(f"lookback {self.lookback!r} is not a duration such as '90s', '15m', '2h' or '1d'")
+        if isinstance(self.lookback, int) and self.lookback < 0:
+            raise ValueError("lookback must not be negative")
+        return self
+
+    @property
+    def lookback_value(self) -> int | datetime.timedelta:
+        """A timedelta for durations, a plain number for numeric cursors."""
+        if isinstance(self.lookback, str):
+            amount, unit = DURATION.match(self.lookback).groups()
+            return datetime.timedelta(seconds=int(amount) * _SECONDS[unit])
+        return self.lookback
 
 
 class SqlSource(Strict):
@@ -101,6 +139,7 @@ class SqlSource(Strict):
     url: str | None = Field(None, description="SQLAlchemy URL; `${VAR}` reads an environment variable; omitted = the warehouse")
     table: str | None = None
     query: str | None = None
+    incremental: Incremental | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SqlSource:
@@ -311,8 +350,6 @@ class Destination(Strict):
             return self
         if self.write == "merge":
             raise ValueError("file destinations support write: append or replace; merge needs a warehouse table")
-        if self.partition_by and self.format != "parquet":
-            raise ValueError("`partition_by` is supported for format: parquet")
         allowed = FILE_COMPRESSIONS[self.format]
         if self.compression is not None and self.compression not in allowed:
             raise ValueError(
@@ -338,6 +375,61 @@ class Schedule(Strict):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown timezone {self.timezone!r}; use an IANA name such as Europe/Berlin") from None
         return self
+
+
+class FileArrival(Strict):
+    """Run the pipeline when new or changed files arrive; each file is processed once per version."""
+
+    bucket: str | None = Field(None, description="S3 bucket; omitted: the landing zone (a folder, or S3 in production)")
+    prefix: str | None = Field(None, description="key prefix or folder to watch; omitted: the source's path")
+    pattern: str = Field("*", description="glob below the prefix: *.csv, **/*.jsonl")
+    interval_seconds: int = Field(10, ge=1, le=3600, description="how often the sensor lists the files")
+    max_files_per_run: int = Field(100, ge=1, le=10_000)
+    max_failures: int = Field(3, ge=1, le=100, description="failed runs before a file moves to the dead-letter prefix")
+    dead_letter_prefix: str = Field("_dead_letter/", description="where failing files go, in the same store, error beside them")
+
+    @model_validator(mode="after")
+    def _check(self) -> FileArrival:
+        if self.bucket is not None and self.prefix is None:
+            raise ValueError("a file_arrival trigger with `bucket` needs `prefix` (use '' for the whole bucket)")
+        return self
+
+    @property
+    def states_location(self) -> bool:
+        return self.prefix is not None
+
+    def location(self) -> str:
+        """The watched files as a source path: `s3://bucket/prefix/pattern` or `prefix/pattern`."""
+        prefix = self.prefix or ""
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        return f"s3://{self.bucket}/{prefix}{self.pattern}" if self.bucket else f"{prefix}{self.pattern}"
+
+
+class FileArrivalTrigger(Strict):
+    file_arrival: FileArrival = Field(default_factory=FileArrival)
+
+
+class Webhook(Strict):
+    """An outside system reports that `dataset` changed (Dagster's report_asset_materialization)."""
+
+    dataset: DatasetName
+
+
+class WebhookTrigger(Strict):
+    webhook: Webhook
+
+
+TRIGGER_KINDS = ("file_arrival", "webhook")
+
+Trigger = Annotated[
+    Annotated[FileArrivalTrigger, Tag("file_arrival")] | Annotated[WebhookTrigger, Tag("webhook")],
+    Discriminator(
+        _transform_kind,
+        custom_error_type="unknown_trigger",
+        custom_error_message=f"each trigger is one key, one of: {', '.join(TRIGGER_KINDS)}",
+    ),
+]
 
 
 class SchemaPolicy(Strict):
@@ -368,7 +460,7 @@ class PipelineSpec(Strict):
     destination: Destination
     dependencies: list[Identifier] = Field(default_factory=list)
     schedule: Schedule | None = None
-    triggers: list[dict[str, Any]] = Field(default_factory=list)
+    triggers: list[Trigger] = Field(default_factory=list)
     execution: Execution = Field(default_factory=Execution)
     schema_policy: SchemaPolicy = Field(default_factory=SchemaPolicy, alias="schema")
 
@@ -380,10 +472,51 @@ class PipelineSpec(Strict):
             raise ValueError(f"owner {self.owner!r} must be an email address or `team:name`")
         if self.id in self.dependencies:
             raise ValueError(f"pipeline {self.id!r} lists itself in `dependencies`")
+        self._check_file_location()
+        incremental = getattr(self.source, "incremental", None)
+        if incremental and incremental.lookback and self.destination.write != "merge":
+            raise ValueError("an incremental source with `lookback` reads some rows twice: use write: merge with a primary_key")
         sql_rules = [r.check_name for r in self.quality.rules if r.rule in ("Unique", "CustomQuery")]
         if self.destination.is_file and sql_rules:
             raise ValueError(f"rules {sql_rules} query a warehouse table; a file destination supports the others")
         return self
+
+    def _check_file_location(self) -> None:
+        """Where the files are is said once: in `source.path`, or by the file_arrival trigger."""
+        arrivals = [t.file_arrival for t in self.triggers if isinstance(t, FileArrivalTrigger)]
+        if len(arrivals) > 1:
+            raise ValueError("declare one file_arrival trigger per pipeline")
+        path = getattr(self.source, "path", None)
+        if self.source.type in ("sql", "frame"):
+            if arrivals:
+                raise ValueError(f"a file_arrival trigger needs a file source, not {self.source.type}")
+            return
+        if arrivals and arrivals[0].states_location:
+            if path is not None:
+                raise ValueError("say where the files are once: drop `source.path`, the file_arrival trigger names them")
+        elif path is None:
+            raise ValueError("`source.path` is required (or a file_arrival trigger with `prefix`)")
+
+    @property
+    def file_arrival(self) -> FileArrival | None:
+        return next((t.file_arrival for t in self.triggers if isinstance(t, FileArrivalTrigger)), None)
+
+    @property
+    def file_path(self) -> str | None:
+        """The path or URL glob a file source reads: `source.path`, or the trigger's location."""
+        path = getattr(self.source, "path", None)
+        if path is None and self.file_arrival is not None:
+            return self.file_arrival.location()
+        return path
+
+    @property
+    def webhook_datasets(self) -> list[str]:
+        return [t.webhook.dataset for t in self.triggers if isinstance(t, WebhookTrigger)]
+
+    @property
+    def incremental_files(self) -> bool:
+        """File sources of append and merge pipelines read only files not processed before; replace reads all."""
+        return self.file_path is not None and self.destination.write != "replace"
 
     @property
     def file(self) -> Path | None:

@@ -154,6 +154,33 @@ SCHEMA_VERSIONS_SCHEMA = pa.schema(
 )
 
 
+# Incremental state, advanced inside the publish transaction (DESIGN.md section 4).
+# Files: one row per file a pipeline has seen; its version says which content was processed.
+FILE_STATE_SCHEMA = pa.schema(
+    [
+        ("pipeline", pa.string()),
+        ("file_url", pa.string()),
+        ("version", pa.string()),
+        ("size", pa.int64()),
+        ("status", pa.string()),
+        ("failures", pa.int64()),
+        ("last_error", pa.string()),
+        ("run_id", pa.string()),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+# SQL sources: the cursor column's high-water mark, as JSON (type and value).
+CURSOR_STATE_SCHEMA = pa.schema(
+    [
+        ("pipeline", pa.string()),
+        ("cursor_column", pa.string()),
+        ("high_water", pa.string()),
+        ("run_id", pa.string()),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
 @dataclass(frozen=True)
 class PublishResult:
     rows_published: int
@@ -266,6 +293,8 @@ class Warehouse(ABC):
             "schema_versions": (SCHEMA_VERSIONS_SCHEMA, []),
             "load_history": (HISTORY_SCHEMA, []),
             "quarantine": (QUARANTINE_TABLE_SCHEMA, []),
+            "file_state": (FILE_STATE_SCHEMA, ["pipeline", "file_url"]),
+            "cursor_state": (CURSOR_STATE_SCHEMA, ["pipeline"]),
         }
         for name, (schema, primary_key) in tables.items():
             existing = self.columns(META_SCHEMA, name)
@@ -390,14 +419,20 @@ class Warehouse(ABC):
         quarantined: Iterable[pa.Table],
         audit: Audit,
         evolve: bool = False,
+        truncate: bool = False,
     ) -> PublishResult:
-        """Replace or merge: move staged rows into the target, audit, and quarantine rows in, atomically."""
+        """Replace or merge: move staged rows into the target, audit, and quarantine rows in, atomically.
+
+        With `truncate` (a full refresh), a merge starts from an empty target.
+        """
         target = self.target(dataset)
         staged = self.relation(STAGING_SCHEMA, staging)
         incoming = {c: t for c, t in self.columns(STAGING_SCHEMA, staging).items() if c != SEQ}
         self.create_schema(self.split(dataset)[0])
         with self.transaction():
             self._ensure_target(dataset, incoming, primary_key, replace=write == "replace", evolve=evolve)
+            if truncate:
+                self.forget_loads(dataset)
             if write == "merge":
                 self._merge(target, staged, list(incoming), primary_key)
             else:
@@ -408,7 +443,12 @@ class Warehouse(ABC):
             version = self.record_load(dataset, ledger_row, quarantined)
             return PublishResult(ledger_row["rows"], self.row_count(dataset), schema_version=version)
 
-    def begin_append(self, dataset: str, schema: pa.Schema, evolve: bool = False) -> None:
+    def forget_loads(self, dataset: str) -> None:
+        """Inside a full refresh's publish transaction: empty the target and its load ledger."""
+        self.execute(f"DELETE FROM {self.target(dataset)}")
+        self.execute(f"DELETE FROM {self.relation(META_SCHEMA, 'load_ledger')} WHERE dataset = ?", (dataset,))
+
+    def begin_append(self, dataset: str, schema: pa.Schema, evolve: bool = False, truncate: bool = False) -> None:
         """Open the load transaction of an append and make sure the target takes `schema`.
 
         An append streams its chunks straight into the target inside this transaction: readers
@@ -423,6 +463,8 @@ class Warehouse(ABC):
         self.begin()
         try:
             self._ensure_target(dataset, incoming, [], replace=False, evolve=evolve)
+            if truncate:
+                self.forget_loads(dataset)
         except BaseException:
             self.rollback()
             raise

@@ -1,0 +1,112 @@
+"""Which files a pipeline has processed, which failed, and which went to the dead-letter prefix.
+
+A file is identified by its URL and its version (S3 ETag, or a local file's mtime and size):
+a re-uploaded object is new work. `mark_processed` runs inside the publish transaction, so a
+run that fails leaves its files eligible; `record_failure` runs in its own transaction after a
+failed run, so the sensor can retry a file alone and give up on it after N failures.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from etl_platform.errors import EtlError
+from etl_platform.stores import StoredFile
+from etl_platform.warehouse.base import FILE_STATE_SCHEMA, META_SCHEMA, Warehouse
+
+PROCESSED, FAILED, DEAD_LETTER = "processed", "failed", "dead_letter"
+
+
+class AlreadyProcessed(EtlError):
+    """Another run published one of these files (same version) first."""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    version: str
+    status: str
+    failures: int
+    last_error: str | None
+    run_id: str | None
+
+
+class FileState:
+    def __init__(self, warehouse: Warehouse, pipeline: str):
+        self.warehouse = warehouse
+        self.pipeline = pipeline
+        self.table = warehouse.relation(META_SCHEMA, "file_state")
+
+    def records(self) -> dict[str, FileRecord]:
+        """Every file this pipeline has a record of, by URL."""
+        rows = self.warehouse.query(
+            f"SELECT file_url, version, status, failures, last_error, run_id FROM {self.table} WHERE pipeline = ?",
+            (self.pipeline,),
+        )
+        return {url: FileRecord(version, status, failures, error, run) for url, version, status, failures, error, run in rows}
+
+    def pending(self, files: list[StoredFile]) -> list[StoredFile]:
+        """The files whose current version is neither processed nor dead-lettered."""
+        records = self.records()
+        return [f for f in files if not self._done(records.get(f.url), f)]
+
+    @staticmethod
+    def _done(record: FileRecord | None, file: StoredFile) -> bool:
+        return record is not None and record.version == file.version and record.status in (PROCESSED, DEAD_LETTER)
+
+    def _write(self, files: list[StoredFile], status: str, run_id: str, failures: dict[str, int], error: str | None) -> None:
+        urls = [f.url for f in files]
+        for start in range(0, len(urls), 500):
+            batch = urls[start : start + 500]
+            self.warehouse.execute(
+                f"DELETE FROM {self.table} WHERE pipeline = ? AND file_url IN ({', '.join('?' * len(batch))})",
+                (self.pipeline, *batch),
+            )
+        now = datetime.datetime.now(datetime.UTC)
+        rows = [
+            {
+                "pipeline": self.pipeline,
+                "file_url": f.url,
+                "version": f.version,
+                "size": f.size,
+                "status": status,
+                "failures": failures.get(f.url, 0),
+                "last_error": error,
+                "run_id": run_id,
+                "updated_at": now,
+            }
+            for f in files
+        ]
+        if rows:
+            self.warehouse.bulk_insert(self.table, pa.Table.from_pylist(rows, FILE_STATE_SCHEMA))
+
+    def mark_processed(self, files: list[StoredFile], run_id: str, exclusive: bool) -> None:
+        """Inside the publish transaction: record the files; `exclusive` (incremental loads) refuses
+        if another run published one of them first."""
+        records = self.records()
+        taken = [f.url for f in files if (r := records.get(f.url)) and r.status == PROCESSED and r.version == f.version]
+        if exclusive and taken:
+            raise AlreadyProcessed(f"{len(taken)} of these files were published by another run meanwhile, e.g. {taken[0]}")
+        self._write(files, PROCESSED, run_id, {}, None)
+
+    def record_failure(self, files: list[StoredFile], run_id: str, error: str) -> dict[str, int]:
+        """In its own transaction: count one more failure for each file's current version."""
+        with self.warehouse.transaction():
+            records = self.records()
+            failures = {}
+            for f in files:
+                record = records.get(f.url)
+                same = record is not None and record.version == f.version and record.status == FAILED
+                failures[f.url] = (record.failures if same else 0) + 1
+            self._write(files, FAILED, run_id, failures, error)
+        return failures
+
+    def mark_dead_letter(self, file: StoredFile, failures: int, error: str | None) -> None:
+        with self.warehouse.transaction():
+            self._write([file], DEAD_LETTER, "", {file.url: failures}, error)
+
+    def reset(self) -> None:
+        """Forget every file (a full refresh, inside its publish transaction)."""
+        self.warehouse.execute(f"DELETE FROM {self.table} WHERE pipeline = ?", (self.pipeline,))

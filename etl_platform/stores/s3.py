@@ -1,0 +1,177 @@
+"""An S3 bucket prefix as a file store (any S3 API: AWS, MinIO, moto), through a boto3 client.
+
+The client comes from the caller (dagster-aws's S3Resource in Dagster, or `s3_client()` from the
+environment), so the endpoint, region and credentials are configured in one place. botocore's
+standard retry mode retries throttling and 5xx answers with backoff and jitter; the endpoint's
+circuit breaker stops a run from waiting on an S3 that is down.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import orjson
+
+from etl_platform.breaker import SystemUnavailable, guarded
+from etl_platform.errors import SourceError
+from etl_platform.fingerprint import ContentHash
+from etl_platform.stores.base import FileStore, StoredFile
+
+T = TypeVar("T")
+
+# Written last by every publish: the parts that make up the dataset now.
+MANIFEST = "_manifest.json"
+
+RETRY_CONFIG = botocore.config.Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+
+_PERMANENT_HINTS = {
+    "NoSuchBucket": "the bucket does not exist; create it or fix the bucket name",
+    "AccessDenied": "access denied; give the credentials s3:GetObject/PutObject/ListBucket on it",
+    "InvalidAccessKeyId": "the access key is not known to the endpoint; check AWS_ACCESS_KEY_ID",
+    "SignatureDoesNotMatch": "the secret key is wrong; check AWS_SECRET_ACCESS_KEY",
+    "NoSuchKey": "the object does not exist (moved or deleted meanwhile)",
+    "404": "the object does not exist (moved or deleted meanwhile)",
+}
+
+
+def s3_client(endpoint_url: str | None = None) -> Any:
+    """A boto3 S3 client from the environment (AWS_* variables; the endpoint from AWS_ENDPOINT_URL_S3)."""
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=RETRY_CONFIG)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Network trouble and server-side errors are worth retrying; an answer about our request is not."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return status >= 500 or exc.response.get("Error", {}).get("Code") in ("SlowDown", "Throttling", "RequestTimeout")
+    return isinstance(exc, botocore.exceptions.BotoCoreError | ConnectionError | TimeoutError)
+
+
+class S3Store(FileStore):
+    def __init__(self, bucket: str, root: str, client: Any):
+        self.bucket = bucket
+        self.root = root.strip("/") + "/" if root.strip("/") else ""
+        self.client = client
+        self.url = f"s3://{bucket}/{self.root}"
+        self.system = f"S3 at {client.meta.endpoint_url}"
+
+    def _call(self, what: str, action: Callable[[], T]) -> T:
+        """One S3 request through the endpoint's breaker, with errors that say what to fix."""
+        try:
+            return guarded(self.system, action, is_transient)
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            hint = _PERMANENT_HINTS.get(code, exc.response.get("Error", {}).get("Message", code))
+            raise SourceError(f"{what}: {hint} ({code} from {self.system})") from None
+        except (botocore.exceptions.BotoCoreError, ConnectionError, TimeoutError) as exc:
+            raise SystemUnavailable(f"{what}: cannot reach {self.system}: {exc}; check the endpoint and that S3 is up") from None
+
+    def _stored(self, key: str, size: int, etag: str, modified: Any) -> StoredFile:
+        relative = key[len(self.root) :]
+        return StoredFile(relative, size, etag.strip('"'), modified, f"s3://{self.bucket}/{key}")
+
+    def list(self, prefix: str) -> Iterator[StoredFile]:
+        """All objects under the prefix, page by page (1,000 keys a page)."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.root + prefix)
+        iterator = iter(pages)
+        while True:
+            page = self._call(f"listing {self.url}{prefix}", lambda: next(iterator, None))
+            if page is None:
+                return
+            for item in page.get("Contents", []):
+                if not item["Key"].endswith("/"):
+                    yield self._stored(item["Key"], item["Size"], item["ETag"], item["LastModified"])
+
+    def stat(self, key: str) -> StoredFile | None:
+        try:
+            head = guarded(self.system, lambda: self.client.head_object(Bucket=self.bucket, Key=self.root + key), is_transient)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return None
+            raise
+        return self._stored(self.root + key, head["ContentLength"], head["ETag"], head["LastModified"])
+
+    @contextmanager
+    def local_copy(self, file: StoredFile) -> Iterator[Path]:
+        """Download to a temporary file (multipart, in parallel), removed when the context closes."""
+        handle, name = tempfile.mkstemp(prefix="etl-s3-", suffix="-" + Path(file.key).name)
+        os.close(handle)
+        try:
+            self._call(f"reading {file.url}", lambda: self.client.download_file(self.bucket, self.root + file.key, name))
+            yield Path(name)
+        finally:
+            Path(name).unlink(missing_ok=True)
+
+    def upload(self, local: Path, key: str) -> None:
+        self._call(f"writing {self.file_url(key)}", lambda: self.client.upload_file(str(local), self.bucket, self.root + key))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._call(
+            f"writing {self.file_url(key)}", lambda: self.client.put_object(Bucket=self.bucket, Key=self.root + key, Body=data)
+        )
+
+    def move(self, key: str, to_key: str) -> None:
+        """Copy, then delete: S3 has no rename."""
+        source = {"Bucket": self.bucket, "Key": self.root + key}
+        self._call(f"copying {self.file_url(key)}", lambda: self.client.copy(source, self.bucket, self.root + to_key))
+        self.delete([key])
+
+    def delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            objects = [{"Key": self.root + k} for k in keys[start : start + 1000]]
+            self._call(
+                f"deleting from {self.url}",
+                lambda objects=objects: self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+                ),
+            )
+
+    def staging_folder(self, prefix: str, run_tag: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"etl-s3-staging-{run_tag}-"))
+
+    def publish_folder(self, staging: Path, prefix: str, replace: bool, rename: Callable[[str], str]) -> None:
+        """Upload the parts, then write the manifest in one PUT, then (replace) delete the old parts.
+
+        S3 has no rename, so a prefix listing may see old and new parts together for a moment;
+        `_manifest.json`, written last, always names one complete version of the dataset.
+        """
+        prefix = prefix.rstrip("/") + "/"
+        manifest_key = prefix + MANIFEST
+        before = [f.key for f in self.list(prefix) if f.key != manifest_key]
+        published = []
+        try:
+            for part in sorted(p for p in staging.rglob("*") if p.is_file()):
+                key = prefix + rename(part.relative_to(staging).as_posix())
+                self.upload(part, key)
+                published.append(key)
+            current = published if replace else sorted(set(before) | set(published))
+            manifest = {
+                "parts": [k[len(prefix) :] for k in current],
+                "published_at": datetime.datetime.now(datetime.UTC).isoformat(),
+            }
+            self.put_bytes(manifest_key, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        except BaseException:
+            self.delete(published)  # nothing names them: the manifest still lists the previous parts
+            raise
+        else:
+            if replace:
+                self.delete([k for k in before if k not in set(published)])
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def fingerprint(self, files: list[StoredFile]) -> str:
+        """Names and ETags: S3's own checksum of each object's content, so nothing is downloaded twice."""
+        digest = ContentHash()
+        for file in files:
+            digest.update(f"{Path(file.key).name}\0{file.version}\0{file.size}\n".encode())
+        return digest.hexdigest()

@@ -1,0 +1,115 @@
+"""FileArrival triggers: one sensor per pipeline with `triggers: [{file_arrival: ...}]`.
+
+Each tick lists the watched prefix (a folder, or S3 through dagster-aws's client), asks the
+warehouse which files are processed, and requests runs of the pipeline's job for the rest
+(etl_platform.arrivals decides). The cursor holds only the files handed to unfinished runs.
+Dagster ticks carry no metadata, so the lag (age of the oldest unprocessed file) goes into the
+tick's log and skip message, and into an observation of the asset, which the UI plots.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import TYPE_CHECKING
+
+from dagster import (
+    AssetObservation,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from assets import dataset_key
+from etl_platform.arrivals import file_token, finished_tokens, move_to_dead_letter, plan_arrivals
+from etl_platform.engine.inputs import watched_location
+from etl_platform.errors import EtlError
+from etl_platform.spec import PipelineSpec
+from etl_platform.state import FileState
+from etl_platform.warehouse import open_warehouse
+from resources import LandingZoneResource, WarehouseResource
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+
+
+def sensor_name(pipeline_id: str) -> str:
+    return f"{pipeline_id}_file_arrival"
+
+
+def load_run_config(spec: PipelineSpec, files: list[str]) -> dict:
+    """Run config that narrows the pipeline's asset to `files`."""
+    op_name = "__".join(dataset_key(spec.destination.dataset).path)
+    return {"ops": {op_name: {"config": {"files": files}}}}
+
+
+def file_arrival_sensor(spec: PipelineSpec, job: UnresolvedAssetJobDefinition) -> SensorDefinition:
+    arrival = spec.file_arrival
+
+    @sensor(
+        name=sensor_name(spec.id),
+        job=job,
+        minimum_interval_seconds=arrival.interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"Runs pipeline {spec.id} when files arrive at {spec.file_path}",
+    )
+    def _sensor(context: SensorEvaluationContext, warehouse: WarehouseResource, landing_zone: LandingZoneResource):
+        cursor = json.loads(context.cursor) if context.cursor else {"seq": 0, "in_flight": {}}
+        in_flight: dict[str, str] = cursor["in_flight"]
+
+        def run_finished(run_key: str) -> bool:
+            runs = context.instance.get_runs(
+                filters=RunsFilter(tags={"dagster/sensor_name": context.sensor_name, "dagster/run_key": run_key}), limit=1
+            )
+            return bool(runs) and runs[0].status in FINISHED
+
+        for token in finished_tokens(in_flight, run_finished):
+            del in_flight[token]
+        location = watched_location(spec, landing_zone.store(), landing_zone.s3.get_client)
+        try:
+            store = open_warehouse(warehouse.url)
+        except EtlError as exc:
+            return SkipReason(f"cannot read the processed-file state: {exc}")
+        try:
+            store.ensure_metadata()
+            state = FileState(store, spec.id)
+            plan = plan_arrivals(location, state, arrival, set(in_flight), datetime.datetime.now(datetime.UTC))
+            for file, failures, error in plan.dead_letters:
+                moved_to = move_to_dead_letter(location, state, arrival, file, failures, error)
+                context.log.warning(f"{file.url} failed {failures} load(s); moved to {location.store.file_url(moved_to)}")
+        finally:
+            store.close()
+        requests = []
+        for batch in plan.batches:
+            cursor["seq"] += 1
+            run_key = f"{spec.id}-{cursor['seq']}"
+            urls = [f.url for f in batch]
+            requests.append(
+                RunRequest(run_key=run_key, run_config=load_run_config(spec, urls), tags={"etl/files": str(len(urls))})
+            )
+            in_flight.update(dict.fromkeys((file_token(f) for f in batch), run_key))
+        context.log.info(plan.summary())
+        reported_backlog = cursor.get("backlog", 0)
+        cursor["backlog"] = plan.pending
+        lag = plan.oldest_pending_seconds or 0.0
+        observation = AssetObservation(
+            asset_key=dataset_key(spec.destination.dataset),
+            metadata={"etl/unprocessed_files": plan.pending, "etl/oldest_unprocessed_file_seconds": round(lag, 1)},
+        )
+        return SensorResult(
+            run_requests=requests,
+            skip_reason=None if requests else plan.summary(),
+            cursor=json.dumps(cursor),
+            # observe while files wait, and once more when the backlog clears, so the plotted lag returns to zero
+            asset_events=[observation] if plan.pending or reported_backlog else [],
+        )
+
+    return _sensor
