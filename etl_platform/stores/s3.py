@@ -29,6 +29,7 @@ from etl_platform.stores.base import FileStore, StoredFile
 
 T = TypeVar("T")
 
+SINGLE_GET_BYTES = 8 << 20
 # Written last by every publish: the parts that make up the dataset now.
 MANIFEST = "_manifest.json"
 
@@ -107,7 +108,13 @@ class S3Store(FileStore):
         handle, name = tempfile.mkstemp(prefix="etl-s3-", suffix="-" + Path(file.key).name)
         os.close(handle)
         try:
-            self._call(f"reading {file.url}", lambda: self.client.download_file(self.bucket, self.root + file.key, name))
+            if file.size <= SINGLE_GET_BYTES:  # one request: a managed transfer's thread pool costs more than it saves
+                body = self._call(
+                    f"reading {file.url}", lambda: self.client.get_object(Bucket=self.bucket, Key=self.root + file.key)
+                )
+                Path(name).write_bytes(self._call(f"reading {file.url}", body["Body"].read))
+            else:
+                self._call(f"reading {file.url}", lambda: self.client.download_file(self.bucket, self.root + file.key, name))
             yield Path(name)
         finally:
             Path(name).unlink(missing_ok=True)
