@@ -13,6 +13,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AssetSpec,
     AutomationCondition,
     Backoff,
     BetaWarning,
@@ -21,7 +22,7 @@ from dagster import (
     Jitter,
     MaterializeResult,
     RetryPolicy,
-    asset,
+    multi_asset,
 )
 from dagster_pandera import pandera_schema_to_dagster_type
 from pydantic import Field
@@ -29,6 +30,7 @@ from pydantic import Field
 from assets.checks import check_result, check_specs
 from assets.metadata import materialization_metadata
 from etl_platform.breaker import SystemUnavailable
+from etl_platform.engine.report import NOTHING_TO_PUBLISH
 from etl_platform.engine.runner import Environment, Progress, run_pipeline
 from etl_platform.errors import EtlError, WarehouseUnavailable
 from etl_platform.quality.audit import QualityGateFailed
@@ -100,22 +102,29 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
     # publishes, or an outside system reports a change), never while a blocking check upstream fails.
     automation = AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed() if upstream else None
 
-    @asset(
-        key=key,
-        group_name=spec.group,
-        deps=upstream,
-        description=description,
-        owners=[spec.owner] if spec.owner else None,
-        kinds=kinds,
-        tags=tags,
-        metadata=definition_metadata(spec, registry.frames.get(spec.id)),
+    # A multi_asset of one, so that a load with nothing new may skip its materialization and checks.
+    @multi_asset(
+        name=key.to_python_identifier(),
+        specs=[
+            AssetSpec(
+                key,
+                group_name=spec.group,
+                deps=upstream,
+                description=description,
+                owners=[spec.owner] if spec.owner else [],
+                kinds=kinds,
+                tags=tags,
+                metadata=definition_metadata(spec, registry.frames.get(spec.id)),
+                automation_condition=automation,
+                skippable=True,
+            )
+        ],
+        check_specs=check_specs(spec, key, registry.frames[spec.id].model if spec.id in registry.frames else None),
+        can_subset=True,
         pool=f"dataset_{destination.dataset.replace('.', '_')}",
         # Transient failures (warehouse or S3 unreachable, a breaker open) retry the step with growing delays.
         retry_policy=RetryPolicy(max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS),
-        output_required=False,
         op_tags={"etl/pipeline": spec.id},
-        check_specs=check_specs(spec, key, registry.frames[spec.id].model if spec.id in registry.frames else None),
-        automation_condition=automation,
     )
     def _pipeline(
         context: AssetExecutionContext, config: LoadConfig, warehouse: WarehouseResource, landing_zone: LandingZoneResource
@@ -144,13 +153,14 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
             raise Failure(description=str(stopped), metadata=metadata, allow_retries=False) from stopped
         except EtlError as exc:
             raise Failure(description=str(exc), allow_retries=False) from exc
+        if report.rows_published == 0 and report.skipped_reason:
+            # Nothing new was published: no materialization, so nothing downstream runs for it.
+            context.log.info(f"{NOTHING_TO_PUBLISH} {report.skipped_reason}")
+            return
         context.log.info(
             f"{spec.id}: {report.rows_read:,} read, {report.rows_published:,} published, "
             f"{report.rows_quarantined:,} quarantined, {report.rows_filtered:,} filtered"
-            + (f" ({report.skipped_reason})" if report.skipped_reason else "")
         )
-        if report.rows_published == 0 and report.skipped_reason:
-            return  # nothing new was published: no materialization, so nothing downstream runs for it
         dialect = "files" if destination.is_file else warehouse.kind.replace("postgres", "postgresql")
         table_name = destination.path or destination.dataset if destination.is_file else destination.dataset
         yield MaterializeResult(

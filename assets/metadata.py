@@ -42,6 +42,4 @@ def materialization_metadata(report: LoadReport, dialect: str, table_name: str) 
         metadata["dagster/column_schema"] = table_schema(report.schema, dialect)
     if report.schema_version is not None:
         metadata["schema_version"] = MetadataValue.int(report.schema_version)
-    if report.skipped_reason:
-        metadata["skipped"] = report.skipped_reason
     return metadata

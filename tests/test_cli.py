@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,22 @@ def test_run_goes_through_dagster_and_sets_exit_codes(project: dict) -> None:
     assert failed.returncode == 1
     assert "orders failed:" in failed.stdout and "has no column(s)" in failed.stdout and "product_key" in failed.stdout
     assert "Traceback" not in failed.stdout + failed.stderr
+
+
+def test_a_second_run_loads_nothing_new_until_a_full_refresh(project: dict) -> None:
+    assert etl("run", "customers").returncode == 0
+    again = etl("run", "customers")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "done,nothingnew:noneworchanged" in re.sub(r"[\s│]", "", again.stdout)  # a table cell, wrapped
+    refreshed = etl("run", "customers", "--full-refresh")
+    assert refreshed.returncode == 0 and "nothing new" not in refreshed.stdout
+    warehouse = project["ETL_WAREHOUSE_URL"].removeprefix("duckdb:///")
+    with duckdb.connect(warehouse, read_only=True) as connection:
+        assert connection.execute("SELECT count(*) FROM analytics.customers").fetchall() == [(390,)]
+        loads = connection.execute("SELECT count(*) FROM _etl.load_history WHERE dataset = 'analytics.customers'").fetchall()
+    assert loads == [(2,)]  # the first load and the full refresh; the run with nothing new published nothing
+    instance = DagsterInstance.from_config(project["DAGSTER_HOME"])
+    assert [r.tags.get("etl/full_refresh") for r in instance.get_runs()] == ["true", None, None]
 
 
 @pytest.fixture

@@ -19,8 +19,17 @@ def definitions():
 def test_each_pipeline_is_an_asset_with_its_dependencies(project: dict) -> None:
     defs = definitions()
     graph = defs.resolve_asset_graph()
-    assert set(graph.get_all_asset_keys()) == {ORDERS, CUSTOMERS, PRODUCTS, REPORT, AssetKey(["analytics", "customer_value"])}
+    crm_export = AssetKey(["crm", "export"])  # external, reported by webhook
+    assert set(graph.get_all_asset_keys()) == {
+        ORDERS,
+        CUSTOMERS,
+        PRODUCTS,
+        REPORT,
+        AssetKey(["analytics", "customer_value"]),
+        crm_export,
+    }
     assert graph.get(REPORT).parent_keys == {ORDERS, CUSTOMERS}
+    assert graph.get(CUSTOMERS).parent_keys == {crm_export} and not graph.get(crm_export).is_materializable
     assert graph.get(ORDERS).parent_keys == {PRODUCTS}  # found from the lookup, not declared
     spec = defs.resolve_assets_def(ORDERS).specs_by_key[ORDERS]
     assert spec.group_name == "sales" and spec.owners == ["team:data-platform"]

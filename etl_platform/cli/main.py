@@ -90,10 +90,17 @@ def plan(as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Read a sample; show each stage's row count, schema and first rows; write nothing.")
 @click.option("--sample", default=1000, show_default=True, help="Rows read by --dry-run.")
 @click.option("--parallel", default=1, show_default=True, help="Run up to N independent pipelines in parallel processes.")
-def run(pipelines: tuple[str, ...], run_all: bool, dry_run: bool, sample: int, parallel: int) -> None:
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="Forget incremental state (processed files, SQL cursor marks), reload everything and replace the targets' rows.",
+)
+def run(pipelines: tuple[str, ...], run_all: bool, dry_run: bool, sample: int, parallel: int, full_refresh: bool) -> None:
     """Materialize PIPELINES (or --all) through Dagster; the run shows in the UI.
 
-    Exit code 0 if every pipeline published, 1 if any failed, 2 if nothing could start.
+    Append and merge pipelines with file sources load only files they have not processed; SQL
+    sources with `incremental` load rows past their high-water mark. Exit code 0 if every
+    pipeline published (or had nothing new), 1 if any failed, 2 if nothing could start.
     """
     resolved = settings()
     available = registry(resolved)
@@ -109,7 +116,7 @@ def run(pipelines: tuple[str, ...], run_all: bool, dry_run: bool, sample: int, p
     specs.sort(key=lambda s: order.index(s.id))
     from etl_platform.cli.run import run_through_dagster
 
-    success, statuses = run_through_dagster(specs, parallel, console)
+    success, statuses = run_through_dagster(specs, parallel, console, full_refresh)
     print_failures(statuses)
     sys.exit(EXIT_OK if success else EXIT_FAILED)
 

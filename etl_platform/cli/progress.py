@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from etl_platform.engine.report import NOTHING_TO_PUBLISH
+
 _PROGRESS = re.compile(r"progress: ([\d,]+) rows read(?: \((\d+)% of input\))?")
 
 
@@ -65,7 +67,9 @@ class RunFollower:
             event = entry.dagster_event
             if event is None:
                 match = _PROGRESS.search(entry.user_message)
-                if match:
+                if entry.user_message.startswith(NOTHING_TO_PUBLISH):
+                    status.metadata["skipped"] = entry.user_message.removeprefix(NOTHING_TO_PUBLISH).strip()
+                elif match:
                     status.rows_read = int(match[1].replace(",", ""))
                     status.percent = int(match[2]) if match[2] else None
             elif event.event_type == DagsterEventType.STEP_START:
@@ -145,7 +149,7 @@ def summary_table(steps: list[PipelineStatus]) -> Table:
         table.add_row(
             status.pipeline,
             status.dataset,
-            status.state if not meta.get("skipped") else "done (already loaded)",
+            status.state if not meta.get("skipped") else f"done, nothing new: {meta['skipped']}",
             number("rows_read"),
             number("rows_published"),
             number("rows_quarantined"),

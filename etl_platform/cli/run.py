@@ -22,7 +22,9 @@ def pipeline_job(job: str):
     return defs.resolve_job_def(job)
 
 
-def run_through_dagster(specs: list[PipelineSpec], parallel: int, console: Console) -> tuple[bool, list[PipelineStatus]]:
+def run_through_dagster(
+    specs: list[PipelineSpec], parallel: int, console: Console, full_refresh: bool = False
+) -> tuple[bool, list[PipelineStatus]]:
     """Launch one run for `specs` in the instance at DAGSTER_HOME, follow it, return success and statuses."""
     from assets import dataset_key
     from etl_platform.definitions import ALL_PIPELINES_JOB, job_name
@@ -39,8 +41,16 @@ def run_through_dagster(specs: list[PipelineSpec], parallel: int, console: Conso
         result = execute_job(
             job,
             instance,
-            run_config={"loggers": QUIET_CONSOLE, **({} if single else {"execution": {"config": executor}})},
-            tags={"etl/invocation": invocation, "etl/trigger": "cli"},
+            run_config={
+                "loggers": QUIET_CONSOLE,
+                **({} if single else {"execution": {"config": executor}}),
+                **(
+                    {"ops": {key.to_python_identifier(): {"config": {"full_refresh": True}} for key in keys}}
+                    if full_refresh
+                    else {}
+                ),
+            },
+            tags={"etl/invocation": invocation, "etl/trigger": "cli", **({"etl/full_refresh": "true"} if full_refresh else {})},
             asset_selection=None if single else keys,
         )
         outcome["success"] = result.success
