@@ -5,19 +5,14 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import time
 from pathlib import Path
 
-import boto3
-import botocore.config
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from etl_platform.breaker import SystemUnavailable, breaker_for
 from etl_platform.engine.runner import Environment, run_pipeline
 from etl_platform.errors import SourceError
-from etl_platform.stores import FileLocation, S3Store
 from etl_platform.stores.s3 import s3_client
 from tests.conftest import moto_server, pipeline, rows
 
@@ -115,22 +110,3 @@ def test_missing_bucket_and_wrong_credentials_name_the_fix(duckdb_url: str, s3_b
             SourceError, match=r"listing s3://.*: the access key is not known to the endpoint; check AWS_ACCESS_KEY_ID"
         ):
             run_pipeline(pipeline(source={"type": "csv", "path": "*.csv"}), environment)
-
-
-def test_an_unreachable_endpoint_opens_the_breaker(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ETL_BREAKER_FAILURES", "2")
-    config = botocore.config.Config(retries={"max_attempts": 1}, connect_timeout=1)
-    down = boto3.session.Session().client("s3", endpoint_url="http://127.0.0.1:9", config=config)
-    location = FileLocation(S3Store(s3_bucket, "", down), "", "*.csv")
-    for _ in range(2):
-        with pytest.raises(SystemUnavailable, match=r"cannot reach S3 at http://127\.0\.0\.1:9"):
-            location.files()
-    with pytest.raises(
-        SystemUnavailable, match=r"failed 2 times in a row, so calls to it are stopped .* \(circuit breaker open\)"
-    ):
-        location.files()
-    # After the cool-down one call probes again (and here fails again, re-opening the breaker).
-    monkeypatch.setattr(breaker_for("S3 at http://127.0.0.1:9", lambda exc: True), "reset_timeout", 0.2)
-    time.sleep(0.3)
-    with pytest.raises(SystemUnavailable, match="cannot reach"):
-        location.files()

@@ -31,24 +31,29 @@ def cli() -> None:
 
     Pipelines are YAML (or Python) files in ETL_PIPELINES_DIR (default: assets/pipelines). The
     warehouse is ETL_WAREHOUSE_URL (default: DuckDB file data/warehouse.duckdb), input files come
-    from ETL_LANDING_DIR (default: data/landing), file datasets go to ETL_LAKE_DIR (default:
-    data/lake), and runs are recorded in the Dagster instance at DAGSTER_HOME (default:
-    .dagster_home).
+    from ETL_LANDING_DIR (default: data/landing; or s3://bucket/prefix), file datasets go to
+    ETL_LAKE_DIR (default: data/lake; or s3://bucket/prefix), and runs are recorded in the Dagster
+    instance at DAGSTER_HOME (default: .dagster_home). An S3-compatible endpoint is set with
+    AWS_ENDPOINT_URL_S3.
     """
 
 
 @cli.command("list")
 def list_pipelines() -> None:
-    """List pipelines with their source, destination, dependencies and schedule."""
+    """List pipelines with their source, destination, dependencies, schedule and triggers."""
     pipelines = registry(settings())
     table = Table(title=f"{len(pipelines)} pipelines")
-    for column in ("id", "group", "source", "dataset", "write", "depends on", "schedule"):
+    for column in ("id", "group", "source", "dataset", "write", "depends on", "schedule", "triggers"):
         table.add_column(column)
     for spec in pipelines:
-        source = spec.source.type + (f" {spec.source.path}" if hasattr(spec.source, "path") else "")
+        source = spec.source.type + (f" {spec.file_path}" if spec.file_path else "")
         schedule = f"{spec.schedule.cron} {spec.schedule.timezone}" if spec.schedule else ""
         upstream = ", ".join(p.id for p in pipelines.upstream(spec.id))
-        table.add_row(spec.id, spec.group, source, spec.destination.dataset, spec.destination.write, upstream, schedule)
+        triggers = [f"file arrival every {spec.file_arrival.interval_seconds}s"] if spec.file_arrival else []
+        triggers += [f"webhook {dataset}" for dataset in spec.webhook_datasets]
+        table.add_row(
+            spec.id, spec.group, source, spec.destination.dataset, spec.destination.write, upstream, schedule, ", ".join(triggers)
+        )
     console.print(table)
 
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 from pgpq import ArrowToPostgresBinaryEncoder
 from sqlalchemy.engine import make_url
 
+from etl_platform.breaker import guarded
 from etl_platform.errors import WarehouseUnavailable, one_line
 from etl_platform.retry import with_backoff
 from etl_platform.warehouse.base import Warehouse, cursor_batches
@@ -58,11 +59,15 @@ class PostgresWarehouse(Warehouse):
             "application_name": "etl_platform",
         }
         self._params = {k: v for k, v in self._params.items() if v is not None}
+        system = f"PostgreSQL at {self._params['host']}:{self._params['port']}"
         try:
-            self.connection = with_backoff(
-                lambda: psycopg.connect(**self._params, autocommit=True),
+            # Retried with backoff, behind the server's circuit breaker: a down server fails fast after a few runs.
+            self.connection = guarded(
+                system,
+                lambda: with_backoff(
+                    lambda: psycopg.connect(**self._params, autocommit=True), _is_transient, attempts=connect_attempts
+                ),
                 _is_transient,
-                attempts=connect_attempts,
             )
         except psycopg.OperationalError as exc:
             reason = one_line(exc)
