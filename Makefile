@@ -34,8 +34,9 @@ services:  ## Start PostgreSQL, MariaDB, Redis, RabbitMQ and NATS if one is down
 ui: setup  ## Open the Dagster UI on the embedded instance
 	$(BIN)/etl ui
 
-bench: setup services  ## Load benchmark: raw COPY and hand-written merge vs the platform
+bench: setup services  ## Benchmarks: load throughput (raw COPY, hand-written merge) and file-arrival latency
 	$(BIN)/python benchmarks/bench_load.py
+	$(BIN)/python benchmarks/bench_latency.py
 
 clean:
 	rm -rf data .dagster_home benchmarks/out

@@ -14,6 +14,7 @@ import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from etl_platform.engine.inputs import dead_letter_prefix
 from etl_platform.spec.models import FileArrival
 from etl_platform.state.files import FAILED, FileState
 from etl_platform.stores import FileLocation, StoredFile
@@ -48,14 +49,14 @@ def plan_arrivals(
     arrival: FileArrival,
     in_flight: set[str],
     now: datetime.datetime,
+    batch_size: int | None = None,
 ) -> ArrivalPlan:
     """Group the files that are neither processed nor in flight into runs; give up on files that failed too often.
 
     A file that has failed before is retried in a run of its own, so one bad file cannot keep
     failing (and dead-lettering) the good files that arrived with it.
     """
-    dead_letter = location.prefix + arrival.dead_letter_prefix.lstrip("/")
-    listed = sorted(location.matching(excluded_prefix=dead_letter), key=lambda f: f.key)
+    listed = sorted(location.matching(excluded_prefix=dead_letter_prefix(location, arrival)), key=lambda f: f.key)
     records = state.records()
     plan = ArrivalPlan()
     fresh: list[StoredFile] = []
@@ -76,7 +77,7 @@ def plan_arrivals(
             plan.batches.append([file])
         else:
             fresh.append(file)
-    size = arrival.max_files_per_run
+    size = batch_size or arrival.max_files_per_run
     plan.batches += [fresh[i : i + size] for i in range(0, len(fresh), size)]
     return plan
 
@@ -85,11 +86,11 @@ def move_to_dead_letter(
     location: FileLocation, state: FileState, arrival: FileArrival, file: StoredFile, failures: int, error: str | None
 ) -> str:
     """Move the file under the dead-letter prefix, with `<name>.error.txt` beside it; returns its new key."""
-    target = location.prefix + arrival.dead_letter_prefix.lstrip("/") + file.key[len(location.prefix) :]
+    target = dead_letter_prefix(location, arrival) + file.key[len(location.prefix) :]
     note = (
         f"file: {file.url}\nversion: {file.version}\nfailed loads: {failures}\nmoved: "
         f"{datetime.datetime.now(datetime.UTC).isoformat()}\nlast error: {error or 'unknown'}\n"
-        f"To retry: fix the file and put it back under {location.store.file_url(location.prefix)}\n"
+        f"To retry: put a corrected file (changed content) back under {location.store.file_url(location.prefix)}\n"
     )
     location.store.put_bytes(target + ".error.txt", note.encode())
     location.store.move(file.key, target)

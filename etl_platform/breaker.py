@@ -2,8 +2,8 @@
 
 When a system is down, every step that touches it would otherwise spend its whole retry budget
 waiting on it. After `ETL_BREAKER_FAILURES` consecutive transient failures (each already retried
-with backoff) the breaker opens: calls fail at once with a message that says when the next
-probe is due. After `ETL_BREAKER_COOLDOWN_SECONDS` one call probes; success closes the breaker.
+with backoff) the breaker opens: calls fail at once with a message that says how long the
+cool-down is. After `ETL_BREAKER_COOLDOWN_SECONDS` one call probes; success closes the breaker.
 
 Breakers live in the process: a sensor's listing in the daemon, and a run's steps (the pipeline
 jobs execute in process), share them. Permanent errors (bad credentials, a missing bucket) do

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from typing import TYPE_CHECKING
 
 from dagster import (
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+# A request whose run never appeared (or was deleted) frees its files after this long.
+ORPHANED_AFTER_SECONDS = 600
 
 
 def sensor_name(pipeline_id: str) -> str:
@@ -47,7 +50,7 @@ def sensor_name(pipeline_id: str) -> str:
 
 def load_run_config(spec: PipelineSpec, files: list[str]) -> dict:
     """Run config that narrows the pipeline's asset to `files`."""
-    op_name = "__".join(dataset_key(spec.destination.dataset).path)
+    op_name = dataset_key(spec.destination.dataset).to_python_identifier()
     return {"ops": {op_name: {"config": {"files": files}}}}
 
 
@@ -64,15 +67,20 @@ def file_arrival_sensor(spec: PipelineSpec, job: UnresolvedAssetJobDefinition) -
     def _sensor(context: SensorEvaluationContext, warehouse: WarehouseResource, landing_zone: LandingZoneResource):
         cursor = json.loads(context.cursor) if context.cursor else {"seq": 0, "in_flight": {}}
         in_flight: dict[str, str] = cursor["in_flight"]
+        cursor.setdefault("requested_at", {})
 
         def run_finished(run_key: str) -> bool:
+            """Ended; or never created or deleted, once the request is older than ORPHANED_AFTER_SECONDS."""
             runs = context.instance.get_runs(
                 filters=RunsFilter(tags={"dagster/sensor_name": context.sensor_name, "dagster/run_key": run_key}), limit=1
             )
-            return bool(runs) and runs[0].status in FINISHED
+            if runs:
+                return runs[0].status in FINISHED
+            return time.time() - cursor["requested_at"].get(run_key, 0) > ORPHANED_AFTER_SECONDS
 
         for token in finished_tokens(in_flight, run_finished):
             del in_flight[token]
+        cursor["requested_at"] = {key: at for key, at in cursor["requested_at"].items() if key in in_flight.values()}
         location = watched_location(spec, landing_zone.store(), landing_zone.s3.get_client)
         try:
             store = open_warehouse(warehouse.url)
@@ -81,9 +89,15 @@ def file_arrival_sensor(spec: PipelineSpec, job: UnresolvedAssetJobDefinition) -
         try:
             store.ensure_metadata()
             state = FileState(store, spec.id)
-            plan = plan_arrivals(location, state, arrival, set(in_flight), datetime.datetime.now(datetime.UTC))
+            # A replace load reads every file anyway: one run for all that changed.
+            batch = None if spec.incremental_files else 1_000_000
+            plan = plan_arrivals(location, state, arrival, set(in_flight), datetime.datetime.now(datetime.UTC), batch)
             for file, failures, error in plan.dead_letters:
-                moved_to = move_to_dead_letter(location, state, arrival, file, failures, error)
+                try:
+                    moved_to = move_to_dead_letter(location, state, arrival, file, failures, error)
+                except EtlError as exc:  # the next tick tries again; the other files go on
+                    context.log.error(f"{file.url} failed {failures} load(s) but could not be moved to dead letter: {exc}")
+                    continue
                 context.log.warning(f"{file.url} failed {failures} load(s); moved to {location.store.file_url(moved_to)}")
         finally:
             store.close()
@@ -96,6 +110,7 @@ def file_arrival_sensor(spec: PipelineSpec, job: UnresolvedAssetJobDefinition) -
                 RunRequest(run_key=run_key, run_config=load_run_config(spec, urls), tags={"etl/files": str(len(urls))})
             )
             in_flight.update(dict.fromkeys((file_token(f) for f in batch), run_key))
+            cursor["requested_at"][run_key] = time.time()
         context.log.info(plan.summary())
         reported_backlog = cursor.get("backlog", 0)
         cursor["backlog"] = plan.pending

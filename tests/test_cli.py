@@ -36,6 +36,7 @@ def etl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_list_validate_and_plan(project: dict) -> None:
     listing = etl("list")
     assert listing.returncode == 0 and "daily_report" in listing.stdout and "0 6 * * * Europe/Berlin" in listing.stdout
+    assert "webhook crm.export" in listing.stdout
     assert etl("validate").returncode == 0
     assert json.loads(etl("plan", "--json").stdout) == [["customers", "products"], ["orders"], ["customer_value", "daily_report"]]
 

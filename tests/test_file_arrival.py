@@ -226,3 +226,44 @@ def test_lag_is_in_the_tick_message_and_an_asset_observation(tmp_path: Path, ins
     cleared = harness.tick()
     assert cleared.asset_events[0].metadata["etl/unprocessed_files"].value == 0
     assert "oldest unprocessed file waits none" in cleared.skip_reason.skip_message
+
+
+def test_a_replace_pipeline_reads_every_file_in_one_run(tmp_path: Path, instance: DagsterInstance, duckdb_url: str) -> None:
+    landing = tmp_path / "landing"
+    (landing / "in").mkdir(parents=True)
+    for i in (1, 2, 3):
+        (landing / "in" / f"{i}.csv").write_text(f"id,amount\n{i},1\n")
+    harness = Harness(
+        tmp_path,
+        instance,
+        duckdb_url,
+        str(landing),
+        {"prefix": "in/", "max_files_per_run": 1},
+        destination={"dataset": "raw.arrivals", "write": "replace"},
+    )
+    first = harness.tick()
+    assert len(first.run_requests) == 1  # not three runs of one file each, each replacing the others
+    assert harness.run(first) == [True]
+    assert harness.published_ids() == [1, 2, 3]
+    (landing / "in" / "2.csv").write_text("id,amount\n20,1\n")
+    second = harness.tick()
+    assert harness.run(second) == [True]
+    assert harness.published_ids() == [1, 3, 20]  # the replaced content is every file's, changed or not
+
+
+def test_files_that_publish_nothing_are_still_processed_once(tmp_path: Path, instance: DagsterInstance, duckdb_url: str) -> None:
+    landing = tmp_path / "landing"
+    (landing / "in").mkdir(parents=True)
+    (landing / "in" / "empty.csv").write_text("id,amount\n")
+    (landing / "in" / "data.csv").write_text("id,amount\n1,1\n")
+    harness = Harness(tmp_path, instance, duckdb_url, str(landing), {"prefix": "in/", "pattern": "empty.csv"})
+    assert harness.run(harness.tick()) == [True]
+    assert harness.tick().run_requests == []  # the empty file is processed, not requested forever
+    # A file touched without a change: a new version, whose content the load ledger has seen.
+    second = Harness(tmp_path, instance, duckdb_url, str(landing), {"prefix": "in/", "pattern": "data.csv"})
+    assert second.run(second.tick()) == [True]
+    os.utime(landing / "in" / "data.csv")
+    touched = second.tick()
+    assert len(touched.run_requests) == 1 and second.run(touched) == [True]
+    assert second.tick().run_requests == []
+    assert second.published_ids() == [1]

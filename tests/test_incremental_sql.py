@@ -97,3 +97,26 @@ def test_a_lookback_needs_merge() -> None:
             source={"type": "sql", "table": "t", "incremental": {"cursor": "ts", "lookback": "2 hours"}},
             destination={"dataset": "a.b", "write": "merge", "primary_key": ["id"]},
         )
+
+
+def test_a_changed_cursor_column_starts_from_nothing(duckdb_url: str, landing) -> None:
+    warehouse = open_warehouse(duckdb_url)
+    try:
+        warehouse.create_schema("src")
+        warehouse.execute("CREATE TABLE src.events (id integer, seq integer, version integer)")
+        warehouse.execute("INSERT INTO src.events VALUES (1, 100, 5), (2, 200, 1)")
+    finally:
+        warehouse.close()
+    environment = environment_for(duckdb_url, landing)
+
+    def spec(cursor: str):
+        return pipeline(
+            id="events",
+            source={"type": "sql", "table": "src.events", "incremental": {"cursor": cursor}},
+            destination={"dataset": "analytics.events", "write": "merge", "primary_key": ["id"]},
+        )
+
+    assert run_pipeline(spec("seq"), environment).rows_read == 2
+    assert run_pipeline(spec("seq"), environment).rows_read == 0
+    # The mark 200 belongs to `seq`: read by `version`, every row is new.
+    assert run_pipeline(spec("version"), environment).rows_read == 2

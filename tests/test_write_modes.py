@@ -106,3 +106,20 @@ def test_file_destinations_parquet_partitioned_csv_gzip_and_jsonl(duckdb_url: st
     assert len(parts) == 1
     assert [json.loads(line)["id"] for line in parts[0].read_text().splitlines()] == [1, 2, 3]
     assert not list(lake.glob("**/.*staging*"))
+
+
+def test_partitions_by_several_columns_with_nan_null_and_part_in_values(duckdb_url: str, landing: Path) -> None:
+    write_csv(landing, "input.csv", "id,amount,region,dt\n1,1,part-east,2024-01-01\n2,NaN,west,2024-01-01\n3,NaN,,2024-01-02\n")
+    casts = [{"cast": {"id": "int", "amount": "float"}}]
+    destination = {"dataset": "lake.parts", "format": "csv", "partition_by": ["amount", "region", "dt"], "write": "append"}
+    report = run_pipeline(pipeline(id="parts", transforms=casts, destination=destination), environment_for(duckdb_url, landing))
+    assert report.rows_published == 3
+    lake = landing.parent / "lake" / "lake" / "parts"
+    files = sorted(p.relative_to(lake).as_posix() for p in lake.rglob("*.csv"))
+    assert [f.rpartition("/")[0] for f in files] == [
+        "amount=1/region=part-east/dt=2024-01-01",
+        "amount=nan/region=__HIVE_DEFAULT_PARTITION__/dt=2024-01-02",
+        "amount=nan/region=west/dt=2024-01-01",
+    ]
+    assert all(f.rpartition("/")[2].startswith("part-") and f.count("part-") == 1 + ("part-east" in f) for f in files)
+    assert sum(len(p.read_text().splitlines()) - 1 for p in lake.rglob("*.csv")) == 3

@@ -22,7 +22,7 @@ from etl_platform.errors import EtlError, SpecError
 from etl_platform.spec import PipelineRegistry
 from etl_platform.spec.loader import load_pipeline_files, pipeline_files
 
-console = Console(width=None if sys.stdout.isatty() else 140)
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

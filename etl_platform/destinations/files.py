@@ -8,6 +8,7 @@ partition, and the partition columns live in the folder names rather than in the
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -63,6 +64,12 @@ def part_name(spec: DestinationSpec) -> str:
     return f"part-0{suffix}"
 
 
+def tagged_part(path: str, tag: str) -> str:
+    """`dt=x/part-0.csv` -> `dt=x/part-<tag>-0.csv`: only the file name changes."""
+    folder, slash, name = path.rpartition("/")
+    return f"{folder}{slash}part-{tag}-{name.removeprefix('part-')}"
+
+
 def partition_folder(columns: list[str], values: tuple) -> str:
     """Hive-style folder for one partition: `dt=2026-11-22/country=DE`."""
     return "/".join(
@@ -94,18 +101,15 @@ class FileDestination:
             self._part("", table.schema).write(table)
             return
         data = table.drop_columns(columns)
-        keys = table.select(columns)
-        for values in {tuple(row.values()) for row in keys.to_pylist()}:
-            selected = (
-                pc.and_kleene(*[self._equals(keys[c], v) for c, v in zip(columns, values, strict=True)])
-                if len(columns) > 1
-                else self._equals(keys[columns[0]], values[0])
-            )
-            self._part(partition_folder(columns, values), data.schema).write(data.filter(selected))
+        # Partition values as their folder text: NaN is "nan", equal to itself; null stays null.
+        labels = [pc.cast(table[c], pa.string()) for c in columns]
+        for values in set(zip(*(label.to_pylist() for label in labels), strict=True)):
+            masks = [self._equals(label, value) for label, value in zip(labels, values, strict=True)]
+            self._part(partition_folder(columns, values), data.schema).write(data.filter(functools.reduce(pc.and_, masks)))
 
     @staticmethod
-    def _equals(column: pa.ChunkedArray, value: object) -> pa.ChunkedArray:
-        return pc.is_null(column) if value is None else pc.fill_null(pc.equal(column, pa.scalar(value, column.type)), False)
+    def _equals(label: pa.ChunkedArray, value: str | None) -> pa.ChunkedArray:
+        return pc.is_null(label) if value is None else pc.fill_null(pc.equal(label, value), False)
 
     def _part(self, folder: str, schema: pa.Schema) -> PartWriter:
         if folder not in self._parts:
@@ -137,7 +141,7 @@ class FileDestination:
                 self.staging,
                 self.prefix,
                 replace=self.spec.write == "replace",
-                rename=lambda p: p.replace("part-", f"part-{tag}-", 1),
+                rename=lambda path: tagged_part(path, tag),
             )
             self.staging = None
             version = self.warehouse.record_load(dataset, ledger_row, quarantined)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl_platform.errors import SourceError
 from etl_platform.sources import Source, SqlQuerySource, open_file_source
 from etl_platform.spec.models import FileArrival, PipelineSpec, SqlSource
 from etl_platform.state import CursorState, FileState
@@ -31,8 +32,9 @@ def watched_location(spec: PipelineSpec, landing: FileStore, s3_client: Callable
     return FileLocation.of(spec.file_path, landing, s3_client)
 
 
-def dead_letter_prefix(arrival: FileArrival | None) -> str:
-    return (arrival.dead_letter_prefix if arrival else FileArrival().dead_letter_prefix).lstrip("/")
+def dead_letter_prefix(location: FileLocation, arrival: FileArrival | None) -> str:
+    """Where a pipeline's failing files go: below the watched prefix, never matched by it."""
+    return location.prefix + (arrival or FileArrival()).dead_letter_prefix.lstrip("/")
 
 
 def plan_files(
@@ -42,12 +44,14 @@ def plan_files(
     requested: list[str] | None,
     full_refresh: bool,
 ) -> LoadInput:
-    """The files this load reads: the requested ones, or every match; incremental loads skip processed ones."""
+    """The files this load reads: the requested ones, or every match; incremental loads skip processed ones.
+
+    A replace reads every matching file whatever a sensor asked for: its target is their content.
+    """
     state = FileState(warehouse, spec.id)
-    excluded = location.prefix + dead_letter_prefix(spec.file_arrival)
-    if requested is None:
-        files = location.files()
-        files = [f for f in files if not f.key.startswith(excluded)]
+    excluded = dead_letter_prefix(location, spec.file_arrival)
+    if requested is None or not spec.incremental_files:
+        files = [f for f in location.files() if not f.key.startswith(excluded)]
     else:
         wanted = set(requested)
         files = sorted((f for f in location.matching(excluded) if f.url in wanted), key=lambda f: f.key)
@@ -72,8 +76,11 @@ def plan_query(spec: PipelineSpec, warehouse: Warehouse, full_refresh: bool) -> 
     """A SQL source; incremental ones read from the high-water mark minus the look-back."""
     source_spec: SqlSource = spec.source
     incremental = source_spec.incremental
-    mark = None if (incremental is None or full_refresh) else CursorState(warehouse, spec.id).get()
-    since = mark.minus(incremental.lookback_value) if mark is not None else None
+    mark = None if (incremental is None or full_refresh) else CursorState(warehouse, spec.id).get(incremental.cursor)
+    try:
+        since = mark.minus(incremental.lookback_value) if mark is not None else None
+    except ValueError as exc:
+        raise SourceError(f"{spec.origin}: source.incremental.lookback: {exc}") from None
     source = SqlQuerySource(source_spec, warehouse, since)
     if incremental is None:
         return LoadInput(source)

@@ -9,6 +9,7 @@ leaves the target as it was; the next run of the pipeline removes staging leftov
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 import uuid
 from collections import deque
@@ -54,6 +55,8 @@ from etl_platform.warehouse import Warehouse, open_warehouse
 if TYPE_CHECKING:
     from etl_platform.engine.replay import ReplaySource
     from etl_platform.sources.frame import FrameSource
+
+log = logging.getLogger(__name__)
 
 # Chunks transformed at once: DuckDB and pyarrow release the GIL, so two threads use both cores.
 TRANSFORM_THREADS = 2
@@ -105,14 +108,12 @@ def record_file_failure(warehouse: Warehouse, spec: PipelineSpec, files: list, r
     """
     if not files or not isinstance(error, Exception) or isinstance(error, WarehouseUnavailable | SystemUnavailable):
         return
-    if isinstance(error, AlreadyProcessed):
-        return
     message = one_line(error)
     named = [f for f in files if f.name in message]
     try:
         FileState(warehouse, spec.id).record_failure(named or files, run_id, message[:2000])
-    except Exception:
-        return
+    except Exception as unrecorded:  # the load's own error is the one to raise
+        log.warning("%s: could not count the failure against its files: %s", spec.id, one_line(unrecorded))
 
 
 def dataset_reader(warehouse: Warehouse, origin: str) -> Callable[[str, list[str]], pa.Table]:
@@ -173,10 +174,10 @@ def run_pipeline(
     run_id = run_id or uuid.uuid4().hex
     if replay is not None and spec.destination.write == "replace":
         spec = spec.model_copy(update={"destination": spec.destination.model_copy(update={"write": "append"})})
-    dataset = spec.destination.dataset
-    report = LoadReport(spec.id, dataset, run_id, spec.destination.write)
     if full_refresh and spec.destination.is_file:
         spec = spec.model_copy(update={"destination": spec.destination.model_copy(update={"write": "replace"})})
+    dataset = spec.destination.dataset
+    report = LoadReport(spec.id, dataset, run_id, spec.destination.write)
     warehouse = open_warehouse(environment.warehouse_url)
     try:
         warehouse.ensure_metadata()
@@ -359,9 +360,11 @@ def _load(
             "loaded_at": datetime.datetime.now(datetime.UTC),
         }
         if destination.schema is None:
-            # No data at all (empty files, or only malformed lines): nothing to publish; keep the quarantine.
+            # No data at all (empty files, or only malformed lines): nothing to publish; keep the quarantine,
+            # and count the input as processed so a sensor does not request it again.
             with warehouse.transaction():
                 warehouse.replace_quarantine(dataset, report.fingerprint, quarantine.batches())
+                load_input.advance(warehouse, run_id)
             report.skipped_reason = "the input held no rows"
             report.duration_seconds = time.monotonic() - started
             return report
@@ -391,6 +394,9 @@ def _load(
     report.schema_version = result.schema_version
     report.skipped_reason = result.skipped_reason
     if result.skipped_reason:
+        # The ledger held this content already (a file touched, or renamed back): it is processed.
         report.rows_published = 0
+        with warehouse.transaction():
+            load_input.advance(warehouse, run_id)
     report.duration_seconds = time.monotonic() - started
     return report

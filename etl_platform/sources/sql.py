@@ -56,7 +56,11 @@ class SqlQuerySource:
         query = spec.query or f"SELECT * FROM {spec.table}"
         self.cursor = spec.incremental.cursor if spec.incremental else None
         if self.cursor and since is not None:
-            query = f'SELECT * FROM ({query}) AS _etl_incremental WHERE "{self.cursor}" > {sql_literal(since)}'
+            # Quoted in the source's own dialect (MySQL's backticks, everyone else's double quotes).
+            quote = (
+                warehouse.quote if spec.url is None else make_url(expand_env(spec.url)).get_dialect()().identifier_preparer.quote
+            )
+            query = f"SELECT * FROM ({query}) AS _etl_incremental WHERE {quote(self.cursor)} > {sql_literal(since)}"
         self.query = query
         self.since = since
         self.seen_max: Mark | None = None

@@ -392,10 +392,12 @@ class FileArrival(Strict):
     def _check(self) -> FileArrival:
         if self.bucket is not None and self.prefix is None:
             raise ValueError("a file_arrival trigger with `bucket` needs `prefix` (use '' for the whole bucket)")
+        if self.pattern != "*" and self.prefix is None:
+            raise ValueError("`pattern` goes with `prefix`; without them the trigger watches the source's path (glob included)")
         return self
 
     @property
-    def states_location(self) -> bool:
+    def names_location(self) -> bool:
         return self.prefix is not None
 
     def location(self) -> str:
@@ -491,7 +493,7 @@ class PipelineSpec(Strict):
             if arrivals:
                 raise ValueError(f"a file_arrival trigger needs a file source, not {self.source.type}")
             return
-        if arrivals and arrivals[0].states_location:
+        if arrivals and arrivals[0].names_location:
             if path is not None:
                 raise ValueError("say where the files are once: drop `source.path`, the file_arrival trigger names them")
         elif path is None:

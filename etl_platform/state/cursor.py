@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import json
+import math
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -45,15 +46,29 @@ class HighWater:
         return cls(value)
 
     def minus(self, lookback: int | datetime.timedelta) -> Mark:
-        """The lower bound of the next read: the mark, `lookback` earlier."""
+        """The lower bound of the next read: the mark, `lookback` earlier (whole days, rounded up, for dates)."""
         if not lookback:
             return self.value
-        if isinstance(lookback, datetime.timedelta) != isinstance(self.value, datetime.date):
-            raise ValueError(
-                f"lookback {lookback!r} does not fit a cursor holding {type(self.value).__name__} values; "
-                "use a duration ('2h') for dates and timestamps, a number for numeric cursors"
-            )
-        return self.value - lookback
+        value = self.value
+        if isinstance(lookback, datetime.timedelta) and isinstance(value, datetime.date):
+            if not isinstance(value, datetime.datetime):
+                return value - datetime.timedelta(days=math.ceil(lookback / datetime.timedelta(days=1)))
+            return value - lookback
+        if isinstance(lookback, int) and isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool):
+            return value - lookback
+        raise ValueError(
+            f"a lookback of {lookback!r} does not fit a cursor holding {type(value).__name__} values; "
+            "use a duration ('2h') for dates and timestamps, a number for numeric cursors, none for text"
+        )
+
+
+def later(a: Mark, b: Mark) -> Mark:
+    """The larger mark; a timestamp without a zone is taken as UTC when the other has one."""
+    if isinstance(a, datetime.datetime) and isinstance(b, datetime.datetime) and (a.tzinfo is None) != (b.tzinfo is None):
+        a_utc = a if a.tzinfo else a.replace(tzinfo=datetime.UTC)
+        b_utc = b if b.tzinfo else b.replace(tzinfo=datetime.UTC)
+        return a if a_utc >= b_utc else b
+    return a if a >= b else b
 
 
 class CursorState:
@@ -62,18 +77,19 @@ class CursorState:
         self.pipeline = pipeline
         self.table = warehouse.relation(META_SCHEMA, "cursor_state")
 
-    def get(self) -> HighWater | None:
-        rows = self.warehouse.query(f"SELECT high_water FROM {self.table} WHERE pipeline = ?", (self.pipeline,))
-        return HighWater.from_json(rows[0][0]) if rows and rows[0][0] else None
+    def get(self, column: str) -> HighWater | None:
+        """The mark of `column`; a mark of another column (the spec's cursor changed) does not count."""
+        rows = self.warehouse.query(f"SELECT cursor_column, high_water FROM {self.table} WHERE pipeline = ?", (self.pipeline,))
+        return HighWater.from_json(rows[0][1]) if rows and rows[0][0] == column and rows[0][1] else None
 
     def advance(self, column: str, seen: Mark | None, run_id: str, reset: bool = False) -> HighWater | None:
         """Inside the publish transaction: the mark becomes the larger of itself and `seen`."""
-        current = None if reset else self.get()
+        current = None if reset else self.get(column)
         if seen is None:
             if reset:
                 self.warehouse.execute(f"DELETE FROM {self.table} WHERE pipeline = ?", (self.pipeline,))
             return current
-        mark = HighWater(seen if current is None or seen > current.value else current.value)
+        mark = HighWater(seen if current is None else later(seen, current.value))
         self.warehouse.execute(f"DELETE FROM {self.table} WHERE pipeline = ?", (self.pipeline,))
         row = {
             "pipeline": self.pipeline,

@@ -92,15 +92,22 @@ class FileState:
         self._write(files, PROCESSED, run_id, {}, None)
 
     def record_failure(self, files: list[StoredFile], run_id: str, error: str) -> dict[str, int]:
-        """In its own transaction: count one more failure for each file's current version."""
+        """In its own transaction: count one more failure for each file's current version.
+
+        A run counts once, however often its step is retried; a version another run has
+        published meanwhile stays processed.
+        """
         with self.warehouse.transaction():
             records = self.records()
-            failures = {}
+            failures, counted = {}, []
             for f in files:
                 record = records.get(f.url)
-                same = record is not None and record.version == f.version and record.status == FAILED
-                failures[f.url] = (record.failures if same else 0) + 1
-            self._write(files, FAILED, run_id, failures, error)
+                same_version = record is not None and record.version == f.version
+                if same_version and (record.status in (PROCESSED, DEAD_LETTER) or record.run_id == run_id):
+                    continue
+                failures[f.url] = (record.failures if same_version else 0) + 1
+                counted.append(f)
+            self._write(counted, FAILED, run_id, failures, error)
         return failures
 
     def mark_dead_letter(self, file: StoredFile, failures: int, error: str | None) -> None:

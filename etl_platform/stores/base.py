@@ -40,10 +40,6 @@ class FileStore(ABC):
         """Every file whose key starts with `prefix`, in any order (all pages)."""
 
     @abstractmethod
-    def stat(self, key: str) -> StoredFile | None:
-        """The file at `key`, or None if there is none."""
-
-    @abstractmethod
     def local_copy(self, file: StoredFile) -> AbstractContextManager[Path]:
         """A local path holding the file's bytes while the context is open."""
 

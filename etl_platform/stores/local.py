@@ -40,10 +40,6 @@ class LocalStore(FileStore):
                 except FileNotFoundError:  # moved away while listing: the next listing decides
                     continue
 
-    def stat(self, key: str) -> StoredFile | None:
-        path = self.root / key
-        return self._file(path, path.stat()) if path.is_file() else None
-
     @contextmanager
     def local_copy(self, file: StoredFile) -> Iterator[Path]:
         yield self.root / file.key

@@ -45,7 +45,7 @@ def glob_matcher(pattern: str) -> Callable[[str], bool]:
         elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
             end = pattern.index("]", i + 1)
             body = pattern[i + 1 : end]
-            regex, i = regex + "[" + ("^" + body[1:] if body.startswith("!") else body) + "]", end + 1
+            regex, i = regex + "[" + ("^/" + body[1:] if body.startswith("!") else body) + "]", end + 1
         else:
             regex, i = regex + re.escape(pattern[i]), i + 1
     compiled = re.compile(regex + r"\Z")
@@ -100,6 +100,6 @@ class FileLocation:
         if not found:
             raise SourceError(
                 f"no input files match {self.url}; put files there or fix the pipeline's path "
-                f"(the landing zone is set by ETL_LANDING_DIR)"
+                f"(relative paths are under the landing zone, ETL_LANDING_DIR)"
             )
         return found

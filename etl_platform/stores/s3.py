@@ -72,6 +72,8 @@ class S3Store(FileStore):
             return guarded(self.system, action, is_transient)
         except botocore.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
+            if is_transient(exc):  # still throttled or failing after botocore's retries: an outage, not the data
+                raise SystemUnavailable(f"{what}: {self.system} keeps answering {code}; try again later") from None
             hint = _PERMANENT_HINTS.get(code, exc.response.get("Error", {}).get("Message", code))
             raise SourceError(f"{what}: {hint} ({code} from {self.system})") from None
         except (botocore.exceptions.BotoCoreError, ConnectionError, TimeoutError) as exc:
@@ -92,15 +94,6 @@ class S3Store(FileStore):
             for item in page.get("Contents", []):
                 if not item["Key"].endswith("/"):
                     yield self._stored(item["Key"], item["Size"], item["ETag"], item["LastModified"])
-
-    def stat(self, key: str) -> StoredFile | None:
-        try:
-            head = guarded(self.system, lambda: self.client.head_object(Bucket=self.bucket, Key=self.root + key), is_transient)
-        except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
-                return None
-            raise
-        return self._stored(self.root + key, head["ContentLength"], head["ETag"], head["LastModified"])
 
     @contextmanager
     def local_copy(self, file: StoredFile) -> Iterator[Path]:
@@ -136,43 +129,64 @@ class S3Store(FileStore):
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
             objects = [{"Key": self.root + k} for k in keys[start : start + 1000]]
-            self._call(
+            answer = self._call(
                 f"deleting from {self.url}",
                 lambda objects=objects: self.client.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
                 ),
             )
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise SourceError(
+                    f"deleting from {self.url}: {len(answer['Errors'])} object(s) were not deleted, e.g. "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}; check s3:DeleteObject permission"
+                )
 
     def staging_folder(self, prefix: str, run_tag: str) -> Path:
         return Path(tempfile.mkdtemp(prefix=f"etl-s3-staging-{run_tag}-"))
 
+    def _manifest_parts(self, manifest_key: str, prefix: str) -> list[str] | None:
+        """The keys the dataset's manifest names now, or None before its first publish."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.root + manifest_key)["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return None
+            raise
+        return [prefix + part for part in orjson.loads(body)["parts"]]
+
     def publish_folder(self, staging: Path, prefix: str, replace: bool, rename: Callable[[str], str]) -> None:
-        """Upload the parts, then write the manifest in one PUT, then (replace) delete the old parts.
+        """Upload the parts, then write the manifest in one PUT, then (replace) delete every other part.
 
         S3 has no rename, so a prefix listing may see old and new parts together for a moment;
-        `_manifest.json`, written last, always names one complete version of the dataset.
+        `_manifest.json`, written last, always names one complete version of the dataset. An append
+        adds to the parts the manifest names (not to whatever a listing finds, such as parts a
+        killed publish left behind); a replace deletes everything else under the prefix.
         """
         prefix = prefix.rstrip("/") + "/"
         manifest_key = prefix + MANIFEST
-        before = [f.key for f in self.list(prefix) if f.key != manifest_key]
+        named = self._call(f"reading {self.file_url(manifest_key)}", lambda: self._manifest_parts(manifest_key, prefix))
+        if named is None:  # first publish, or a dataset written before manifests: what is there counts
+            named = [f.key for f in self.list(prefix) if f.key != manifest_key]
         published = []
         try:
             for part in sorted(p for p in staging.rglob("*") if p.is_file()):
                 key = prefix + rename(part.relative_to(staging).as_posix())
                 self.upload(part, key)
                 published.append(key)
-            current = published if replace else sorted(set(before) | set(published))
+            current = published if replace else sorted(set(named) | set(published))
             manifest = {
                 "parts": [k[len(prefix) :] for k in current],
                 "published_at": datetime.datetime.now(datetime.UTC).isoformat(),
             }
             self.put_bytes(manifest_key, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
         except BaseException:
-            self.delete(published)  # nothing names them: the manifest still lists the previous parts
+            self.delete([k for k in published if k not in set(named)])  # the manifest still names the previous parts
             raise
         else:
             if replace:
-                self.delete([k for k in before if k not in set(published)])
+                keep = {*published, manifest_key}
+                self.delete([f.key for f in self.list(prefix) if f.key not in keep])
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
