@@ -25,15 +25,31 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 os.environ.setdefault("ETL_PII_SALT", "test-salt")
 
 
-@pytest.fixture
-def postgresql_url() -> Iterator[str]:
-    """A new, empty PostgreSQL database, dropped after the test."""
-    name = f"etl_t_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def new_postgres_database(prefix: str) -> Iterator[str]:
+    """The name of a new, empty PostgreSQL database, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    try:
+        yield name
+    finally:
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgresql_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database (a warehouse), dropped after the test."""
+    with new_postgres_database("etl_t") as name:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+@pytest.fixture
+def dagster_pg_url() -> Iterator[str]:
+    """A new database for a Dagster instance on dagster-postgres (the psycopg2 driver it needs)."""
+    with new_postgres_database("dagster_t") as name:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
 
 
 @pytest.fixture

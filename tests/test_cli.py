@@ -10,12 +10,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import duckdb
 import psycopg
-import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from tests.conftest import REPO
@@ -94,24 +92,14 @@ def test_a_second_run_loads_nothing_new_until_a_full_refresh(project: dict) -> N
     assert [r.tags.get("etl/full_refresh") for r in instance.get_runs()] == ["true", None, None]
 
 
-@pytest.fixture
-def dagster_pg_database() -> str:
-    name = f"dagster_t_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    yield name
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def test_instance_on_postgres_storage(project: dict, tmp_path: Path, dagster_pg_database: str) -> None:
+def test_instance_on_postgres_storage(project: dict, tmp_path: Path, dagster_pg_url: str) -> None:
     home = tmp_path / "prod_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = {"DAGSTER_HOME": str(home), "DAGSTER_PG_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{dagster_pg_database}"}
+    env = {"DAGSTER_HOME": str(home), "DAGSTER_PG_URL": dagster_pg_url}
     result = etl("run", "products", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={dagster_pg_database}") as connection:
+    with psycopg.connect(dagster_pg_url.replace("+psycopg2", "")) as connection:
         statuses = connection.execute("SELECT status FROM runs").fetchall()
         events = connection.execute(
             "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"

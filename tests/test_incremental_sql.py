@@ -16,6 +16,15 @@ def source_db(url: str, sql: str) -> None:
         connection.execute(sql)
 
 
+def warehouse_sql(url: str, *statements: str) -> None:
+    warehouse = open_warehouse(url)
+    try:
+        for statement in statements:
+            warehouse.execute(statement)
+    finally:
+        warehouse.close()
+
+
 def events_pipeline(url_variable: str | None, lookback: str | int = "30m"):
     source = {"type": "sql", "table": "src.events", "incremental": {"cursor": "updated_at", "lookback": lookback}}
     if url_variable:
@@ -63,13 +72,12 @@ def test_late_rows_below_the_mark_are_caught_by_the_lookback_and_merge_removes_t
 
 
 def test_a_numeric_cursor_on_the_warehouse_itself(warehouse_url: str, landing) -> None:
-    warehouse = open_warehouse(warehouse_url)
-    try:
-        warehouse.create_schema("src")
-        warehouse.execute("CREATE TABLE src.events (id integer, updated_at integer, v text)")
-        warehouse.execute("INSERT INTO src.events VALUES (1, 100, 'a'), (2, 200, 'b')")
-    finally:
-        warehouse.close()
+    warehouse_sql(
+        warehouse_url,
+        "CREATE SCHEMA src",
+        "CREATE TABLE src.events (id integer, updated_at integer, v text)",
+        "INSERT INTO src.events VALUES (1, 100, 'a'), (2, 200, 'b')",
+    )
     environment = environment_for(warehouse_url, landing)
     spec = pipeline(
         id="events",
@@ -77,11 +85,7 @@ def test_a_numeric_cursor_on_the_warehouse_itself(warehouse_url: str, landing) -
         destination={"dataset": "analytics.events", "write": "append"},
     )
     assert run_pipeline(spec, environment).rows_published == 2
-    warehouse = open_warehouse(warehouse_url)
-    try:
-        warehouse.execute("INSERT INTO src.events VALUES (3, 300, 'c')")
-    finally:
-        warehouse.close()
+    warehouse_sql(warehouse_url, "INSERT INTO src.events VALUES (3, 300, 'c')")
     assert run_pipeline(spec, environment).rows_published == 1
     assert rows(warehouse_url, "SELECT count(*) AS n FROM analytics.events") == [{"n": 3}]
 
@@ -100,13 +104,12 @@ def test_a_lookback_needs_merge() -> None:
 
 
 def test_a_changed_cursor_column_starts_from_nothing(duckdb_url: str, landing) -> None:
-    warehouse = open_warehouse(duckdb_url)
-    try:
-        warehouse.create_schema("src")
-        warehouse.execute("CREATE TABLE src.events (id integer, seq integer, version integer)")
-        warehouse.execute("INSERT INTO src.events VALUES (1, 100, 5), (2, 200, 1)")
-    finally:
-        warehouse.close()
+    warehouse_sql(
+        duckdb_url,
+        "CREATE SCHEMA src",
+        "CREATE TABLE src.events (id integer, seq integer, version integer)",
+        "INSERT INTO src.events VALUES (1, 100, 5), (2, 200, 1)",
+    )
     environment = environment_for(duckdb_url, landing)
 
     def spec(cursor: str):

@@ -12,11 +12,8 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus
@@ -38,16 +35,6 @@ TOTALS = {
     "destination": {"dataset": "reporting.drop_totals", "write": "replace"},
     "dependencies": ["drops"],
 }
-
-
-@pytest.fixture
-def dagster_pg_url() -> Iterator[str]:
-    name = f"dagster_e2e_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def production_environment(tmp_path: Path, bucket: str, endpoint: str, warehouse_url: str, dagster_pg_url: str) -> dict:
