@@ -21,6 +21,7 @@ class LoadReport:
     rows_published: int = 0
     rows_quarantined: int = 0
     rows_filtered: int = 0
+    rows_deduplicated: int = 0  # of rows_filtered: duplicates a deduplicate step removed
     quarantined_by_rule: dict[str, int] = field(default_factory=dict)
     bytes_read: int = 0
     duration_seconds: float = 0.0

@@ -29,8 +29,10 @@ from etl_platform.destinations.table import TableDestination
 from etl_platform.engine.inputs import LoadInput, plan_files, plan_query, watched_location
 from etl_platform.engine.quarantine import Quarantine
 from etl_platform.engine.report import LoadReport
+from etl_platform.engine.whole_load import WholeLoad
 from etl_platform.engine.writer import BackgroundWriter
 from etl_platform.errors import SourceError, TransformError, WarehouseUnavailable, one_line
+from etl_platform.ml.embeddings import Embedder, shared_embedder
 from etl_platform.quality.audit import (
     DatasetAudit,
     QualityGateFailed,
@@ -81,6 +83,7 @@ class Environment:
     landing: FileStore
     lake: FileStore
     s3_client: Callable[[], Any] = s3_client
+    embedder: Callable[[], Embedder] = shared_embedder
 
     @classmethod
     def at(cls, warehouse_url: str, landing: str | Path, lake: str | Path, client: Callable[[], Any] = s3_client) -> Environment:
@@ -230,7 +233,8 @@ def _load(
         )
     )
     context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin))
-    chain = TransformChain(spec.transforms, context)
+    chain = TransformChain(spec.streaming_transforms, context)
+    whole_load = WholeLoad(spec.whole_load_transforms, environment.embedder) if spec.whole_load_transforms else None
     rules = spec.quality.rules
     validators = [RowValidator(rules, f"{spec.origin}: quality")] if any(r.is_row_rule for r in rules) else []
     if model is not None:
@@ -289,7 +293,13 @@ def _load(
             table, missing_key = split_null_keys(table, spec.destination.primary_key)
             if missing_key is not None:
                 writer.submit(quarantine.add_rejected, "destination", missing_key, chunk.table)
-        table = table.drop_columns([c for c in PROVENANCE if c in table.column_names])
+        if whole_load is not None:
+            whole_load.collect(table)  # staged once every row is in (engine.whole_load)
+            return
+        emit(table.drop_columns([c for c in PROVENANCE if c in table.column_names]))
+
+    def emit(table: pa.Table) -> None:
+        """Judge, observe and queue rows for the destination."""
         if not table.num_columns:
             return  # a chunk of bad lines only (an empty JSON file, say): nothing to judge or write
         nonlocal drift_judged
@@ -325,6 +335,11 @@ def _load(
                 while in_flight:
                     done, future = in_flight.popleft()
                     stage(done, future.result())
+            if whole_load is not None:
+                for table in whole_load.finish(spec.execution.chunk_rows):
+                    emit(table)
+                report.rows_deduplicated = whole_load.rows_dropped
+                report.rows_filtered += whole_load.rows_dropped  # removed on purpose, each one in _etl.dedup_audit
         finally:
             context.close()  # the transform threads are done; the writer may still be flushing
             writer.close()
@@ -346,6 +361,8 @@ def _load(
                 raise QualityGateFailed(gate_message(spec.id, run_id, failed), report.checks)
             if replay is not None:
                 target.remove_from_quarantine(replay.ids)
+            if whole_load is not None:
+                whole_load.record(target, spec.id, dataset, run_id)
             load_input.advance(target, run_id)
 
         ledger_row = {

@@ -278,6 +278,53 @@ class MaskStep(Strict):
         return {c: MaskSpec(method=m) if isinstance(m, str) else m for c, m in self.mask.items()}
 
 
+class BlockingKey(Strict):
+    """Rows are compared only with rows of the same block: equal values, prefixes or Soundex codes."""
+
+    column: ColumnName
+    method: Literal["exact", "prefix", "soundex"] = "exact"
+    length: int = Field(3, ge=1, le=50, description="characters of a `prefix` key")
+
+
+class FuzzyMatch(Strict):
+    fields: dict[ColumnName, float] = Field(min_length=1, description="text columns compared by embedding, with weights")
+    threshold: float = Field(0.9, gt=0, le=1, description="weighted cosine similarity at which two rows are duplicates")
+    blocking: list[BlockingKey] = Field(default_factory=list, description="without blocking every row is a candidate")
+    neighbors: int = Field(10, ge=1, le=200, description="nearest neighbours per row considered as candidates")
+    compare: Literal["hybrid", "embedding", "characters"] = Field(
+        "hybrid",
+        description="per-field similarity: embedding cosine (meaning), Jaro-Winkler (typos), or the larger of both",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> FuzzyMatch:
+        if any(weight <= 0 for weight in self.fields.values()):
+            raise ValueError("field weights must be positive")
+        return self
+
+
+class DeduplicateSpec(Strict):
+    keys: list[ColumnName] = Field(default_factory=list, description="exact match on these columns, normalized")
+    fuzzy: FuzzyMatch | None = None
+    strategy: Literal["keep_first", "keep_last", "keep_best_quality", "merge"] = "keep_first"
+
+    @model_validator(mode="after")
+    def _check(self) -> DeduplicateSpec:
+        if not self.keys and self.fuzzy is None:
+            raise ValueError("deduplicate needs `keys` (exact), `fuzzy` (embeddings), or both")
+        return self
+
+
+class DeduplicateStep(Strict):
+    """Needs the whole load: it runs after the row-by-row transforms, on every row at once."""
+
+    deduplicate: DeduplicateSpec
+
+
+# Steps that see the whole load at once, after every row-by-row step.
+WHOLE_LOAD_STEPS = ("deduplicate",)
+
+
 TRANSFORM_STEPS: dict[str, type[Strict]] = {
     "select": SelectStep,
     "rename": RenameStep,
@@ -289,6 +336,7 @@ TRANSFORM_STEPS: dict[str, type[Strict]] = {
     "fill_nulls": FillNullsStep,
     "normalize": NormalizeStep,
     "mask": MaskStep,
+    "deduplicate": DeduplicateStep,
 }
 
 
@@ -310,7 +358,8 @@ Transform = Annotated[
     | Annotated[DropNullsStep, Tag("drop_nulls")]
     | Annotated[FillNullsStep, Tag("fill_nulls")]
     | Annotated[NormalizeStep, Tag("normalize")]
-    | Annotated[MaskStep, Tag("mask")],
+    | Annotated[MaskStep, Tag("mask")]
+    | Annotated[DeduplicateStep, Tag("deduplicate")],
     Discriminator(
         _transform_kind,
         custom_error_type="unknown_transform",
@@ -475,6 +524,13 @@ class PipelineSpec(Strict):
         if self.id in self.dependencies:
             raise ValueError(f"pipeline {self.id!r} lists itself in `dependencies`")
         self._check_file_location()
+        kinds = [next(iter(type(t).model_fields)) for t in self.transforms]
+        first_whole = next((i for i, k in enumerate(kinds) if k in WHOLE_LOAD_STEPS), len(kinds))
+        late = [k for k in kinds[first_whole:] if k not in WHOLE_LOAD_STEPS]
+        if late:
+            raise ValueError(
+                f"`{kinds[first_whole]}` sees the whole load, so it comes after the row-by-row transforms; move {late} before it"
+            )
         incremental = getattr(self.source, "incremental", None)
         if incremental and incremental.lookback and self.destination.write != "merge":
             raise ValueError("an incremental source with `lookback` reads some rows twice: use write: merge with a primary_key")
@@ -510,6 +566,16 @@ class PipelineSpec(Strict):
         if path is None and self.file_arrival is not None:
             return self.file_arrival.location()
         return path
+
+    @property
+    def streaming_transforms(self) -> list:
+        """The row-by-row transforms, applied chunk by chunk."""
+        return [t for t in self.transforms if next(iter(type(t).model_fields)) not in WHOLE_LOAD_STEPS]
+
+    @property
+    def whole_load_transforms(self) -> list:
+        """The steps after them that see every row of the load at once (validated to come last)."""
+        return self.transforms[len(self.streaming_transforms) :]
 
     @property
     def webhook_datasets(self) -> list[str]:

@@ -181,6 +181,22 @@ CURSOR_STATE_SCHEMA = pa.schema(
 )
 
 
+# Rows a deduplicate step removed, with the cluster they joined and their similarity to its survivor.
+DEDUP_AUDIT_SCHEMA = pa.schema(
+    [
+        ("pipeline", pa.string()),
+        ("dataset", pa.string()),
+        ("run_id", pa.string()),
+        ("cluster", pa.int64()),
+        ("similarity", pa.float64()),
+        ("source_file", pa.string()),
+        ("source_line", pa.int64()),
+        ("record", pa.string()),
+        ("deduplicated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
 @dataclass(frozen=True)
 class PublishResult:
     rows_published: int
@@ -295,6 +311,7 @@ class Warehouse(ABC):
             "quarantine": (QUARANTINE_TABLE_SCHEMA, []),
             "file_state": (FILE_STATE_SCHEMA, ["pipeline", "file_url"]),
             "cursor_state": (CURSOR_STATE_SCHEMA, ["pipeline"]),
+            "dedup_audit": (DEDUP_AUDIT_SCHEMA, []),
         }
         for name, (schema, primary_key) in tables.items():
             existing = self.columns(META_SCHEMA, name)

@@ -1,0 +1,1 @@
+"""Learned and statistical cleaning: embeddings, deduplication, quality scores, anomalies, inference."""
