@@ -49,23 +49,31 @@ class UnionFind:
 class FieldVectors:
     """One fuzzy field: distinct values and their embeddings, each row's index into them (-1: null), its weight."""
 
+    name: str
     texts: list[str]
     vectors: np.ndarray
     index: np.ndarray
     weight: float
 
-    def similarity(self, a: np.ndarray, b: np.ndarray, compare: str) -> np.ndarray:
-        """Per pair of distinct-value indexes: cosine of embeddings, Jaro-Winkler of texts, or the larger."""
-        cosine = np.einsum("ij,ij->i", self.vectors[a], self.vectors[b]) if compare != "characters" else 0.0
-        if compare == "embedding":
-            return cosine
-        characters = np.array(
-            [
-                1.0 if x == y else jellyfish.jaro_winkler_similarity(self.texts[x], self.texts[y])
-                for x, y in zip(a, b, strict=True)
-            ]
-        )
-        return np.maximum(cosine, characters)
+
+def value_similarity(x: FieldVectors, a: np.ndarray, y: FieldVectors, b: np.ndarray, compare: str) -> np.ndarray:
+    """Rows a of field x against rows b of field y: embedding cosine, Jaro-Winkler, or the larger; NaN if one is null."""
+    ia, ib = x.index[a], y.index[b]
+    both = (ia >= 0) & (ib >= 0)
+    result = np.full(len(a), np.nan)
+    ia, ib = ia[both], ib[both]
+    cosine = np.einsum("ij,ij->i", x.vectors[ia], y.vectors[ib]) if compare != "characters" else np.zeros(len(ia))
+    if compare == "embedding":
+        result[both] = cosine
+        return result
+    characters = np.array(
+        [
+            1.0 if x.texts[i] == y.texts[j] else jellyfish.jaro_winkler_similarity(x.texts[i], y.texts[j])
+            for i, j in zip(ia, ib, strict=True)
+        ]
+    )
+    result[both] = np.maximum(cosine, characters)
+    return result
 
 
 @dataclass
@@ -105,18 +113,31 @@ class Deduplicator:
         fields = []
         for column, weight in fuzzy.fields.items():
             texts, vectors, index = self.embedder.embed_distinct([normalized(v) for v in table[column].to_pylist()])
-            fields.append(FieldVectors(texts, vectors, index, weight / total))
+            fields.append(FieldVectors(column, texts, vectors, index, weight / total))
         return fields
 
     def similarity(self, fields: list[FieldVectors], a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Weighted mean field similarity of row pairs (a[i], b[i]) over the fields both rows have."""
+        """Weighted mean field similarity of row pairs (a[i], b[i]) over the fields both rows have.
+
+        For each `swappable` pair of fields (given and family name), the pair counts crossed
+        (a's given name against b's family name and the other way) where that agrees better.
+        """
+        compare = self.spec.fuzzy.compare
+        by_name = {f.name: f for f in fields}
+        sims = {f.name: value_similarity(f, a, f, b, compare) for f in fields}
+        for first, second in self.spec.fuzzy.swappable:
+            x, y = by_name[first], by_name[second]
+            crossed_x, crossed_y = value_similarity(x, a, y, b, compare), value_similarity(y, a, x, b, compare)
+            direct = x.weight * sims[first] + y.weight * sims[second]
+            better = (x.weight * crossed_x + y.weight * crossed_y) > direct  # False where any value is null
+            sims[first] = np.where(better, crossed_x, sims[first])
+            sims[second] = np.where(better, crossed_y, sims[second])
         score = np.zeros(len(a))
         weight = np.zeros(len(a))
         for field in fields:
-            ia, ib = field.index[a], field.index[b]
-            both = (ia >= 0) & (ib >= 0)
-            score[both] += field.weight * field.similarity(ia[both], ib[both], self.spec.fuzzy.compare)
-            weight[both] += field.weight
+            present = ~np.isnan(sims[field.name])
+            score[present] += field.weight * sims[field.name][present]
+            weight[present] += field.weight
         return np.divide(score, weight, out=np.zeros(len(a)), where=weight > 0)
 
     def _blocks(self, table: pa.Table) -> list[np.ndarray]:

@@ -291,6 +291,9 @@ class FuzzyMatch(Strict):
     threshold: float = Field(0.9, gt=0, le=1, description="weighted cosine similarity at which two rows are duplicates")
     blocking: list[BlockingKey] = Field(default_factory=list, description="without blocking every row is a candidate")
     neighbors: int = Field(10, ge=1, le=200, description="nearest neighbours per row considered as candidates")
+    swappable: list[tuple[ColumnName, ColumnName]] = Field(
+        default_factory=list, description="pairs of fields whose values may be swapped, e.g. [[first_name, last_name]]"
+    )
     compare: Literal["hybrid", "embedding", "characters"] = Field(
         "hybrid",
         description="per-field similarity: embedding cosine (meaning), Jaro-Winkler (typos), or the larger of both",
@@ -300,6 +303,9 @@ class FuzzyMatch(Strict):
     def _check(self) -> FuzzyMatch:
         if any(weight <= 0 for weight in self.fields.values()):
             raise ValueError("field weights must be positive")
+        unknown = sorted({c for pair in self.swappable for c in pair} - set(self.fields))
+        if unknown:
+            raise ValueError(f"swappable fields {unknown} are not in `fields`")
         return self
 
 
