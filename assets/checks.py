@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
+from etl_platform.engine.whole_load import ANOMALY_RATE
 from etl_platform.quality.audit import BREAKER, DRIFT, VOLUME, CheckOutcome, volume_description
 from etl_platform.quality.model_validator import model_check_names
 from etl_platform.spec import PipelineSpec
@@ -33,6 +34,10 @@ def check_specs(spec: PipelineSpec, key: AssetKey, model: type | None = None) ->
     if quality.volume:
         blocking = quality.volume.severity == "error"
         specs.append(AssetCheckSpec(VOLUME, asset=key, description=volume_description(quality.volume), blocking=blocking))
+    anomalies = spec.anomaly_detection
+    if anomalies is not None:
+        description = f"at most {anomalies.max_rate:.1%} of rows tagged anomalous in {', '.join(anomalies.columns)}"
+        specs.append(AssetCheckSpec(ANOMALY_RATE, asset=key, description=description, blocking=anomalies.severity == "error"))
     if quality.circuit_breaker:
         breaker = quality.circuit_breaker
         description = f"at most {breaker.error_threshold}% of rows fail (judged from {breaker.min_record_count} rows)"

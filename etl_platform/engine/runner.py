@@ -29,7 +29,7 @@ from etl_platform.destinations.table import TableDestination
 from etl_platform.engine.inputs import LoadInput, plan_files, plan_query, watched_location
 from etl_platform.engine.quarantine import Quarantine
 from etl_platform.engine.report import LoadReport
-from etl_platform.engine.whole_load import WholeLoad
+from etl_platform.engine.whole_load import WholeLoad, anomaly_outcome
 from etl_platform.engine.writer import BackgroundWriter
 from etl_platform.errors import SourceError, TransformError, WarehouseUnavailable, one_line
 from etl_platform.ml.embeddings import Embedder, shared_embedder
@@ -234,9 +234,11 @@ def _load(
     )
     context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin))
     chain = TransformChain(spec.streaming_transforms, context)
-    whole_load = WholeLoad(spec.whole_load_transforms, environment.embedder) if spec.whole_load_transforms else None
     rules = spec.quality.rules
-    validators = [RowValidator(rules, f"{spec.origin}: quality")] if any(r.is_row_rule for r in rules) else []
+    score_column = spec.quality.score_column
+    has_row_rules = any(r.is_row_rule for r in rules)
+    validators = [RowValidator(rules, f"{spec.origin}: quality", score_column)] if has_row_rules or score_column else []
+    whole_load = WholeLoad(spec, environment.embedder) if spec.whole_load_transforms else None
     if model is not None:
         validators.append(ModelValidator(model, f"{spec.origin}: {model.__name__}"))
     rule_stats = {r.check_name: RuleStats() for r in rules if r.is_row_rule}
@@ -340,6 +342,8 @@ def _load(
                     emit(table)
                 report.rows_deduplicated = whole_load.rows_dropped
                 report.rows_filtered += whole_load.rows_dropped  # removed on purpose, each one in _etl.dedup_audit
+                if whole_load.anomalies is not None:
+                    report.checks.append(anomaly_outcome(spec.anomaly_detection, whole_load.anomalies, report.rows_published))
         finally:
             context.close()  # the transform threads are done; the writer may still be flushing
             writer.close()
@@ -362,7 +366,7 @@ def _load(
             if replay is not None:
                 target.remove_from_quarantine(replay.ids)
             if whole_load is not None:
-                whole_load.record(target, spec.id, dataset, run_id)
+                whole_load.record(target, dataset, run_id)
             load_input.advance(target, run_id)
 
         ledger_row = {

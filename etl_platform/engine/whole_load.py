@@ -1,4 +1,4 @@
-"""Steps that need every row of a load at once (deduplicate), run between streaming and staging.
+"""Steps that need every row of a load at once (deduplicate, detect_anomalies), between streaming and staging.
 
 The row-by-row transforms and rules stream as usual; their output is collected here instead of
 being staged, then each whole-load step runs on the collected rows, and the result is staged in
@@ -14,20 +14,45 @@ from collections.abc import Callable, Iterator
 import orjson
 import pyarrow as pa
 
+from etl_platform.ml.anomaly import AnomalyDetector
 from etl_platform.ml.dedup import CLUSTER, SIMILARITY, SURVIVOR_ROW, Deduplicator
 from etl_platform.ml.embeddings import Embedder
+from etl_platform.quality.audit import CheckOutcome
 from etl_platform.sources.base import PROVENANCE, SOURCE_FILE, SOURCE_LINE, SOURCE_ROW
-from etl_platform.spec.models import DeduplicateStep
+from etl_platform.spec.models import DeduplicateStep, DetectAnomaliesSpec, PipelineSpec
 from etl_platform.transforms.base import data_columns
 from etl_platform.warehouse.base import DEDUP_AUDIT_SCHEMA, META_SCHEMA, Warehouse
 
+ANOMALY_RATE = "anomaly_rate"
+
+
+def anomaly_outcome(spec: DetectAnomaliesSpec, tagged: int, rows: int) -> CheckOutcome:
+    """The anomaly_rate check: the share of tagged rows against its bound."""
+    rate = tagged / rows if rows else 0.0
+    return CheckOutcome(
+        ANOMALY_RATE,
+        f"at most {spec.max_rate:.1%} of rows are anomalous in {', '.join(spec.columns)}",
+        spec.severity,
+        spec.severity == "error",
+        rate <= spec.max_rate,
+        rows_checked=rows,
+        rows_failed=tagged,
+        detail=f"{tagged:,} of {rows:,} rows tagged ({rate:.2%}); see the anomaly, anomaly_score and anomaly_reason columns",
+    )
+
 
 class WholeLoad:
-    def __init__(self, steps: list[DeduplicateStep], embedder: Callable[[], Embedder]):
-        self.deduplicators = [Deduplicator(step.deduplicate, embedder() if step.deduplicate.fuzzy else None) for step in steps]
+    def __init__(self, spec: PipelineSpec, embedder: Callable[[], Embedder]):
+        self.spec = spec
+        self.steps = [
+            Deduplicator(step.deduplicate, embedder() if step.deduplicate.fuzzy else None)
+            if isinstance(step, DeduplicateStep)
+            else AnomalyDetector(step.detect_anomalies, f"{spec.origin}: detect_anomalies")
+            for step in spec.whole_load_transforms
+        ]
         self._tables: list[pa.Table] = []
         self.dropped: list[pa.Table] = []
-        self.clusters = 0
+        self.anomalies: int | None = None
 
     def collect(self, table: pa.Table) -> None:
         self._tables.append(table.drop_columns([c for c in (SOURCE_ROW,) if c in table.column_names]))
@@ -39,11 +64,15 @@ class WholeLoad:
         if not tables:
             return
         table = pa.concat_tables(tables, promote_options="permissive")
-        for deduplicator in self.deduplicators:
-            result = deduplicator.apply(table)
-            table = result.kept
-            self.dropped.append(result.dropped)
-            self.clusters += result.clusters
+        score_column = self.spec.quality.score_column
+        for step in self.steps:
+            if isinstance(step, Deduplicator):
+                scores = table[score_column].to_numpy() if score_column in table.column_names else None
+                result = step.apply(table, scores)
+                table = result.kept
+                self.dropped.append(result.dropped)
+            else:
+                table, self.anomalies = step.apply(table)
         table = table.drop_columns([c for c in PROVENANCE if c in table.column_names])
         for start in range(0, len(table), chunk_rows):
             yield table.slice(start, chunk_rows)
@@ -52,22 +81,22 @@ class WholeLoad:
     def rows_dropped(self) -> int:
         return sum(len(t) for t in self.dropped)
 
-    def record(self, warehouse: Warehouse, pipeline: str, dataset: str, run_id: str) -> None:
+    def record(self, warehouse: Warehouse, dataset: str, run_id: str) -> None:
         """Inside the publish transaction: one audit row per dropped duplicate, with the row itself."""
         now = datetime.datetime.now(datetime.UTC)
+        audit_columns = (CLUSTER, SURVIVOR_ROW, SIMILARITY)
         for dropped in self.dropped:
             if not len(dropped):
                 continue
-            audit_columns = (CLUSTER, SURVIVOR_ROW, SIMILARITY)
             records = dropped.select([c for c in data_columns(dropped) if c not in audit_columns]).to_pylist()
             rows = [
                 {
-                    "pipeline": pipeline,
+                    "pipeline": self.spec.id,
                     "dataset": dataset,
                     "run_id": run_id,
                     "cluster": cluster,
                     "similarity": similarity,
-                    "source_file": str(source) if source is not None else None,
+                    "source_file": source,
                     "source_line": line,
                     "record": orjson.dumps(record, default=str).decode(),
                     "deduplicated_at": now,
@@ -75,8 +104,8 @@ class WholeLoad:
                 for cluster, similarity, source, line, record in zip(
                     dropped[CLUSTER].to_pylist(),
                     dropped[SIMILARITY].to_pylist(),
-                    _column(dropped, SOURCE_FILE),
-                    _column(dropped, SOURCE_LINE),
+                    _provenance(dropped, SOURCE_FILE, pa.string()),
+                    _provenance(dropped, SOURCE_LINE, pa.int64()),
                     records,
                     strict=True,
                 )
@@ -84,9 +113,5 @@ class WholeLoad:
             warehouse.bulk_insert(warehouse.relation(META_SCHEMA, "dedup_audit"), pa.Table.from_pylist(rows, DEDUP_AUDIT_SCHEMA))
 
 
-def _column(table: pa.Table, name: str) -> list:
-    return (
-        table[name].cast(pa.string() if name == SOURCE_FILE else pa.int64()).to_pylist()
-        if name in table.column_names
-        else [None] * len(table)
-    )
+def _provenance(table: pa.Table, name: str, kind: pa.DataType) -> list:
+    return table[name].cast(kind).to_pylist() if name in table.column_names else [None] * len(table)

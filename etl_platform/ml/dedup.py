@@ -18,6 +18,7 @@ import pyarrow as pa
 from sklearn.neighbors import NearestNeighbors
 
 from etl_platform.ml.embeddings import Embedder
+from etl_platform.ml.quality_score import completeness
 from etl_platform.ml.text import blocking_key, normalized
 from etl_platform.sources.base import PROVENANCE
 from etl_platform.spec.models import DeduplicateSpec
@@ -81,15 +82,6 @@ class Deduplicated:
     kept: pa.Table
     dropped: pa.Table  # the rows removed, with the cluster, survivor row and similarity of each
     clusters: int
-
-
-def completeness(table: pa.Table) -> np.ndarray:
-    """Share of non-null data columns per row: the quality score when no rule says more."""
-    columns = [c for c in table.column_names if c not in PROVENANCE]
-    if not columns:
-        return np.ones(len(table))
-    valid = sum(np.asarray(table[c].is_valid(), dtype=np.float64) for c in columns)
-    return valid / len(columns)
 
 
 class Deduplicator:

@@ -186,6 +186,9 @@ class QualitySpec(BaseModel):
     circuit_breaker: CircuitBreaker | None = None
     volume: VolumeCheck | None = None
     rules: list[Rule] = Field(default_factory=list)
+    score_column: str | None = Field(
+        None, description="add each row's quality score (completeness and rules passed, 0 to 1) as this column"
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> QualitySpec:

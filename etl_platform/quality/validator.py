@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl_platform.errors import TransformError
+from etl_platform.ml.quality_score import quality_scores
 from etl_platform.quality.rules import CUSTOM_CHECKS, TYPE_NAMES, Rule
 from etl_platform.sources.base import SOURCE_FILE, SOURCE_LINE
 from etl_platform.transforms.base import Rejected, StepOutput
@@ -65,9 +66,10 @@ def _column_check(rule: Rule, name: str) -> pa_polars.Check:
 class RowValidator:
     """The pipeline's row rules as one Pandera schema; `apply` splits a chunk into pass and fail."""
 
-    def __init__(self, rules: list[Rule], where: str):
+    def __init__(self, rules: list[Rule], where: str, score_column: str | None = None):
         self.rules = [r for r in rules if r.is_row_rule]
         self.where = where
+        self.score_column = score_column  # add each row's quality score (etl_platform.ml.quality_score)
         # Pandera reports a failure by column and check position; these lists map it back to the rule.
         self.checks: dict[str, list[Rule]] = {}
         self.not_null: dict[str, Rule] = {}
@@ -97,7 +99,7 @@ class RowValidator:
         stats = {rule.check_name: RuleStats(rows_checked=len(table)) for rule in self.rules}
         try:
             self.schema.validate(pl.from_arrow(table), lazy=True)
-            return StepOutput(table), stats
+            failures = []
         except pa_polars.errors.SchemaErrors as errors:
             failures = errors.failure_cases.select("failure_case", "column", "check_number", "index").to_dicts()
         failing_rows: dict[int, list[Failure]] = {}
@@ -113,6 +115,11 @@ class RowValidator:
             failing_rows.setdefault(failure["index"], []).append(
                 Failure(rule.check_name, rule.field, failure["failure_case"], rule.describe(), rule.severity)
             )
+        if self.score_column:
+            broken = {row: len(failed) for row, failed in failing_rows.items()}
+            table = table.append_column(self.score_column, quality_scores(table, broken, len(self.rules)))
+        if not failing_rows:
+            return StepOutput(table), stats
         return split_failures(table, failing_rows, stats)
 
 

@@ -327,8 +327,32 @@ class DeduplicateStep(Strict):
     deduplicate: DeduplicateSpec
 
 
+class DetectAnomaliesSpec(Strict):
+    """Tag unusual rows (never drop them): Isolation Forest over the columns, robust z-scores and IQR fences per column."""
+
+    columns: list[ColumnName] = Field(min_length=1, description="numeric columns")
+    methods: list[Literal["isolation_forest", "zscore", "iqr"]] = Field(
+        default_factory=lambda: ["isolation_forest", "zscore", "iqr"], min_length=1
+    )
+    contamination: float | Literal["auto"] = Field("auto", description="Isolation Forest's expected share of anomalies")
+    z_threshold: float = Field(3.5, gt=0, description="robust z-score (median and MAD) beyond which a value is unusual")
+    iqr_factor: float = Field(1.5, gt=0, description="IQR multiples beyond the quartiles")
+    max_rate: float = Field(0.05, ge=0, le=1, description="the anomaly_rate check fails above this share of rows")
+    severity: Literal["warn", "error"] = "warn"
+
+    @model_validator(mode="after")
+    def _check(self) -> DetectAnomaliesSpec:
+        if isinstance(self.contamination, float) and not 0 < self.contamination <= 0.5:
+            raise ValueError("contamination must be in (0, 0.5], or 'auto'")
+        return self
+
+
+class DetectAnomaliesStep(Strict):
+    detect_anomalies: DetectAnomaliesSpec
+
+
 # Steps that see the whole load at once, after every row-by-row step.
-WHOLE_LOAD_STEPS = ("deduplicate",)
+WHOLE_LOAD_STEPS = ("deduplicate", "detect_anomalies")
 
 
 TRANSFORM_STEPS: dict[str, type[Strict]] = {
@@ -343,6 +367,7 @@ TRANSFORM_STEPS: dict[str, type[Strict]] = {
     "normalize": NormalizeStep,
     "mask": MaskStep,
     "deduplicate": DeduplicateStep,
+    "detect_anomalies": DetectAnomaliesStep,
 }
 
 
@@ -365,7 +390,8 @@ Transform = Annotated[
     | Annotated[FillNullsStep, Tag("fill_nulls")]
     | Annotated[NormalizeStep, Tag("normalize")]
     | Annotated[MaskStep, Tag("mask")]
-    | Annotated[DeduplicateStep, Tag("deduplicate")],
+    | Annotated[DeduplicateStep, Tag("deduplicate")]
+    | Annotated[DetectAnomaliesStep, Tag("detect_anomalies")],
     Discriminator(
         _transform_kind,
         custom_error_type="unknown_transform",
@@ -582,6 +608,10 @@ class PipelineSpec(Strict):
     def whole_load_transforms(self) -> list:
         """The steps after them that see every row of the load at once (validated to come last)."""
         return self.transforms[len(self.streaming_transforms) :]
+
+    @property
+    def anomaly_detection(self) -> DetectAnomaliesSpec | None:
+        return next((t.detect_anomalies for t in self.transforms if isinstance(t, DetectAnomaliesStep)), None)
 
     @property
     def webhook_datasets(self) -> list[str]:
