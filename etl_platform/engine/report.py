@@ -22,6 +22,7 @@ class LoadReport:
     rows_quarantined: int = 0
     rows_filtered: int = 0
     rows_deduplicated: int = 0  # of rows_filtered: duplicates a deduplicate step removed
+    rows_aggregated: int = 0  # of rows_filtered: input rows an aggregate folded into groups (read - groups)
     quarantined_by_rule: dict[str, int] = field(default_factory=dict)
     bytes_read: int = 0
     duration_seconds: float = 0.0

@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterator
 import orjson
 import pyarrow as pa
 
+from etl_platform.ml.aggregate import Aggregator
 from etl_platform.ml.anomaly import AnomalyDetector
 from etl_platform.ml.dedup import CLUSTER, SIMILARITY, SURVIVOR_ROW, Deduplicator
 from etl_platform.ml.embeddings import Embedder
 from etl_platform.quality.audit import CheckOutcome
 from etl_platform.sources.base import PROVENANCE, SOURCE_FILE, SOURCE_LINE, SOURCE_ROW
-from etl_platform.spec.models import DeduplicateStep, DetectAnomaliesSpec, PipelineSpec
+from etl_platform.spec.models import AggregateStep, DeduplicateStep, DetectAnomaliesSpec, DetectAnomaliesStep, PipelineSpec
 from etl_platform.transforms.base import data_columns
 from etl_platform.warehouse.base import DEDUP_AUDIT_SCHEMA, META_SCHEMA, Warehouse
 
@@ -44,15 +45,19 @@ def anomaly_outcome(spec: DetectAnomaliesSpec, tagged: int, rows: int) -> CheckO
 class WholeLoad:
     def __init__(self, spec: PipelineSpec, embedder: Callable[[], Embedder]):
         self.spec = spec
-        self.steps = [
-            Deduplicator(step.deduplicate, embedder() if step.deduplicate.fuzzy else None)
-            if isinstance(step, DeduplicateStep)
-            else AnomalyDetector(step.detect_anomalies, f"{spec.origin}: detect_anomalies")
-            for step in spec.whole_load_transforms
-        ]
+        self.steps = [self._step(step, embedder) for step in spec.whole_load_transforms]
         self._tables: list[pa.Table] = []
         self.dropped: list[pa.Table] = []
         self.anomalies: int | None = None
+        self.rows_aggregated = 0  # input rows folded into groups, beyond the groups themselves
+
+    def _step(self, step: DeduplicateStep | DetectAnomaliesStep | AggregateStep, embedder: Callable[[], Embedder]):
+        where = f"{self.spec.origin}: {next(iter(type(step).model_fields))}"
+        if isinstance(step, DeduplicateStep):
+            return Deduplicator(step.deduplicate, embedder() if step.deduplicate.fuzzy else None)
+        if isinstance(step, DetectAnomaliesStep):
+            return AnomalyDetector(step.detect_anomalies, where)
+        return Aggregator(step.aggregate, where)
 
     def collect(self, table: pa.Table) -> None:
         self._tables.append(table.drop_columns([c for c in (SOURCE_ROW,) if c in table.column_names]))
@@ -71,8 +76,12 @@ class WholeLoad:
                 result = step.apply(table, scores)
                 table = result.kept
                 self.dropped.append(result.dropped)
-            else:
+            elif isinstance(step, AnomalyDetector):
                 table, self.anomalies = step.apply(table)
+            else:
+                rows_in = len(table)
+                table = step.apply(table.drop_columns([c for c in PROVENANCE if c in table.column_names]))
+                self.rows_aggregated += rows_in - len(table)
         table = table.drop_columns([c for c in PROVENANCE if c in table.column_names])
         for start in range(0, len(table), chunk_rows):
             yield table.slice(start, chunk_rows)

@@ -351,8 +351,63 @@ class DetectAnomaliesStep(Strict):
     detect_anomalies: DetectAnomaliesSpec
 
 
+AggregateFunction = Literal["sum", "mean", "count", "count_distinct", "min", "max"]
+
+
+class TimeWindow(Strict):
+    """Windows over a timestamp column: tumbling (`every` omitted) or sliding (a new window every `every`)."""
+
+    column: ColumnName
+    size: str = Field(description="window length: '90s', '15m', '1h', '1d'")
+    every: str | None = Field(None, description="start a window this often; omitted: tumbling windows of `size`")
+
+    @model_validator(mode="after")
+    def _check(self) -> TimeWindow:
+        for value in (self.size, self.every):
+            if value is not None and not DURATION.match(value):
+                raise ValueError(f"{value!r} is not a duration such as '90s', '15m', '1h' or '1d'")
+        if self.size_seconds % self.every_seconds:
+            raise ValueError(f"`size` ({self.size}) must be a multiple of `every` ({self.every})")
+        return self
+
+    @staticmethod
+    def _seconds(value: str) -> int:
+        amount, unit = DURATION.match(value).groups()
+        return int(amount) * _SECONDS[unit]
+
+    @property
+    def size_seconds(self) -> int:
+        return self._seconds(self.size)
+
+    @property
+    def every_seconds(self) -> int:
+        return self._seconds(self.every or self.size)
+
+
+class AggregateSpec(Strict):
+    group_by: list[ColumnName] = Field(default_factory=list)
+    measures: dict[ColumnName, dict[AggregateFunction, ColumnName]] = Field(
+        min_length=1, description="output column: {function: input column}, e.g. revenue: {sum: amount}; count: '*'"
+    )
+    having: SqlExpression | None = Field(None, description="keep groups where this holds, over the output columns")
+    window: TimeWindow | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> AggregateSpec:
+        for name, measure in self.measures.items():
+            if len(measure) != 1:
+                raise ValueError(f"measure {name!r} needs exactly one function, e.g. {{sum: amount}}")
+        if self.having:
+            sql_expression(self.having)
+        return self
+
+
+class AggregateStep(Strict):
+    aggregate: AggregateSpec
+
+
 # Steps that see the whole load at once, after every row-by-row step.
-WHOLE_LOAD_STEPS = ("deduplicate", "detect_anomalies")
+WHOLE_LOAD_STEPS = ("deduplicate", "detect_anomalies", "aggregate")
 
 
 TRANSFORM_STEPS: dict[str, type[Strict]] = {
@@ -368,6 +423,7 @@ TRANSFORM_STEPS: dict[str, type[Strict]] = {
     "mask": MaskStep,
     "deduplicate": DeduplicateStep,
     "detect_anomalies": DetectAnomaliesStep,
+    "aggregate": AggregateStep,
 }
 
 
@@ -391,7 +447,8 @@ Transform = Annotated[
     | Annotated[NormalizeStep, Tag("normalize")]
     | Annotated[MaskStep, Tag("mask")]
     | Annotated[DeduplicateStep, Tag("deduplicate")]
-    | Annotated[DetectAnomaliesStep, Tag("detect_anomalies")],
+    | Annotated[DetectAnomaliesStep, Tag("detect_anomalies")]
+    | Annotated[AggregateStep, Tag("aggregate")],
     Discriminator(
         _transform_kind,
         custom_error_type="unknown_transform",

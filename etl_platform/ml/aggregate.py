@@ -1,0 +1,66 @@
+"""Group-by aggregations and time windows (tumbling, sliding), evaluated by DuckDB over the whole load.
+
+Tumbling windows are `time_bucket(size, column)`; a sliding window of `size` starting every
+`every` holds each row in size/every windows, so each row is expanded once per window it falls in
+before grouping. `having` filters groups after aggregation, in SQL over the output columns.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from etl_platform.errors import TransformError
+from etl_platform.spec.models import AggregateSpec
+from etl_platform.transforms.base import ident
+
+_FUNCTIONS = {"sum": "sum({})", "mean": "avg({})", "min": "min({})", "max": "max({})", "count_distinct": "count(DISTINCT {})"}
+WINDOW_START, WINDOW_END = "window_start", "window_end"
+
+
+def measure_sql(function: str, column: str) -> str:
+    if function == "count":
+        return "count(*)" if column == "*" else f"count({ident(column)})"
+    return _FUNCTIONS[function].format(ident(column))
+
+
+class Aggregator:
+    def __init__(self, spec: AggregateSpec, where: str):
+        self.spec = spec
+        self.where = where
+
+    def sql(self) -> str:
+        spec = self.spec
+        keys = [ident(c) for c in spec.group_by]
+        measures = [f"{measure_sql(*next(iter(m.items())))} AS {ident(name)}" for name, m in spec.measures.items()]
+        source = "data"
+        if spec.window is not None:
+            window = spec.window
+            size, every = f"INTERVAL {window.size_seconds} SECOND", f"INTERVAL {window.every_seconds} SECOND"
+            column = ident(window.column)
+            steps = window.size_seconds // window.every_seconds
+            source = (
+                f"(SELECT *, time_bucket({every}, {column}) - k * {every} AS {WINDOW_START} "
+                f"FROM data, range({steps}) AS r(k)) AS windows"
+            )
+            if steps > 1:
+                source += f" WHERE {column} < {WINDOW_START} + {size}"
+            keys = [WINDOW_START, *keys]
+            measures.insert(0, f"{WINDOW_START} + {size} AS {WINDOW_END}")
+        select = ", ".join([*keys, *measures])
+        sql = f"SELECT {select} FROM {source}"
+        if keys:
+            sql += f" GROUP BY {', '.join(keys)}"
+        if spec.having:
+            sql = f"SELECT * FROM ({sql}) AS groups WHERE {spec.having}"
+        return sql + (f" ORDER BY {', '.join(keys)}" if keys else "")
+
+    def apply(self, table: pa.Table) -> pa.Table:
+        connection = duckdb.connect()
+        try:
+            connection.register("data", table)
+            return connection.sql(self.sql()).to_arrow_table()
+        except duckdb.Error as exc:
+            raise TransformError(f"{self.where}: {str(exc).splitlines()[0]}; columns: {table.column_names}") from None
+        finally:
+            connection.close()
