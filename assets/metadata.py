@@ -24,6 +24,7 @@ def materialization_metadata(report: LoadReport, dialect: str, table_name: str) 
         "rows_published": MetadataValue.int(report.rows_published),
         "rows_quarantined": MetadataValue.int(report.rows_quarantined),
         "rows_filtered": MetadataValue.int(report.rows_filtered),
+        "rows_deduplicated": MetadataValue.int(report.rows_deduplicated),
         "bytes_read": MetadataValue.int(report.bytes_read),
         "duration_seconds": MetadataValue.float(round(report.duration_seconds, 3)),
         "write_mode": report.write_mode,

@@ -2,8 +2,9 @@
 
 Customers (CSV), products (JSON Lines) and two days of orders (CSV, one gzipped). The same seed
 always gives the same bytes, so the demo's summary is the same on every machine. The dirt is
-deliberate and counted in DEMO_DIRT: exact duplicates, nulls, invalid emails, out-of-range and
-non-numeric amounts, and one malformed CSV line.
+deliberate and counted in DEMO_DIRT: exact duplicates, customers registered twice (a typo or
+swapped names, another email, a new id), nulls, invalid emails, out-of-range and non-numeric
+amounts, and one malformed CSV line.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ COUNTRIES = ["DE", "FR", "ES", "IT", "NL", "PL", "SE", "PT"]
 CATEGORIES = ["Books", "Garden", "Kitchen", "Toys", "Sports"]
 
 DEMO_DIRT = {
-    "customers": {"exact_duplicates": 12, "null_emails": 15, "invalid_emails": 10},
+    "customers": {"exact_duplicates": 12, "null_emails": 15, "invalid_emails": 10, "fuzzy_duplicates": 8},
     "products": {"non_numeric_prices": 2},
     "orders": {"exact_duplicates": 20, "negative_amounts": 15, "huge_amounts": 5, "non_numeric_amounts": 8, "malformed_lines": 1},
 }
@@ -52,6 +53,16 @@ def _customers(rng: random.Random, count: int) -> list[dict]:
     for row in rng.sample(candidates, DEMO_DIRT["customers"]["invalid_emails"]):
         row["email"] = row["email"].replace("@", " at ")
     rows += [dict(r) for r in rng.sample(rows, DEMO_DIRT["customers"]["exact_duplicates"])]
+    registered = [r for r in rows[:count] if "@" in r["email"]]
+    for number, original in enumerate(rng.sample(registered, DEMO_DIRT["customers"]["fuzzy_duplicates"]), start=1):
+        again = dict(original, customer_id=count + number, email=f"{original['last_name'].strip().lower()}{number}@mail.test")
+        first, last = again["first_name"].strip(), again["last_name"]
+        if number % 3 == 0:
+            again["first_name"], again["last_name"] = last, first  # entered the other way round
+        else:
+            cut = len(last) // 2
+            again["last_name"] = last[:cut] + last[cut + 1 :]  # one letter lost
+        rows.append(again)
     return rows
 
 

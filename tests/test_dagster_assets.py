@@ -64,8 +64,8 @@ def test_materialize_records_counts_schema_and_row_count(project: dict) -> None:
     }
     orders = metadata[ORDERS]
     assert orders["rows_read"] == orders["rows_published"] + orders["rows_quarantined"] + orders["rows_filtered"]
-    assert orders["rows_quarantined"] == 29 and orders["rows_filtered"] == 0
-    assert orders["quarantined_by_rule"] == {"malformed_line": 1, "cast": 8, "amount_in_range": 20}
+    assert orders["rows_quarantined"] == 30 and orders["rows_filtered"] == 0
+    assert orders["quarantined_by_rule"] == {"malformed_line": 1, "cast": 8, "amount_in_range": 21}
     assert orders["write_mode"] == "merge"
     columns = {c.name: c.type for c in orders["dagster/column_schema"].columns}
     assert columns["amount"] == "DOUBLE" and columns["created_at"] == "TIMESTAMP" and columns["product_category"] == "VARCHAR"

@@ -26,12 +26,17 @@ def test_demo_pipelines_publish_clean_data(warehouse_url: str, tmp_path: Path) -
             reports[pipeline_id] = run_pipeline(registry.get(pipeline_id), environment, frame=frame, model=model)
     counts = {p: (r.rows_read, r.rows_published, r.rows_quarantined, r.rows_filtered, r.target_rows) for p, r in reports.items()}
     assert counts == {
-        "customers": (412, 402, 10, 0, 390),
+        # 12 exact duplicates and 8 customers registered twice (typo or swapped names) are deduplicated
+        "customers": (420, 390, 10, 20, 390),
         "products": (40, 38, 2, 0, 38),
-        "orders": (4021, 3992, 29, 0, 3972),
+        "orders": (4021, 3991, 30, 0, 3972),
         "daily_report": (16, 16, 0, 0, 16),
         "customer_value": (390, 390, 0, 0, 390),
     }
+    assert reports["customers"].rows_deduplicated == 20
+    twice = rows(warehouse_url, "SELECT count(*) AS n FROM _etl.dedup_audit WHERE similarity < 1")[0]["n"]
+    assert twice >= 5  # the typo'd ones; swapped names and re-cased emails match with similarity 1
+    assert rows(warehouse_url, "SELECT count(*) AS n FROM analytics.customers WHERE customer_id > 400") == [{"n": 0}]
     source = next(r for r in csv.DictReader((landing / "customers.csv").open()) if r["customer_id"] == "19")
     customer = rows(warehouse_url, "SELECT * FROM analytics.customers WHERE customer_id = 19")[0]
     # normalize (trim, lower) ran before derive; the phone number is redacted.

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, environment, registry, settings
+from etl_platform.cli.infer import infer
 from etl_platform.cli.quarantine import quarantine
 from etl_platform.errors import EtlError, SpecError
 from etl_platform.spec import PipelineRegistry
@@ -196,6 +197,7 @@ def demo(parallel: int) -> None:
 
 
 cli.add_command(quarantine)
+cli.add_command(infer)
 
 if __name__ == "__main__":
     cli()

@@ -137,7 +137,19 @@ def follow(worker: threading.Thread, follower: RunFollower, console: Console) ->
 
 def summary_table(steps: list[PipelineStatus]) -> Table:
     table = Table(title="Pipeline summary")
-    for column in ("pipeline", "dataset", "status", "read", "published", "quarantined", "filtered", "in target", "seconds"):
+    columns = (
+        "pipeline",
+        "dataset",
+        "status",
+        "read",
+        "published",
+        "quarantined",
+        "filtered",
+        "of which duplicates",
+        "in target",
+        "seconds",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column in {"pipeline", "dataset", "status"} else "right", overflow="fold")
     for status in steps:
         meta = status.metadata
@@ -154,6 +166,7 @@ def summary_table(steps: list[PipelineStatus]) -> Table:
             number("rows_published"),
             number("rows_quarantined"),
             number("rows_filtered"),
+            number("rows_deduplicated"),
             number("dagster/row_count"),
             f"{seconds:.2f}" if isinstance(seconds, float) else "-",
         )
