@@ -36,7 +36,7 @@ def dry_run(spec: PipelineSpec, environment: Environment, sample_rows: int = 1_0
             return [StageView("source (no rows)", pa.table({}))]
         sample = sample.slice(0, sample_rows)
         stages = [StageView(f"source ({spec.source.type})", sample)]
-        context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin))
+        context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin), environment.embedder)
         chain = TransformChain(spec.streaming_transforms, context)  # whole-load steps need every row: not previewed
         table = sample
         for name, step in zip(chain.names, chain.steps, strict=True):

@@ -232,7 +232,7 @@ def _load(
             truncate=full_refresh,
         )
     )
-    context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin))
+    context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin), environment.embedder)
     chain = TransformChain(spec.streaming_transforms, context)
     rules = spec.quality.rules
     score_column = spec.quality.score_column

@@ -266,6 +266,36 @@ class NormalizeStep(Strict):
     normalize: dict[ColumnName, list[NormalizeOp]] = Field(min_length=1)
 
 
+class LlmProvider(Strict):
+    """An OpenAI-compatible chat-completions endpoint; its answers must be items of the reference list."""
+
+    url: str = Field(description="e.g. ${LLM_URL}: the base URL, /chat/completions is appended")
+    model: str
+    api_key_secret: str | None = Field(None, description="environment variable holding the API key")
+
+
+class CanonicalSpec(Strict):
+    """Map messy values to a reference list by similarity; values below the threshold are never replaced."""
+
+    reference: list[str] = Field(min_length=1, description="the canonical values")
+    threshold: float = Field(0.85, gt=0, le=1)
+    on_miss: Literal["quarantine", "flag"] = Field(
+        "quarantine", description="below the threshold: quarantine the row, or keep the value and flag it"
+    )
+    provider: Literal["embedding", "llm"] = "embedding"
+    llm: LlmProvider | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> CanonicalSpec:
+        if (self.provider == "llm") != (self.llm is not None):
+            raise ValueError("provider: llm needs an `llm: {url, model}` section, and only it does")
+        return self
+
+
+class CanonicalizeStep(Strict):
+    canonicalize: dict[ColumnName, CanonicalSpec] = Field(min_length=1)
+
+
 class MaskSpec(Strict):
     method: Literal["sha256", "redact"]
     salt_secret: str = Field("ETL_PII_SALT", description="environment variable holding the salt")
@@ -421,6 +451,7 @@ TRANSFORM_STEPS: dict[str, type[Strict]] = {
     "fill_nulls": FillNullsStep,
     "normalize": NormalizeStep,
     "mask": MaskStep,
+    "canonicalize": CanonicalizeStep,
     "deduplicate": DeduplicateStep,
     "detect_anomalies": DetectAnomaliesStep,
     "aggregate": AggregateStep,
@@ -446,6 +477,7 @@ Transform = Annotated[
     | Annotated[FillNullsStep, Tag("fill_nulls")]
     | Annotated[NormalizeStep, Tag("normalize")]
     | Annotated[MaskStep, Tag("mask")]
+    | Annotated[CanonicalizeStep, Tag("canonicalize")]
     | Annotated[DeduplicateStep, Tag("deduplicate")]
     | Annotated[DetectAnomaliesStep, Tag("detect_anomalies")]
     | Annotated[AggregateStep, Tag("aggregate")],

@@ -8,6 +8,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from etl_platform.spec.models import (
+    CanonicalizeStep,
     CastStep,
     DeriveStep,
     DropNullsStep,
@@ -20,6 +21,7 @@ from etl_platform.spec.models import (
     SelectStep,
 )
 from etl_platform.transforms.base import Rejected, StepOutput, TransformContext
+from etl_platform.transforms.canonicalize import Canonicalize
 from etl_platform.transforms.cast import Cast
 from etl_platform.transforms.columns import DropNulls, FillNulls, Normalize, Rename, Select
 from etl_platform.transforms.expressions import Derive, Filter
@@ -39,6 +41,7 @@ _STEP_TYPES = {
     FillNullsStep: FillNulls,
     NormalizeStep: Normalize,
     MaskStep: Mask,
+    CanonicalizeStep: Canonicalize,
 }
 
 

@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from etl_platform.errors import TransformError
+from etl_platform.ml.embeddings import Embedder, shared_embedder
 from etl_platform.sources.base import PROVENANCE
 
 
@@ -47,6 +48,7 @@ class TransformContext:
 
     origin: str
     read_dataset: Callable[[str, list[str]], pa.Table]
+    embedder: Callable[[], Embedder] = shared_embedder  # loaded on first use, once per process
     connection: duckdb.DuckDBPyConnection = field(default_factory=duckdb.connect)
     _local: threading.local = field(default_factory=threading.local)
     _cursors: list[duckdb.DuckDBPyConnection] = field(default_factory=list)
