@@ -25,6 +25,7 @@ def materialization_metadata(report: LoadReport, dialect: str, table_name: str) 
         "rows_quarantined": MetadataValue.int(report.rows_quarantined),
         "rows_filtered": MetadataValue.int(report.rows_filtered),
         "rows_deduplicated": MetadataValue.int(report.rows_deduplicated),
+        "chunk_rows": MetadataValue.int(report.chunk_rows),
         "bytes_read": MetadataValue.int(report.bytes_read),
         "duration_seconds": MetadataValue.float(round(report.duration_seconds, 3)),
         "write_mode": report.write_mode,
@@ -41,6 +42,8 @@ def materialization_metadata(report: LoadReport, dialect: str, table_name: str) 
         metadata["dagster/row_count"] = MetadataValue.int(report.target_rows)
     if report.schema is not None and dialect:
         metadata["dagster/column_schema"] = table_schema(report.schema, dialect)
+    if report.tuning:
+        metadata["auto_tuner"] = report.tuning
     if report.schema_version is not None:
         metadata["schema_version"] = MetadataValue.int(report.schema_version)
     return metadata

@@ -33,6 +33,8 @@ class LoadReport:
     chunks: int = 0
     schema_version: int | None = None
     checks: list = field(default_factory=list)  # quality.audit.CheckOutcome, one per rule and the breaker
+    chunk_rows: int = 0
+    tuning: str | None = None  # the auto-tuner's reason, when it chose
 
     def check_accounting(self) -> None:
         """Every row read is published, quarantined or filtered; anything else is a bug."""

@@ -29,6 +29,7 @@ from etl_platform.destinations.table import TableDestination
 from etl_platform.engine.inputs import LoadInput, plan_files, plan_query, watched_location
 from etl_platform.engine.quarantine import Quarantine
 from etl_platform.engine.report import LoadReport
+from etl_platform.engine.tuner import tune
 from etl_platform.engine.whole_load import WholeLoad, anomaly_outcome
 from etl_platform.engine.writer import BackgroundWriter
 from etl_platform.errors import SourceError, TransformError, WarehouseUnavailable, one_line
@@ -217,6 +218,11 @@ def _load(
     dataset = spec.destination.dataset
     source = load_input.source
     report.source_files = source.describe()
+    chunk_rows, threads = spec.execution.chunk_rows, TRANSFORM_THREADS
+    if chunk_rows == "auto":
+        tuning = tune(warehouse, spec.id)
+        chunk_rows, threads, report.tuning = tuning.chunk_rows, tuning.threads, tuning.reason
+    report.chunk_rows = chunk_rows
     prefix = warehouse.staging_prefix(dataset)
     run_tag = run_id.replace("-", "")[:12]
     warehouse.drop_staging(dataset)
@@ -320,10 +326,10 @@ def _load(
     hashing.shutdown(wait=False)
     try:
         try:
-            # Transform chunks on TRANSFORM_THREADS threads, keeping their order for staging.
-            with ThreadPoolExecutor(TRANSFORM_THREADS, thread_name_prefix="etl-transform") as pool:
+            # Transform chunks on `threads` threads, keeping their order for staging.
+            with ThreadPoolExecutor(threads, thread_name_prefix="etl-transform") as pool:
                 in_flight: deque = deque()
-                for chunk in source.read(spec.execution.chunk_rows):
+                for chunk in source.read(chunk_rows):
                     chunk.table = numbered(chunk.table)
                     if any(name not in PROVENANCE for name in chunk.table.column_names):
                         work = pool.submit(transform, chunk.table)
@@ -331,14 +337,14 @@ def _load(
                         work = Future()
                         work.set_result((ChainOutput(chunk.table), {}))
                     in_flight.append((chunk, work))
-                    if len(in_flight) > TRANSFORM_THREADS:
+                    if len(in_flight) > threads:
                         done, future = in_flight.popleft()
                         stage(done, future.result())
                 while in_flight:
                     done, future = in_flight.popleft()
                     stage(done, future.result())
             if whole_load is not None:
-                for table in whole_load.finish(spec.execution.chunk_rows):
+                for table in whole_load.finish(chunk_rows):
                     emit(table)
                 report.rows_deduplicated = whole_load.rows_dropped
                 report.rows_filtered += whole_load.rows_dropped  # removed on purpose, each one in _etl.dedup_audit
@@ -381,6 +387,10 @@ def _load(
             "schema": infer_schema(destination.schema) if destination.schema is not None else None,
             "replay": replay is not None,
             "loaded_at": datetime.datetime.now(datetime.UTC),
+            "rows_read": report.rows_read,
+            "bytes_read": report.bytes_read,
+            "chunk_rows": chunk_rows,
+            "duration_seconds": time.monotonic() - started,
         }
         if destination.schema is None:
             # No data at all (empty files, or only malformed lines): nothing to publish; keep the quarantine,

@@ -611,7 +611,15 @@ class SchemaPolicy(Strict):
 
 
 class Execution(Strict):
-    chunk_rows: int = Field(100_000, ge=1_000, le=5_000_000, description="rows per streamed chunk")
+    chunk_rows: int | Literal["auto"] = Field(
+        100_000, description="rows per streamed chunk (1,000 to 5,000,000), or auto: chosen from past loads"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Execution:
+        if self.chunk_rows != "auto" and not 1_000 <= self.chunk_rows <= 5_000_000:
+            raise ValueError("chunk_rows must be between 1,000 and 5,000,000, or auto")
+        return self
 
 
 OWNER = re.compile(r"^(team:[A-Za-z0-9_-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")

@@ -138,6 +138,11 @@ HISTORY_SCHEMA = pa.schema(
         ("rows", pa.int64()),
         ("write", pa.string()),
         ("loaded_at", pa.timestamp("us", tz="UTC")),
+        # what the auto-tuner learns from (engine.tuner)
+        ("rows_read", pa.int64()),
+        ("bytes_read", pa.int64()),
+        ("chunk_rows", pa.int64()),
+        ("duration_seconds", pa.float64()),
     ]
 )
 
