@@ -36,7 +36,7 @@ from etl_platform.errors import EtlError, WarehouseUnavailable
 from etl_platform.quality.audit import QualityGateFailed
 from etl_platform.sources.frame import frame_source
 from etl_platform.spec import FramePipeline, PipelineRegistry, PipelineSpec
-from resources import LandingZoneResource, WarehouseResource
+from resources import EmbeddingModelResource, LandingZoneResource, WarehouseResource
 
 PROGRESS_EVERY_SECONDS = 2.0
 
@@ -127,14 +127,20 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
         op_tags={"etl/pipeline": spec.id},
     )
     def _pipeline(
-        context: AssetExecutionContext, config: LoadConfig, warehouse: WarehouseResource, landing_zone: LandingZoneResource
+        context: AssetExecutionContext,
+        config: LoadConfig,
+        warehouse: WarehouseResource,
+        landing_zone: LandingZoneResource,
+        embedding_model: EmbeddingModelResource,
     ):
         if key not in context.selected_asset_keys:
             raise Failure(
                 description=f"the checks of {destination.dataset} are judged by its load: materialize the asset to run them",
                 allow_retries=False,
             )
-        environment = Environment(warehouse.url, landing_zone.store(), warehouse.lake_store(), landing_zone.s3.get_client)
+        environment = Environment(
+            warehouse.url, landing_zone.store(), warehouse.lake_store(), landing_zone.s3.get_client, embedding_model.embedder
+        )
         python = registry.frames.get(spec.id)
         try:
             frame = frame_source(python, warehouse.url) if python else None

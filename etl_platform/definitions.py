@@ -24,7 +24,7 @@ from dagster_aws.s3 import S3Resource
 from assets import dataset_key, pipeline_asset
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry, PipelineSpec
-from resources import LandingZoneResource, WarehouseResource
+from resources import EmbeddingModelResource, LandingZoneResource, WarehouseResource
 from sensors import file_arrival_sensor, pipeline_schedules
 
 ALL_PIPELINES_JOB = "all_pipelines"
@@ -89,7 +89,12 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
         jobs=[*jobs.values(), everything],
         schedules=pipeline_schedules(registry, jobs),
         sensors=[automation, *arrivals],
-        resources={"warehouse": warehouse, "landing_zone": LandingZoneResource(root=settings.landing, s3=s3), "s3": s3},
+        resources={
+            "warehouse": warehouse,
+            "landing_zone": LandingZoneResource(root=settings.landing, s3=s3),
+            "s3": s3,
+            "embedding_model": EmbeddingModelResource(),
+        },
     )
 
 

@@ -17,6 +17,7 @@ from etl_platform.spec.models import DetectAnomaliesSpec
 
 FLAG, SCORE, REASON = "anomaly", "anomaly_score", "anomaly_reason"
 MAD_SCALE = 0.6745  # makes the median absolute deviation comparable with a standard deviation
+QUARTILE_SKEW = 0.05  # a normal column is near 0; amounts (lognormal, times a quantity) above 0.06
 
 
 class AnomalyDetector:
@@ -41,9 +42,13 @@ class AnomalyDetector:
         rows = len(table)
         score = np.zeros(rows)
         reasons: list[list[str]] = [[] for _ in range(rows)]
+        scaled = self._scaled(values)
         for j, name in enumerate(self.spec.columns):
-            column = values[:, j]
+            column = scaled[:, j]
             present = ~np.isnan(column)
+            for i in np.flatnonzero(np.isnan(column) & ~np.isnan(values[:, j])):  # a value <= 0 in a positive column
+                score[i] = max(score[i], 2.0)
+                reasons[i].append(f"{name}={values[i, j]:g}: not positive, unlike the rest of the column")
             if present.sum() < 3:
                 continue
             median = np.median(column[present])
@@ -71,7 +76,7 @@ class AnomalyDetector:
                         lambda i, name=name, q1=q1, q3=q3, j=j: f"{name}={values[i, j]:g}: outside IQR fence of [{q1:g}, {q3:g}]",
                     )
         if "isolation_forest" in self.spec.methods and rows >= 10:
-            filled = np.where(np.isnan(values), np.nanmedian(values, axis=0), values)
+            filled = np.where(np.isnan(scaled), np.nanmedian(scaled, axis=0), scaled)
             forest = IsolationForest(contamination=self.spec.contamination, random_state=0, n_estimators=200).fit(filled)
             # decision_function < 0 means anomalous; 1 - d puts the threshold at 1 like the others
             relative = 1 - forest.decision_function(filled)
@@ -84,6 +89,26 @@ class AnomalyDetector:
         table = table.append_column(SCORE, pa.array(np.round(score, 4), pa.float64()))
         table = table.append_column(REASON, pa.array(["; ".join(r) if r else None for r in reasons], pa.string()))
         return table, int(tagged.sum())
+
+    @staticmethod
+    def _scaled(values: np.ndarray) -> np.ndarray:
+        """Right-skewed positive columns (amounts, prices) on a log scale, where their spread is symmetric.
+
+        On the raw scale the long right tail of such a column is its normal shape, and robust
+        statistics would tag it. The rare value <= 0 in such a column has no logarithm: it is NaN
+        here, and `apply` tags it on its own.
+        """
+        scaled = values.copy()
+        for j in range(values.shape[1]):
+            column = values[:, j]
+            present = column[~np.isnan(column)]
+            if len(present) < 3 or (present <= 0).mean() > 0.01:
+                continue
+            # Quartile skewness: the outliers themselves cannot make a symmetric column look skewed.
+            q1, median, q3 = np.percentile(present, [25, 50, 75])
+            if q3 > q1 and (q3 + q1 - 2 * median) / (q3 - q1) > QUARTILE_SKEW:
+                scaled[:, j] = np.where(column > 0, np.log(np.where(column > 0, column, 1)), np.nan)
+        return scaled
 
     @staticmethod
     def _tag(relative: np.ndarray, present: np.ndarray, score: np.ndarray, reasons: list[list[str]], reason) -> None:
