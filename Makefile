@@ -35,9 +35,11 @@ services:  ## Start PostgreSQL, MariaDB, Redis, RabbitMQ and NATS if one is down
 ui: setup  ## Open the Dagster UI on the embedded instance
 	$(BIN)/etl ui
 
-bench: setup services  ## Benchmarks: load throughput (raw COPY, hand-written merge) and file-arrival latency
+bench: setup services  ## Benchmarks: load throughput, file-arrival latency, dedup against splink, anomaly detection
 	$(BIN)/python benchmarks/bench_load.py
 	$(BIN)/python benchmarks/bench_latency.py
+	$(BIN)/python benchmarks/bench_dedup.py
+	$(BIN)/python benchmarks/bench_anomaly.py
 
 clean:
 	rm -rf data .dagster_home benchmarks/out
