@@ -79,7 +79,7 @@ def test_a_pipeline_publishes_groups_and_accounts_for_every_row(duckdb_url: str,
         destination={"dataset": "mart.sales", "write": "replace"},
     )
     report = run_pipeline(spec, environment_for(duckdb_url, landing))
-    assert (report.rows_read, report.rows_quarantined, report.rows_published, report.rows_aggregated) == (4, 1, 2, 1)
+    assert (report.rows_read, report.rows_quarantined, report.rows_published, report.rows_aggregated) == (4, 1, 2, 3)
     assert rows(duckdb_url, "SELECT country, total FROM mart.sales ORDER BY country") == [
         {"country": "DE", "total": 3.0},
         {"country": "FR", "total": 3.0},
@@ -95,3 +95,22 @@ def test_window_sizes_must_be_multiples_and_having_must_parse() -> None:
         )
     with pytest.raises(SpecError, match="not a valid SQL expression"):
         pipeline(transforms=[{"aggregate": {"measures": {"n": {"count": "*"}}, "having": "n >"}}])
+
+
+def test_integer_sums_stay_64_bit_and_having_cannot_add_a_query(duckdb_url: str, landing: Path) -> None:
+    table = Aggregator(AggregateSpec.model_validate({"measures": {"n": {"sum": "customer"}}}), "test").apply(EVENTS)
+    assert table.schema.field("n").type == pa.int64() and table["n"].to_pylist() == [10]
+    with pytest.raises(SpecError, match="not a single condition"):
+        pipeline(transforms=[{"aggregate": {"measures": {"n": {"count": "*"}}, "having": "n > 5 UNION ALL SELECT 1"}}])
+
+
+def test_sliding_windows_may_publish_more_groups_than_rows_read(duckdb_url: str, landing: Path) -> None:
+    write_csv(landing, "events.csv", "at\n2026-11-22 10:10:00\n")
+    window = {"column": "at", "size": "1h", "every": "30m"}
+    spec = pipeline(
+        source={"type": "csv", "path": "events.csv"},
+        transforms=[{"cast": {"at": "timestamp"}}, {"aggregate": {"measures": {"n": {"count": "*"}}, "window": window}}],
+        destination={"dataset": "mart.windows", "write": "replace"},
+    )
+    report = run_pipeline(spec, environment_for(duckdb_url, landing))
+    assert (report.rows_read, report.rows_aggregated, report.rows_published) == (1, 1, 2)  # one event, two windows

@@ -69,3 +69,10 @@ def test_quality_score_from_completeness_and_rules(duckdb_url: str, landing: Pat
     # id 1: complete, valid: 1. id 2: 2 of 3 columns, email null passes Email: (2/3 + 1) / 2.
     # id 3: 2 of 3 columns and the Email rule broken: (2/3 + 0) / 2.
     assert scores == {1: 1.0, 2: round((2 / 3 + 1) / 2, 4), 3: round((2 / 3) / 2, 4)}
+
+
+def test_clean_data_is_mostly_left_alone() -> None:
+    rng = np.random.default_rng(5)
+    table = pa.table({"amount": rng.normal(50, 8, 1000), "constant": np.full(1000, 3.0)})
+    _, tagged = AnomalyDetector(DetectAnomaliesSpec(columns=["amount", "constant"]), "test").apply(table)
+    assert tagged <= 20  # the default contamination (1%) plus the few values beyond 3.5 robust z

@@ -60,11 +60,6 @@ def proposal(profile: FileProfile, path: Path, kind: str, landing: Path) -> dict
     casts = {c.name: c.type for c in profile.columns if c.type != "text" and kind in ("csv", "json", "jsonl")}
     masks = {c.name: c.pii for c in profile.columns if c.pii}
     rules = [{"field": c.name, "rule": "NotNull"} for c in profile.columns if c.nulls == 0 and profile.rows]
-    rules += [
-        {"field": c.name, "rule": "Email", "severity": "warn"}
-        for c in profile.columns
-        if c.semantic == "email" and c.name not in masks
-    ]
     key = profile.key_candidates[:1]
     document: dict = {"id": stem, "description": f"Inferred from {path.name}", "source": {"type": kind, "path": location}}
     transforms = []
@@ -104,7 +99,7 @@ def header(profile: FileProfile) -> list[str]:
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--sample-rows", default=10_000, show_default=True, help="Rows read from each file.")
+@click.option("--sample-rows", default=10_000, show_default=True, type=click.IntRange(min=1), help="Rows read from each file.")
 def infer(files: tuple[Path, ...], sample_rows: int) -> None:
     """Profile FILES (CSV, JSON, JSON Lines, Parquet) and print a proposed pipeline YAML for each.
 
@@ -126,8 +121,13 @@ def infer(files: tuple[Path, ...], sample_rows: int) -> None:
     link_foreign_keys(profiles)
     yaml = YAML()
     yaml.default_flow_style = None
+    used: set[str] = set()
     for path, kind, profile in zip(files, kinds, profiles, strict=True):
         document = proposal(profile, path, kind, landing)
+        if document["id"] in used:  # orders.csv and orders.jsonl: two pipelines, two datasets
+            document["id"] = f"{document['id']}_{kind}"
+            document["destination"]["dataset"] = f"raw.{document['id']}"
+        used.add(document["id"])
         spec_from_document(document)  # what is printed is a valid pipeline
         click.echo("\n".join(f"# {line}" for line in header(profile)))
         yaml.dump(document, sys.stdout)

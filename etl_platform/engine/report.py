@@ -22,7 +22,7 @@ class LoadReport:
     rows_quarantined: int = 0
     rows_filtered: int = 0
     rows_deduplicated: int = 0  # of rows_filtered: duplicates a deduplicate step removed
-    rows_aggregated: int = 0  # of rows_filtered: input rows an aggregate folded into groups (read - groups)
+    rows_aggregated: int | None = None  # rows that entered an aggregate; then rows_published counts its groups
     quarantined_by_rule: dict[str, int] = field(default_factory=dict)
     bytes_read: int = 0
     duration_seconds: float = 0.0
@@ -38,7 +38,8 @@ class LoadReport:
 
     def check_accounting(self) -> None:
         """Every row read is published, quarantined or filtered; anything else is a bug."""
-        accounted = self.rows_published + self.rows_quarantined + self.rows_filtered
+        kept = self.rows_published if self.rows_aggregated is None else self.rows_aggregated
+        accounted = kept + self.rows_quarantined + self.rows_filtered
         if accounted != self.rows_read:
             raise AssertionError(
                 f"{self.pipeline}: {self.rows_read} rows read but {accounted} accounted for "

@@ -349,9 +349,8 @@ def _load(
                 report.rows_deduplicated = whole_load.rows_dropped
                 report.rows_filtered += whole_load.rows_dropped  # removed on purpose, each one in _etl.dedup_audit
                 report.rows_aggregated = whole_load.rows_aggregated
-                report.rows_filtered += whole_load.rows_aggregated
                 if whole_load.anomalies is not None:
-                    report.checks.append(anomaly_outcome(spec.anomaly_detection, whole_load.anomalies, report.rows_published))
+                    report.checks.append(anomaly_outcome(spec.anomaly_detection, *whole_load.anomalies))
         finally:
             context.close()  # the transform threads are done; the writer may still be flushing
             writer.close()

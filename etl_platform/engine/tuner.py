@@ -4,8 +4,10 @@ With `execution: {chunk_rows: auto}`, each load looks at the pipeline's recent l
 `_etl.load_history` (rows and bytes read, chunk size, seconds). The chunk size aims at
 TARGET_CHUNK_BYTES of input per chunk, which bounds memory (a few chunks are in flight), and is
 then moved to the size that gave the best rows per second among recent loads, when one clearly
-did (10% or more). Both stay within [MIN_CHUNK_ROWS, MAX_CHUNK_ROWS]. Threads follow the
-machine's cores, at most MAX_THREADS. The choice and its reason go into the run's metadata.
+did (10% or more faster than the target size itself did). Both stay within [MIN_CHUNK_ROWS,
+MAX_CHUNK_ROWS]. Bytes are as read: compressed inputs (gzip, Parquet) make chunks larger in
+memory than the target. Threads follow the cores this process may use, at most MAX_THREADS.
+The choice and its reason go into the run's metadata.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def _bounded(rows: float) -> int:
 
 
 def tune(warehouse: Warehouse, pipeline: str) -> Tuning:
-    threads = max(1, min(MAX_THREADS, os.cpu_count() or 1))
+    threads = max(1, min(MAX_THREADS, len(os.sched_getaffinity(0))))  # the cores this process may use
     history = warehouse.relation(META_SCHEMA, "load_history")
     loads = warehouse.query(
         f"SELECT rows_read, bytes_read, chunk_rows, duration_seconds FROM {history} "
@@ -56,7 +58,7 @@ def tune(warehouse: Warehouse, pipeline: str) -> Tuning:
     if len(speeds) > 1:
         best_size, best = max(((s, sum(v) / len(v)) for s, v in speeds.items()), key=lambda item: item[1])
         at_target = speeds.get(chunk)
-        if best_size != chunk and (at_target is None or best > 1.1 * sum(at_target) / len(at_target)):
+        if best_size != chunk and at_target is not None and best > 1.1 * sum(at_target) / len(at_target):
             chunk = _bounded(best_size)
             reason += f"; {chunk:,} rows ran fastest recently ({best:,.0f} rows/s)"
     return Tuning(chunk, threads, reason)

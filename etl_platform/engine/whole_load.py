@@ -48,13 +48,13 @@ class WholeLoad:
         self.steps = [self._step(step, embedder) for step in spec.whole_load_transforms]
         self._tables: list[pa.Table] = []
         self.dropped: list[pa.Table] = []
-        self.anomalies: int | None = None
-        self.rows_aggregated = 0  # input rows folded into groups, beyond the groups themselves
+        self.anomalies: tuple[int, int] | None = None  # (rows tagged, rows checked)
+        self.rows_aggregated: int | None = None  # rows that entered the aggregate (which must be the last step)
 
     def _step(self, step: DeduplicateStep | DetectAnomaliesStep | AggregateStep, embedder: Callable[[], Embedder]):
         where = f"{self.spec.origin}: {next(iter(type(step).model_fields))}"
         if isinstance(step, DeduplicateStep):
-            return Deduplicator(step.deduplicate, embedder() if step.deduplicate.fuzzy else None)
+            return Deduplicator(step.deduplicate, embedder() if step.deduplicate.fuzzy else None, where)
         if isinstance(step, DetectAnomaliesStep):
             return AnomalyDetector(step.detect_anomalies, where)
         return Aggregator(step.aggregate, where)
@@ -67,7 +67,7 @@ class WholeLoad:
         tables = [t for t in self._tables if t.num_columns]
         self._tables = []
         if not tables:
-            return
+            return  # no rows reached the steps: nothing to publish (the runner reports it)
         table = pa.concat_tables(tables, promote_options="permissive")
         score_column = self.spec.quality.score_column
         for step in self.steps:
@@ -77,13 +77,14 @@ class WholeLoad:
                 table = result.kept
                 self.dropped.append(result.dropped)
             elif isinstance(step, AnomalyDetector):
-                table, self.anomalies = step.apply(table)
+                checked = len(table)
+                table, tagged = step.apply(table)
+                self.anomalies = (tagged, checked)
             else:
-                rows_in = len(table)
+                self.rows_aggregated = len(table)
                 table = step.apply(table.drop_columns([c for c in PROVENANCE if c in table.column_names]))
-                self.rows_aggregated += rows_in - len(table)
         table = table.drop_columns([c for c in PROVENANCE if c in table.column_names])
-        for start in range(0, len(table), chunk_rows):
+        for start in range(0, max(len(table), 1), chunk_rows):  # an empty result still reaches the destination
             yield table.slice(start, chunk_rows)
 
     @property

@@ -39,12 +39,11 @@ class Aggregator:
             size, every = f"INTERVAL {window.size_seconds} SECOND", f"INTERVAL {window.every_seconds} SECOND"
             column = ident(window.column)
             steps = window.size_seconds // window.every_seconds
+            # A row at t lies in the windows starting at bucket(t) - k * every for k < size / every.
             source = (
                 f"(SELECT *, time_bucket({every}, {column}) - k * {every} AS {WINDOW_START} "
                 f"FROM data, range({steps}) AS r(k)) AS windows"
             )
-            if steps > 1:
-                source += f" WHERE {column} < {WINDOW_START} + {size}"
             keys = [WINDOW_START, *keys]
             measures.insert(0, f"{WINDOW_START} + {size} AS {WINDOW_END}")
         select = ", ".join([*keys, *measures])
@@ -52,15 +51,23 @@ class Aggregator:
         if keys:
             sql += f" GROUP BY {', '.join(keys)}"
         if spec.having:
-            sql = f"SELECT * FROM ({sql}) AS groups WHERE {spec.having}"
+            sql = f"SELECT * FROM ({sql}) AS groups WHERE ({spec.having})"
         return sql + (f" ORDER BY {', '.join(keys)}" if keys else "")
 
     def apply(self, table: pa.Table) -> pa.Table:
         connection = duckdb.connect()
         try:
             connection.register("data", table)
-            return connection.sql(self.sql()).to_arrow_table()
+            result = connection.sql(self.sql()).to_arrow_table()
         except duckdb.Error as exc:
-            raise TransformError(f"{self.where}: {str(exc).splitlines()[0]}; columns: {table.column_names}") from None
+            hint = "`having` uses the output column names" if self.spec.having else "check the column names and types"
+            if self.spec.window is not None and "time_bucket" in str(exc):
+                hint = f"cast `{self.spec.window.column}` to timestamp before aggregate"
+            raise TransformError(f"{self.where}: {str(exc).splitlines()[0]}; {hint}; columns: {table.column_names}") from None
         finally:
             connection.close()
+        # DuckDB sums integers into 128-bit integers: publish them as 64-bit, like the input
+        for i, field in enumerate(result.schema):
+            if pa.types.is_decimal(field.type) and field.type.scale == 0 and field.type.precision == 38:
+                result = result.set_column(i, field.name, result[field.name].cast(pa.int64()))
+        return result

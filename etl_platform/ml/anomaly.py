@@ -46,9 +46,10 @@ class AnomalyDetector:
         for j, name in enumerate(self.spec.columns):
             column = scaled[:, j]
             present = ~np.isnan(column)
-            for i in np.flatnonzero(np.isnan(column) & ~np.isnan(values[:, j])):  # a value <= 0 in a positive column
-                score[i] = max(score[i], 2.0)
-                reasons[i].append(f"{name}={values[i, j]:g}: not positive, unlike the rest of the column")
+            if {"zscore", "iqr"} & set(self.spec.methods):
+                for i in np.flatnonzero(np.isnan(column) & ~np.isnan(values[:, j])):  # a value <= 0 in a positive column
+                    score[i] = max(score[i], 2.0)
+                    reasons[i].append(f"{name}={values[i, j]:g}: not positive, unlike the rest of the column")
             if present.sum() < 3:
                 continue
             median = np.median(column[present])
@@ -73,10 +74,14 @@ class AnomalyDetector:
                         present,
                         score,
                         reasons,
-                        lambda i, name=name, q1=q1, q3=q3, j=j: f"{name}={values[i, j]:g}: outside IQR fence of [{q1:g}, {q3:g}]",
+                        lambda i, name=name, j=j: (
+                            f"{name}={values[i, j]:g}: beyond {self.spec.iqr_factor:g} IQR of the quartiles"
+                        ),
                     )
         if "isolation_forest" in self.spec.methods and rows >= 10:
             filled = np.where(np.isnan(scaled), np.nanmedian(scaled, axis=0), scaled)
+            filled = filled[:, np.nanstd(filled, axis=0) > 0]  # a constant column isolates nothing
+        if "isolation_forest" in self.spec.methods and rows >= 10 and filled.shape[1]:
             forest = IsolationForest(contamination=self.spec.contamination, random_state=0, n_estimators=200).fit(filled)
             # decision_function < 0 means anomalous; 1 - d puts the threshold at 1 like the others
             relative = 1 - forest.decision_function(filled)

@@ -4,7 +4,8 @@ Fuzzy matching never compares every pair. Rows are split into blocks by their bl
 (a prefix, a Soundex code); within a block each row's nearest neighbours by a combined embedding
 are candidates, and a candidate pair is a match when the weighted mean of its per-field cosine
 similarities reaches the threshold. Matches are merged into clusters (union-find), and each
-cluster keeps one survivor chosen by the strategy.
+cluster keeps one survivor chosen by the strategy. A field's similarity is the embedding cosine,
+the Jaro-Winkler similarity of the texts, or (hybrid, the default) the larger of the two.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from etl_platform.ml.quality_score import completeness
 from etl_platform.ml.text import blocking_key, normalized
 from etl_platform.sources.base import PROVENANCE
 from etl_platform.spec.models import DeduplicateSpec
+from etl_platform.transforms.base import require_columns
 
 # Columns added to the kept rows, and to the dropped rows' audit.
 CLUSTER, MEMBERS, MIN_SIMILARITY = "dedup_cluster", "dedup_members", "dedup_min_similarity"
 SURVIVOR_ROW, SIMILARITY = "dedup_survivor_row", "dedup_similarity"
+# Columns other steps add, which say nothing about a record's completeness.
+DERIVED_COLUMNS = (CLUSTER, MEMBERS, MIN_SIMILARITY, "anomaly", "anomaly_score", "anomaly_reason")
 
 
 class UnionFind:
@@ -85,9 +89,10 @@ class Deduplicated:
 
 
 class Deduplicator:
-    def __init__(self, spec: DeduplicateSpec, embedder: Embedder | None):
+    def __init__(self, spec: DeduplicateSpec, embedder: Embedder | None, where: str = "deduplicate"):
         self.spec = spec
         self.embedder = embedder
+        self.where = where
 
     def _exact(self, table: pa.Table, clusters: UnionFind) -> None:
         groups: dict[tuple, int] = {}
@@ -159,8 +164,10 @@ class Deduplicator:
             _, found = search.kneighbors(combined[rows])
             left = np.repeat(rows, neighbours)
             right = rows[found.ravel()]
-            keep = left < right
-            left, right = left[keep], right[keep]
+            # a pair counts once, whichever of its rows found the other
+            pairs = np.unique(np.column_stack([np.minimum(left, right), np.maximum(left, right)]), axis=0)
+            pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+            left, right = pairs[:, 0], pairs[:, 1]
             scores = self.similarity(fields, left, right)
             match = scores >= fuzzy.threshold
             for a, b in zip(left[match], right[match], strict=True):
@@ -176,6 +183,9 @@ class Deduplicator:
         return members[0]  # keep_first, and merge (which then fills the survivor's gaps)
 
     def apply(self, table: pa.Table, quality: np.ndarray | None = None) -> Deduplicated:
+        columns = [*self.spec.keys, *(self.spec.fuzzy.fields if self.spec.fuzzy else ())]
+        columns += [b.column for b in (self.spec.fuzzy.blocking if self.spec.fuzzy else ())]
+        require_columns(table, columns, self.where)
         clusters = UnionFind(len(table))
         if self.spec.keys:
             self._exact(table, clusters)
@@ -183,7 +193,7 @@ class Deduplicator:
         groups: dict[int, list[int]] = defaultdict(list)
         for row in range(len(table)):
             groups[clusters.find(row)].append(row)
-        quality = completeness(table) if quality is None else quality
+        quality = completeness(table, ignore=DERIVED_COLUMNS) if quality is None else quality
         cluster_of = np.full(len(table), -1, np.int64)
         members_of = np.ones(len(table), np.int32)
         min_similarity = np.ones(len(table))
@@ -225,6 +235,8 @@ class Deduplicator:
 
     def _same_key(self, table: pa.Table, survivor: int, others: np.ndarray) -> np.ndarray:
         key = [normalized(table[c][survivor].as_py()) for c in self.spec.keys]
+        if any(part is None for part in key):
+            return np.zeros(len(others), bool)  # a missing key matches nothing
         return np.array([[normalized(table[c][int(o)].as_py()) for c in self.spec.keys] == key for o in others])
 
     @staticmethod

@@ -121,7 +121,8 @@ def profile_column(name: str, column: pa.ChunkedArray) -> ColumnProfile:
     texts = [None if v is None else str(v).strip() for v in column.to_pylist()]
     values = [t for t in texts if t]
     kind, type_share = "text", 1.0
-    if values:
+    leading_zero = any(len(v) > 1 and v[0] == "0" and v[1].isdigit() for v in values)
+    if values and not leading_zero:  # 01234 is a code, not the number 1234
         if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type):
             kind = "int" if pa.types.is_integer(column.type) else "float" if pa.types.is_floating(column.type) else "bool"
         else:
@@ -143,6 +144,8 @@ def profile_column(name: str, column: pa.ChunkedArray) -> ColumnProfile:
             kind == "int" and best not in ("postal_code", "phone", "credit_card")
         ):
             semantic, semantic_share = best, counts[best] / len(values)
+    if semantic in ("postal_code", "phone", "credit_card") and kind in ("int", "float"):
+        kind = "text"  # codes keep their digits as written
     return ColumnProfile(
         name,
         kind,

@@ -62,7 +62,11 @@ class LlmMatcher:
         self.provider = provider
         self.where = where
         self.url = provider.url.rstrip("/") + "/chat/completions"
-        self.key = os.environ.get(provider.api_key_secret, "") if provider.api_key_secret else ""
+        self.key = ""
+        if provider.api_key_secret:
+            if not os.environ.get(provider.api_key_secret):
+                raise TransformError(f"{where}: secret {provider.api_key_secret} is not set; export it before running")
+            self.key = os.environ[provider.api_key_secret]
 
     def _ask(self, value: str) -> str:
         prompt = (

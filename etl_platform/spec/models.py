@@ -49,6 +49,17 @@ def sql_expression(text: str) -> str:
     return text
 
 
+def sql_condition(text: str) -> str:
+    """Validate a boolean condition: one expression, nothing that could close it and add a query."""
+    sql_expression(text)
+    try:
+        duckdb.extract_statements(f"SELECT * FROM chunk WHERE ({text})")
+    except duckdb.ParserException as exc:
+        detail = str(exc).splitlines()[0].removeprefix("Parser Error: ")
+        raise ValueError(f"not a single condition: {text!r} ({detail})") from None
+    return text
+
+
 SqlExpression = Annotated[str, StringConstraints(min_length=1), Field(description="SQL expression (DuckDB dialect)")]
 
 
@@ -318,7 +329,7 @@ class BlockingKey(Strict):
 
 class FuzzyMatch(Strict):
     fields: dict[ColumnName, float] = Field(min_length=1, description="text columns compared by embedding, with weights")
-    threshold: float = Field(0.9, gt=0, le=1, description="weighted cosine similarity at which two rows are duplicates")
+    threshold: float = Field(0.9, gt=0, le=1, description="weighted mean field similarity at which two rows are duplicates")
     blocking: list[BlockingKey] = Field(default_factory=list, description="without blocking every row is a candidate")
     neighbors: int = Field(10, ge=1, le=200, description="nearest neighbours per row considered as candidates")
     swappable: list[tuple[ColumnName, ColumnName]] = Field(
@@ -364,7 +375,9 @@ class DetectAnomaliesSpec(Strict):
     methods: list[Literal["isolation_forest", "zscore", "iqr"]] = Field(
         default_factory=lambda: ["isolation_forest", "zscore", "iqr"], min_length=1
     )
-    contamination: float | Literal["auto"] = Field("auto", description="Isolation Forest's expected share of anomalies")
+    contamination: float | Literal["auto"] = Field(
+        0.01, description="Isolation Forest's expected share of anomalies ('auto' tags far more on clean data)"
+    )
     z_threshold: float = Field(3.5, gt=0, description="robust z-score (median and MAD) beyond which a value is unusual")
     iqr_factor: float = Field(1.5, gt=0, description="IQR multiples beyond the quartiles")
     max_rate: float = Field(0.05, ge=0, le=1, description="the anomaly_rate check fails above this share of rows")
@@ -419,7 +432,7 @@ class AggregateSpec(Strict):
     measures: dict[ColumnName, dict[AggregateFunction, ColumnName]] = Field(
         min_length=1, description="output column: {function: input column}, e.g. revenue: {sum: amount}; count: '*'"
     )
-    having: SqlExpression | None = Field(None, description="keep groups where this holds, over the output columns")
+    having: SqlExpression | None = Field(None, description="keep groups where this holds, over the output column names")
     window: TimeWindow | None = None
 
     @model_validator(mode="after")
@@ -427,8 +440,12 @@ class AggregateSpec(Strict):
         for name, measure in self.measures.items():
             if len(measure) != 1:
                 raise ValueError(f"measure {name!r} needs exactly one function, e.g. {{sum: amount}}")
+        taken = {"window_start", "window_end"} if self.window else set()
+        clashes = sorted(set(self.measures) & (set(self.group_by) | taken))
+        if clashes:
+            raise ValueError(f"measure name(s) {clashes} are already output columns; rename them")
         if self.having:
-            sql_expression(self.having)
+            sql_condition(self.having)
         return self
 
 
@@ -655,6 +672,10 @@ class PipelineSpec(Strict):
         self._check_file_location()
         kinds = [next(iter(type(t).model_fields)) for t in self.transforms]
         first_whole = next((i for i, k in enumerate(kinds) if k in WHOLE_LOAD_STEPS), len(kinds))
+        if kinds.count("detect_anomalies") > 1 or kinds.count("aggregate") > 1:
+            raise ValueError("use at most one detect_anomalies and one aggregate step")
+        if "aggregate" in kinds and kinds[-1] != "aggregate":
+            raise ValueError("`aggregate` must be the last step: the steps after it would see groups, not records")
         late = [k for k in kinds[first_whole:] if k not in WHOLE_LOAD_STEPS]
         if late:
             raise ValueError(

@@ -59,7 +59,9 @@ class Canonicalize:
             if spec.on_miss == "quarantine" and not all(accepted):
                 missed = [i for i, ok in enumerate(accepted) if not ok]
                 reasons = [
-                    f"{values[i]!r} matches no item of the reference list well enough "
+                    f"{values[i]!r}: the LLM's answer is not an item of the reference list"
+                    if spec.provider == "llm"
+                    else f"{values[i]!r} matches no item of the reference list well enough "
                     f"(best {matches[i][0]!r} at {matches[i][1]:.2f}, threshold {spec.threshold})"
                     for i in missed
                 ]
