@@ -28,11 +28,12 @@ from dagster_pandera import pandera_schema_to_dagster_type
 from pydantic import Field
 
 from assets.checks import check_result, check_specs
-from assets.metadata import materialization_metadata
+from assets.metadata import lineage_metadata, materialization_metadata
 from etl_platform.breaker import SystemUnavailable
 from etl_platform.engine.report import NOTHING_TO_PUBLISH
 from etl_platform.engine.runner import Environment, Progress, run_pipeline
 from etl_platform.errors import EtlError, WarehouseUnavailable
+from etl_platform.lineage import column_lineage
 from etl_platform.quality.audit import QualityGateFailed
 from etl_platform.sources.frame import frame_source
 from etl_platform.spec import FramePipeline, PipelineRegistry, PipelineSpec
@@ -175,7 +176,10 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
         dialect = "files" if destination.is_file else warehouse.kind.replace("postgres", "postgresql")
         table_name = destination.path or destination.dataset if destination.is_file else destination.dataset
         yield MaterializeResult(
-            metadata=materialization_metadata(report, dialect, table_name),
+            metadata={
+                **materialization_metadata(report, dialect, table_name),
+                **lineage_metadata(column_lineage(spec, report.source_columns), report.schema.names if report.schema else []),
+            },
             check_results=[check_result(outcome) for outcome in report.checks],
         )
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
-from dagster import MetadataValue, TableColumn, TableSchema
+from dagster import AssetKey, MetadataValue, TableColumn, TableColumnDep, TableColumnLineage, TableSchema
 
 from etl_platform.engine.report import LoadReport
+from etl_platform.lineage import Lineage
 from etl_platform.types import sql_type
 
 
@@ -16,6 +17,27 @@ def table_schema(schema: pa.Schema, dialect: str) -> TableSchema:
     return TableSchema(
         columns=[TableColumn(f.name, sql_type(f.type, dialect, f.name) if dialect != "files" else str(f.type)) for f in schema]
     )
+
+
+def lineage_metadata(lineage: Lineage, published: list[str]) -> dict[str, Any]:
+    """`dagster/column_lineage` (dependencies on upstream datasets' columns), and every column's
+    sources including the pipeline's own input (`etl/column_sources`, which `dagster/column_lineage`
+    cannot express: a file is not an asset)."""
+    deps = {
+        column: [
+            TableColumnDep(asset_key=AssetKey(s.dataset.split(".")), column_name=s.column) for s in sorted(sources) if s.dataset
+        ]
+        for column in published
+        if (sources := lineage.get(column, set()))
+    }
+    sources = {
+        column: [f"{s.dataset}.{s.column}" if s.dataset else f"input.{s.column}" for s in sorted(lineage.get(column, set()))]
+        for column in published
+    }
+    return {
+        "dagster/column_lineage": TableColumnLineage({c: d for c, d in deps.items() if d}),
+        "etl/column_sources": MetadataValue.json(sources),
+    }
 
 
 def materialization_metadata(report: LoadReport, dialect: str, table_name: str) -> dict[str, Any]:

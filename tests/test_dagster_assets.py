@@ -71,6 +71,13 @@ def test_materialize_records_counts_schema_and_row_count(project: dict) -> None:
     assert columns["amount"] == "DOUBLE" and columns["created_at"] == "TIMESTAMP" and columns["product_category"] == "VARCHAR"
     assert orders["dagster/row_count"] == 3972
     assert metadata[REPORT]["dagster/row_count"] > 0
+    # Column lineage: through a lookup, a derive, and a warehouse query.
+    lineage = orders["dagster/column_lineage"].deps_by_column
+    assert [(d.asset_key, d.column_name) for d in lineage["product_category"]] == [(PRODUCTS, "category")]
+    assert orders["etl/column_sources"]["order_date"] == ["input.created_at"]
+    revenue = metadata[REPORT]["dagster/column_lineage"].deps_by_column["revenue"]
+    assert [(d.asset_key, d.column_name) for d in revenue] == [(ORDERS, "amount")]
+    assert metadata[REPORT]["etl/column_sources"]["country"] == ["analytics.customers.country"]
 
 
 def test_bad_data_fails_the_step_with_the_platform_message(project: dict) -> None:

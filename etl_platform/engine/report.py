@@ -17,6 +17,7 @@ class LoadReport:
     run_id: str
     write_mode: str
     source_files: list[str] = field(default_factory=list)
+    source_columns: list[str] = field(default_factory=list)  # as the source delivered them: where lineage starts
     rows_read: int = 0
     rows_published: int = 0
     rows_quarantined: int = 0

@@ -289,6 +289,8 @@ def _load(
         for name, seen in stats.items():
             rule_stats[name].merge(seen)
         report.chunks += 1
+        if not report.source_columns:
+            report.source_columns = [c for c in chunk.table.column_names if c not in PROVENANCE]
         report.rows_read += len(chunk.table) + len(chunk.bad_lines)
         report.bytes_read += chunk.bytes_read
         if chunk.bad_lines:
