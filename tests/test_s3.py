@@ -28,7 +28,7 @@ def keys(bucket: str, prefix: str = "") -> list[str]:
     return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
 
-def s3_environment(url: str, bucket: str, tmp_path: Path) -> Environment:
+def s3_environment(url: str, bucket: str) -> Environment:
     return Environment.at(url, f"s3://{bucket}/landing", f"s3://{bucket}/lake")
 
 
@@ -37,7 +37,7 @@ def test_csv_jsonl_and_parquet_objects_by_prefix_and_pattern(duckdb_url: str, s3
     put(s3_bucket, "landing/orders/2026-11-02.csv.gz", gzip.compress(b"id,amount\n3,30\n"))
     put(s3_bucket, "landing/orders/notes.txt", "not data")
     put(s3_bucket, "landing/orders/archive/2026-10-01.csv", "id,amount\n99,1\n")
-    environment = s3_environment(duckdb_url, s3_bucket, tmp_path)
+    environment = s3_environment(duckdb_url, s3_bucket)
     report = run_pipeline(
         pipeline(source={"type": "csv", "path": "orders/*.csv*"}, transforms=CASTS, destination={"dataset": "s3.orders"}),
         environment,
@@ -67,7 +67,7 @@ def test_csv_jsonl_and_parquet_objects_by_prefix_and_pattern(duckdb_url: str, s3
 
 def test_file_destinations_on_s3_with_compression_and_partitions(duckdb_url: str, s3_bucket: str, tmp_path: Path) -> None:
     put(s3_bucket, "landing/input.csv", "id,amount,dt\n1,10,2026-11-01\n2,20,2026-11-02\n3,30,2026-11-02\n")
-    environment = s3_environment(duckdb_url, s3_bucket, tmp_path)
+    environment = s3_environment(duckdb_url, s3_bucket)
     for fmt, compression in (("parquet", "zstd"), ("csv", "gzip"), ("jsonl", "bz2")):
         destination = {
             "dataset": f"lake.{fmt}",

@@ -149,3 +149,10 @@ def test_tags_follow_dagster_rules(tmp_path: Path) -> None:
 def test_frame_source_belongs_to_python_pipelines(tmp_path: Path) -> None:
     write(tmp_path, "p.yaml", "id: p\nsource: {type: frame}\ndestination: {dataset: a.b}\n")
     assert "source type `frame` is for pipelines declared in Python" in errors_of(tmp_path)
+
+
+def test_an_expression_cannot_close_itself_and_add_a_query() -> None:
+    from tests.conftest import pipeline
+
+    with pytest.raises(SpecError, match="not a valid SQL expression"):
+        pipeline(transforms=[{"filter": "amount > 0 UNION ALL SELECT 1"}])
