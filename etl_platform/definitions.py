@@ -22,12 +22,14 @@ from dagster import (
 from dagster_aws.s3 import S3Resource
 
 from assets import dataset_key, pipeline_asset
+from assets.dbt import dbt_models, dbt_resource
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry, PipelineSpec
 from resources import EmbeddingModelResource, LandingZoneResource, WarehouseResource
-from sensors import file_arrival_sensor, pipeline_schedules
+from sensors import dbt_schedule, file_arrival_sensor, pipeline_schedules
 
 ALL_PIPELINES_JOB = "all_pipelines"
+DBT_JOB = "dbt_models_job"
 # How often declarative automation looks for updated upstream datasets (Dagster's default is 30 s).
 AUTOMATION_INTERVAL_SECONDS = 10
 
@@ -58,6 +60,7 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
     s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, max_attempts=5)
     warehouse = WarehouseResource(url=settings.warehouse_url, lake=settings.lake, s3=s3)
     assets = [pipeline_asset(spec, registry, warehouse.kind) for spec in registry]
+    models = dbt_models(settings.dbt_project_dir, settings.warehouse_url)
     # One step per pipeline job: spawning a process for it would only add start-up time.
     jobs = {
         spec.id: define_asset_job(
@@ -68,13 +71,17 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
         )
         for spec in registry
     }
+    # One step (dbt build) for every model and test; dbt itself orders them.
+    dbt_job = define_asset_job(
+        DBT_JOB, selection=AssetSelection.assets(models), executor_def=in_process_executor, description="Build every dbt model and run its tests"
+    )
     # Many steps: run independent pipelines in parallel processes; `etl run` may pick in_process.
     everything = define_asset_job(
         ALL_PIPELINES_JOB,
-        selection=AssetSelection.assets(*[dataset_key(s.destination.dataset) for s in registry]),
+        selection=AssetSelection.assets(*[dataset_key(s.destination.dataset) for s in registry]) | AssetSelection.assets(models),
         executor_def=multi_or_in_process_executor,
         config={"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}},
-        description="Every pipeline, in dependency order",
+        description="Every pipeline, then the dbt models built on them, in dependency order",
     )
     automation = AutomationConditionSensorDefinition(
         "dataset_updated",
@@ -85,15 +92,16 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
     )
     arrivals = [file_arrival_sensor(spec, jobs[spec.id]) for spec in registry if spec.file_arrival]
     return Definitions(
-        assets=[*assets, *webhook_assets(registry)],
-        jobs=[*jobs.values(), everything],
-        schedules=pipeline_schedules(registry, jobs),
+        assets=[*assets, models, *webhook_assets(registry)],
+        jobs=[*jobs.values(), dbt_job, everything],
+        schedules=[*pipeline_schedules(registry, jobs), dbt_schedule(dbt_job)],
         sensors=[automation, *arrivals],
         resources={
             "warehouse": warehouse,
             "landing_zone": LandingZoneResource(root=settings.landing, s3=s3),
             "s3": s3,
             "embedding_model": EmbeddingModelResource(),
+            "dbt": dbt_resource(settings.dbt_project_dir),
         },
     )
 

@@ -21,6 +21,7 @@ class Settings:
 
     project_dir: Path
     pipelines_dir: Path
+    dbt_project_dir: Path
     data_dir: Path
     landing: str
     lake: str
@@ -37,6 +38,7 @@ class Settings:
         return cls(
             project_dir=project,
             pipelines_dir=Path(env.get("ETL_PIPELINES_DIR", project / "assets" / "pipelines")),
+            dbt_project_dir=Path(env.get("ETL_DBT_PROJECT_DIR", project / "dbt_project")),
             data_dir=data,
             landing=env.get("ETL_LANDING_DIR", str(data / "landing")),
             lake=env.get("ETL_LAKE_DIR", str(data / "lake")),

@@ -1,4 +1,4 @@
-"""Cron schedules from pipelines' `schedule:` sections, on each pipeline's job."""
+"""Cron schedules: one per pipeline `schedule:` section, on the pipeline's job, and the dbt layer's daily build."""
 
 from __future__ import annotations
 
@@ -26,3 +26,20 @@ def pipeline_schedules(registry: PipelineRegistry, jobs: dict[str, UnresolvedAss
         for spec in registry
         if spec.schedule
     ]
+
+
+# The marts are rebuilt every morning, after the night's loads, besides whenever an upstream dataset publishes.
+DBT_DAILY_CRON = "0 6 * * *"
+DBT_TIMEZONE = "Europe/Berlin"
+
+
+def dbt_schedule(job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
+    """The daily `dbt build` of every model and test."""
+    return ScheduleDefinition(
+        name="dbt_daily_schedule",
+        job=job,
+        cron_schedule=DBT_DAILY_CRON,
+        execution_timezone=DBT_TIMEZONE,
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=f"Builds the dbt models and runs their tests at '{DBT_DAILY_CRON}' ({DBT_TIMEZONE})",
+    )

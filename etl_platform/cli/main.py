@@ -23,7 +23,8 @@ from etl_platform.errors import EtlError, SpecError
 from etl_platform.spec import PipelineRegistry
 from etl_platform.spec.loader import load_pipeline_files, pipeline_files
 
-console = Console(width=None if sys.stdout.isatty() else 200)
+# Pinned to the real stdout: the dbt step sends dbt's own output lines to the run's log instead.
+console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,7 +93,7 @@ def plan(as_json: bool) -> None:
 
 @cli.command()
 @click.argument("pipelines", nargs=-1)
-@click.option("--all", "run_all", is_flag=True, help="Run every pipeline, in dependency order.")
+@click.option("--all", "run_all", is_flag=True, help="Run every pipeline, in dependency order, then build the dbt models.")
 @click.option("--dry-run", is_flag=True, help="Read a sample; show each stage's row count, schema and first rows; write nothing.")
 @click.option("--sample", default=1000, show_default=True, help="Rows read by --dry-run.")
 @click.option("--parallel", default=1, show_default=True, help="Run up to N independent pipelines in parallel processes.")
@@ -102,7 +103,7 @@ def plan(as_json: bool) -> None:
     help="Forget incremental state (processed files, SQL cursor marks), reload everything and replace the targets' rows.",
 )
 def run(pipelines: tuple[str, ...], run_all: bool, dry_run: bool, sample: int, parallel: int, full_refresh: bool) -> None:
-    """Materialize PIPELINES (or --all) through Dagster; the run shows in the UI.
+    """Materialize PIPELINES (or --all: every pipeline and the dbt models) through Dagster; the run shows in the UI.
 
     Append and merge pipelines with file sources load only files they have not processed; SQL
     sources with `incremental` load rows past their high-water mark. Exit code 0 if every
@@ -122,7 +123,7 @@ def run(pipelines: tuple[str, ...], run_all: bool, dry_run: bool, sample: int, p
     specs.sort(key=lambda s: order.index(s.id))
     from etl_platform.cli.run import run_through_dagster
 
-    success, statuses = run_through_dagster(specs, parallel, console, full_refresh)
+    success, statuses = run_through_dagster(specs, parallel, console, full_refresh, with_dbt=run_all)
     print_failures(statuses)
     sys.exit(EXIT_OK if success else EXIT_FAILED)
 
@@ -155,10 +156,13 @@ def _dry_run(specs, resolved, sample: int) -> int:
 
 
 def print_failures(statuses) -> None:
-    """Each failed pipeline's message, unwrapped so file paths and queries can be copied."""
+    """Each failed step's message (once for the dbt step's models), unwrapped so paths and queries can be copied."""
+    printed = set()
     for status in statuses:
-        if status.error:
-            console.print(f"[red]{status.pipeline} failed:[/red] {status.error}", highlight=False, soft_wrap=True)
+        if status.error and status.step_key not in printed:
+            printed.add(status.step_key)
+            name = "dbt build" if status.kind == "dbt" else status.pipeline
+            console.print(f"[red]{name} failed:[/red] {status.error}", highlight=False, soft_wrap=True)
 
 
 @cli.command()
@@ -175,7 +179,7 @@ def ui(port: int) -> None:
 @cli.command()
 @click.option("--parallel", default=1, show_default=True, help="Run up to N independent pipelines in parallel processes.")
 def demo(parallel: int) -> None:
-    """Write the demo data set into the landing zone and materialize every demo pipeline."""
+    """Write the demo data set into the landing zone, materialize every demo pipeline, then build the dbt models."""
     from etl_platform.cli.run import run_through_dagster
     from etl_platform.demo import write_demo_data
 
@@ -187,7 +191,7 @@ def demo(parallel: int) -> None:
     console.print(f"Demo data written to {resolved.landing} ({len(files)} files)")
     available = registry(resolved)
     specs = [available.get(p) for level in available.levels() for p in level]
-    success, statuses = run_through_dagster(specs, parallel, console)
+    success, statuses = run_through_dagster(specs, parallel, console, with_dbt=True)
     print_failures(statuses)
     console.print(
         f"Warehouse: {resolved.warehouse_url}\nQuarantined rows: SELECT * FROM _etl.quarantine\n"

@@ -19,13 +19,18 @@ from rich.table import Table
 
 from etl_platform.engine.report import NOTHING_TO_PUBLISH
 
+_ASSET_EVENTS = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
 _PROGRESS = re.compile(r"progress: ([\d,]+) rows read(?: \((\d+)% of input\))?")
 
 
 @dataclass
 class PipelineStatus:
+    """What the run did to one asset: a pipeline's dataset, or a dbt model (several share one dbt step)."""
+
     pipeline: str
     dataset: str
+    step_key: str
+    kind: str = "pipeline"
     state: str = "waiting"
     rows_read: int = 0
     percent: int | None = None
@@ -44,12 +49,20 @@ class CheckStatus:
 
 
 class RunFollower:
-    """Polls the instance for the run tagged `invocation` and keeps one PipelineStatus per step."""
+    """Polls the instance for the run tagged `invocation` and updates each asset's PipelineStatus.
 
-    def __init__(self, instance: DagsterInstance, invocation: str, steps: dict[str, PipelineStatus]):
+    Step events (start, success, failure, progress lines) apply to every asset of the step;
+    materializations and check evaluations to the asset they name.
+    """
+
+    def __init__(self, instance: DagsterInstance, invocation: str, statuses: list[PipelineStatus]):
         self.instance = instance
         self.invocation = invocation
-        self.steps = steps
+        self.statuses = statuses
+        self._by_step: dict[str, list[PipelineStatus]] = {}
+        for status in statuses:
+            self._by_step.setdefault(status.step_key, []).append(status)
+        self._by_dataset = {status.dataset: status for status in statuses}
         self.run_id: str | None = None
         self._seen = 0
 
@@ -61,34 +74,17 @@ class RunFollower:
             self.run_id = records[0].dagster_run.run_id
         logs = self.instance.all_logs(self.run_id)
         for entry in logs[self._seen :]:
-            status = self.steps.get(entry.step_key or "")
+            for status in self._by_step.get(entry.step_key or "", []):
+                self._apply_step_entry(status, entry)
+            event = entry.dagster_event
+            if event is None or event.event_type not in _ASSET_EVENTS:
+                continue
+            checked = event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION
+            key = event.event_specific_data.asset_key if checked else event.asset_key
+            status = self._by_dataset.get(".".join(key.path))
             if status is None:
                 continue
-            event = entry.dagster_event
-            if event is None:
-                match = _PROGRESS.search(entry.user_message)
-                if entry.user_message.startswith(NOTHING_TO_PUBLISH):
-                    status.metadata["skipped"] = entry.user_message.removeprefix(NOTHING_TO_PUBLISH).strip()
-                elif match:
-                    status.rows_read = int(match[1].replace(",", ""))
-                    status.percent = int(match[2]) if match[2] else None
-            elif event.event_type == DagsterEventType.STEP_START:
-                status.state = "running"
-            elif event.event_type == DagsterEventType.STEP_SUCCESS:
-                status.state = "done"
-            elif event.event_type == DagsterEventType.STEP_UP_FOR_RETRY:
-                status.state = "retrying"
-            elif event.event_type == DagsterEventType.STEP_FAILURE:
-                status.state = "failed"
-                failure = event.step_failure_data
-                if failure.user_failure_data and failure.user_failure_data.description:
-                    status.error = failure.user_failure_data.description  # the platform's own message
-                    status.metadata = {k: v.value for k, v in failure.user_failure_data.metadata.items()}
-                else:
-                    status.error = failure.error.message.strip() if failure.error else "step failed"
-            elif event.event_type == DagsterEventType.STEP_SKIPPED:
-                status.state = "skipped"
-            elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            if checked:
                 evaluation = event.event_specific_data
                 meta = {k: v.value for k, v in evaluation.metadata.items()}
                 status.checks.append(
@@ -96,14 +92,45 @@ class RunFollower:
                         evaluation.check_name,
                         evaluation.passed,
                         evaluation.severity.value.lower(),
-                        meta.get("rows_failing"),
+                        meta.get("rows_failing", meta.get("dagster_dbt/failed_row_count")),
                         meta.get("detail") or meta.get("rule", ""),
                     )
                 )
-            elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            else:
+                status.state = "done"
                 status.metadata = {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
                 status.rows_read = status.metadata.get("rows_read", status.rows_read)
         self._seen = len(logs)
+
+    @staticmethod
+    def _apply_step_entry(status: PipelineStatus, entry) -> None:
+        event = entry.dagster_event
+        if event is None:
+            match = _PROGRESS.search(entry.user_message)
+            if entry.user_message.startswith(NOTHING_TO_PUBLISH):
+                status.metadata["skipped"] = entry.user_message.removeprefix(NOTHING_TO_PUBLISH).strip()
+            elif match:
+                status.rows_read = int(match[1].replace(",", ""))
+                status.percent = int(match[2]) if match[2] else None
+        elif event.event_type == DagsterEventType.STEP_FAILURE:
+            # A dbt step fails after building some models (a test failed): those stay done.
+            status.state = "done" if status.state == "done" else "failed"
+            failure = event.step_failure_data
+            if failure.user_failure_data and failure.user_failure_data.description:
+                status.error = failure.user_failure_data.description  # the platform's own message
+                status.metadata = {**status.metadata, **{k: v.value for k, v in failure.user_failure_data.metadata.items()}}
+            else:
+                status.error = failure.error.message.strip() if failure.error else "step failed"
+        elif status.state == "done":
+            return
+        elif event.event_type == DagsterEventType.STEP_START:
+            status.state = "running"
+        elif event.event_type == DagsterEventType.STEP_SUCCESS:
+            status.state = "done"
+        elif event.event_type == DagsterEventType.STEP_UP_FOR_RETRY:
+            status.state = "retrying"
+        elif event.event_type == DagsterEventType.STEP_SKIPPED:
+            status.state = "skipped"
 
 
 def follow(worker: threading.Thread, follower: RunFollower, console: Console) -> None:
@@ -113,7 +140,7 @@ def follow(worker: threading.Thread, follower: RunFollower, console: Console) ->
         while worker.is_alive():
             time.sleep(0.5)
             follower.poll()
-            for status in follower.steps.values():
+            for status in follower.statuses:
                 if status.state in {"done", "failed", "skipped"} and status.pipeline not in announced:
                     announced.add(status.pipeline)
                     console.print(f"{status.pipeline}: {status.state}")
@@ -121,11 +148,11 @@ def follow(worker: threading.Thread, follower: RunFollower, console: Console) ->
         return
     columns = (TextColumn("{task.description:<16}"), BarColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bars:
-        tasks = {s.pipeline: bars.add_task(s.pipeline, total=100, detail="waiting") for s in follower.steps.values()}
+        tasks = {s.pipeline: bars.add_task(s.pipeline, total=100, detail="waiting") for s in follower.statuses}
         while True:
             alive = worker.is_alive()
             follower.poll()
-            for status in follower.steps.values():
+            for status in follower.statuses:
                 done = status.state in {"done", "failed", "skipped"}
                 completed = 100 if done else (status.percent or 0)
                 detail = f"{status.state}, {status.rows_read:,} rows read" if status.rows_read else status.state
@@ -173,13 +200,35 @@ def summary_table(steps: list[PipelineStatus]) -> Table:
     return table
 
 
+def models_table(models: list[PipelineStatus]) -> Table:
+    """One row per dbt model: its table, whether it was built, rows (tables only) and how its tests went."""
+    table = Table(title="dbt models")
+    for column in ("model", "dataset", "status", "rows", "tests passed", "warned", "failed", "seconds"):
+        table.add_column(column, justify="left" if column in {"model", "dataset", "status"} else "right")
+    for model in models:
+        rows, seconds = model.metadata.get("dagster/row_count"), model.metadata.get("Execution Duration")
+        failed = [c for c in model.checks if not c.passed]
+        warned = sum(c.severity == "warn" for c in failed)
+        table.add_row(
+            model.pipeline,
+            model.dataset,
+            model.state,
+            f"{rows:,}" if isinstance(rows, int) else "view" if model.state == "done" else "-",
+            str(len(model.checks) - len(failed)),
+            str(warned),
+            str(len(failed) - warned),
+            f"{seconds:.2f}" if isinstance(seconds, float) else "-",
+        )
+    return table
+
+
 def checks_table(steps: list[PipelineStatus]) -> Table | None:
     """One row per quality check judged in the run: passed, or failed with its severity."""
     rows = [(status.pipeline, check) for status in steps for check in status.checks]
     if not rows:
         return None
     table = Table(title="Quality checks")
-    for column in ("pipeline", "check", "result", "failing rows", "detail"):
+    for column in ("asset", "check", "result", "failing rows", "detail"):
         table.add_column(column, justify="right" if column == "failing rows" else "left", overflow="fold")
     for pipeline, check in rows:
         result = "passed" if check.passed else ("[red]failed[/red]" if check.severity == "error" else "[yellow]warning[/yellow]")

@@ -1,0 +1,76 @@
+"""The dbt models as assets: staging views and marts built on the datasets the pipelines publish.
+
+dagster-dbt reads the manifest (prepared offline, etl_platform.dbt_layer) and makes each model
+an asset and each dbt test an asset check. The translator keys models and sources alike by
+`schema.table`, the way pipeline assets are keyed by their dataset, so a dbt source such as
+`analytics.orders` is the `orders` pipeline's own asset and the graph runs from the raw files
+through the pipelines to the marts without a seam.
+"""
+
+import contextlib
+import io
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, AutomationCondition, DagsterLogManager
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from etl_platform.dbt_layer import dbt_executable, dbt_profile_env, prepare_manifest
+from resources import WarehouseResource
+
+DBT_ASSETS_NAME = "dbt_models"
+
+
+class PlatformDbtTranslator(DagsterDbtTranslator):
+    """dbt models and sources keyed `[schema, table]`; models run when their upstream datasets publish."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
+        table = dbt_resource_props.get("identifier") or dbt_resource_props.get("alias") or dbt_resource_props["name"]
+        return AssetKey([dbt_resource_props["schema"], table])
+
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> AutomationCondition | None:
+        # DatasetUpdated: rebuild when an upstream pipeline or model publishes, never over a failed blocking check.
+        return AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
+
+
+class DbtOutputToRunLog(io.TextIOBase):
+    """dagster-dbt echoes dbt's output lines on stdout: keep them in the run's log (the UI shows them),
+    not on the terminal of `etl run`, where they would tear through the progress bars."""
+
+    def __init__(self, log: DagsterLogManager):
+        self._log = log
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            if line.strip():
+                self._log.info(line)
+        return len(text)
+
+
+def dbt_resource(project_dir: Path) -> DbtCliResource:
+    """The dbt CLI of this environment, on the project whose profiles.yml reads the warehouse URL's variables."""
+    return DbtCliResource(project_dir=DbtProject(project_dir=project_dir, profiles_dir=project_dir), dbt_executable=dbt_executable())
+
+
+def dbt_models(project_dir: Path, warehouse_url: str) -> AssetsDefinition:
+    """One multi-asset for the dbt project, built by `dbt build` (models, then their tests)."""
+    manifest = prepare_manifest(project_dir, warehouse_url)
+
+    @dbt_assets(
+        manifest=manifest,
+        project=DbtProject(project_dir=project_dir, profiles_dir=project_dir),
+        name=DBT_ASSETS_NAME,
+        dagster_dbt_translator=PlatformDbtTranslator(),
+        pool="dbt_project",
+    )
+    def _dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
+        # The profile's connection comes from the warehouse URL; dbt and dagster-dbt's adapter read it from the environment.
+        os.environ.update(dbt_profile_env(warehouse.url))
+        with contextlib.redirect_stdout(DbtOutputToRunLog(context.log)):
+            yield from dbt.cli(["build"], context=context).stream().fetch_row_counts().fetch_column_metadata()
+
+    return _dbt_models
