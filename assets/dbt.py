@@ -53,7 +53,9 @@ class DbtOutputToRunLog(io.TextIOBase):
 
 def dbt_resource(project_dir: Path) -> DbtCliResource:
     """The dbt CLI of this environment, on the project whose profiles.yml reads the warehouse URL's variables."""
-    return DbtCliResource(project_dir=DbtProject(project_dir=project_dir, profiles_dir=project_dir), dbt_executable=dbt_executable())
+    return DbtCliResource(
+        project_dir=DbtProject(project_dir=project_dir, profiles_dir=project_dir), dbt_executable=dbt_executable()
+    )
 
 
 def dbt_models(project_dir: Path, warehouse_url: str) -> AssetsDefinition:

@@ -73,7 +73,10 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
     }
     # One step (dbt build) for every model and test; dbt itself orders them.
     dbt_job = define_asset_job(
-        DBT_JOB, selection=AssetSelection.assets(models), executor_def=in_process_executor, description="Build every dbt model and run its tests"
+        DBT_JOB,
+        selection=AssetSelection.assets(models),
+        executor_def=in_process_executor,
+        description="Build every dbt model and run its tests",
     )
     # Many steps: run independent pipelines in parallel processes; `etl run` may pick in_process.
     everything = define_asset_job(

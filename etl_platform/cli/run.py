@@ -64,7 +64,12 @@ def run_through_dagster(
                 "loggers": QUIET_CONSOLE,
                 **({} if single else {"execution": {"config": executor}}),
                 **(
-                    {"ops": {dataset_key(s.destination.dataset).to_python_identifier(): {"config": {"full_refresh": True}} for s in specs}}
+                    {
+                        "ops": {
+                            dataset_key(s.destination.dataset).to_python_identifier(): {"config": {"full_refresh": True}}
+                            for s in specs
+                        }
+                    }
                     if full_refresh
                     else {}
                 ),

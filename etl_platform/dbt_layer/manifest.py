@@ -53,7 +53,13 @@ def prepare_manifest(project_dir: Path, warehouse_url: str) -> Path:
     with tempfile.TemporaryDirectory(prefix="parse-", dir=manifest.parent) as scratch:
         parsed = subprocess.run(
             [dbt_executable(), "parse", "--project-dir", str(project_dir), "--profiles-dir", str(project_dir)],
-            env={**os.environ, **profile, "DBT_TARGET_PATH": scratch, "DBT_LOG_PATH": scratch, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+            env={
+                **os.environ,
+                **profile,
+                "DBT_TARGET_PATH": scratch,
+                "DBT_LOG_PATH": scratch,
+                "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            },
             capture_output=True,
             text=True,
             check=False,
