@@ -8,7 +8,7 @@ import pyarrow as pa
 from dagster import AssetKey, MetadataValue, TableColumn, TableColumnDep, TableColumnLineage, TableSchema
 
 from etl_platform.engine.report import LoadReport
-from etl_platform.lineage import Lineage
+from etl_platform.lineage import ColumnTrace, Lineage
 from etl_platform.types import sql_type
 
 
@@ -20,23 +20,23 @@ def table_schema(schema: pa.Schema, dialect: str) -> TableSchema:
 
 
 def lineage_metadata(lineage: Lineage, published: list[str]) -> dict[str, Any]:
-    """`dagster/column_lineage` (dependencies on upstream datasets' columns), and every column's
-    sources including the pipeline's own input (`etl/column_sources`, which `dagster/column_lineage`
-    cannot express: a file is not an asset)."""
+    """`dagster/column_lineage` (dependencies on upstream datasets' columns); every column's sources
+    including the pipeline's own input (`etl/column_sources`, which `dagster/column_lineage` cannot
+    express: a file is not an asset); and the steps that made each column (`etl/column_steps`)."""
+    traces = {column: lineage.get(column, ColumnTrace()) for column in published}
     deps = {
-        column: [
-            TableColumnDep(asset_key=AssetKey(s.dataset.split(".")), column_name=s.column) for s in sorted(sources) if s.dataset
-        ]
-        for column in published
-        if (sources := lineage.get(column, set()))
+        column: [TableColumnDep(asset_key=AssetKey(s.dataset.split(".")), column_name=s.column) for s in upstream]
+        for column, trace in traces.items()
+        if (upstream := [s for s in sorted(trace.sources) if s.dataset])
     }
     sources = {
-        column: [f"{s.dataset}.{s.column}" if s.dataset else f"input.{s.column}" for s in sorted(lineage.get(column, set()))]
-        for column in published
+        column: [f"{s.dataset}.{s.column}" if s.dataset else f"input.{s.column}" for s in sorted(trace.sources)]
+        for column, trace in traces.items()
     }
     return {
-        "dagster/column_lineage": TableColumnLineage({c: d for c, d in deps.items() if d}),
+        "dagster/column_lineage": TableColumnLineage(deps),
         "etl/column_sources": MetadataValue.json(sources),
+        "etl/column_steps": MetadataValue.json({column: list(trace.steps) for column, trace in traces.items()}),
     }
 
 

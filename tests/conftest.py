@@ -170,9 +170,30 @@ def write_csv(folder: Path, name: str, text: str) -> Path:
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session")
+def parsed_dbt_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's dbt project with a manifest for DuckDB, parsed once per test session."""
+    import shutil
+
+    from etl_platform.dbt_layer import prepare_manifest
+
+    copy = tmp_path_factory.mktemp("dbt") / "dbt_project"
+    shutil.copytree(REPO / "dbt_project", copy, ignore=shutil.ignore_patterns("target", "logs"))
+    prepare_manifest(copy, f"duckdb:///{copy.parent / 'warehouse.duckdb'}")
+    return copy
+
+
+def copy_dbt_project(parsed: Path, destination: Path) -> Path:
+    """A test's own copy of the dbt project (its runs write into target/), keeping the parsed manifest."""
+    import shutil
+
+    shutil.copytree(parsed, destination, ignore=shutil.ignore_patterns("partial_parse.msgpack", "dbt_models-*", "logs"))
+    return destination
+
+
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """A project folder with the demo pipelines and data; its settings are exported as env vars."""
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parsed_dbt_project: Path) -> dict[str, str]:
+    """A project folder with the demo pipelines, the dbt project and the demo data; its settings are exported as env vars."""
     import shutil
 
     from etl_platform.cli.common import ensure_dagster_home
@@ -180,9 +201,11 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
     pipelines = tmp_path / "pipelines"
     shutil.copytree(REPO / "assets" / "pipelines", pipelines)
+    dbt_project = copy_dbt_project(parsed_dbt_project, tmp_path / "dbt_project")
     write_demo_data(tmp_path / "data" / "landing")
     env = {
         "ETL_PIPELINES_DIR": str(pipelines),
+        "ETL_DBT_PROJECT_DIR": str(dbt_project),
         "ETL_DATA_DIR": str(tmp_path / "data"),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
         "ETL_WAREHOUSE_URL": f"duckdb:///{tmp_path / 'data' / 'warehouse.duckdb'}",

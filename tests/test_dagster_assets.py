@@ -9,7 +9,9 @@ from dagster import AssetKey, DagsterInstance, materialize
 from etl_platform.definitions import build_definitions
 from etl_platform.settings import Settings
 
-ORDERS, CUSTOMERS, PRODUCTS, REPORT = (AssetKey(["analytics", n]) for n in ("orders", "customers", "products", "daily_report"))
+ORDERS, CUSTOMERS, PRODUCTS = (AssetKey(["analytics", n]) for n in ("orders", "customers", "products"))
+STAGING = {name: AssetKey(["staging", f"stg_{name}"]) for name in ("orders", "customers", "products")}
+REPORT, CATEGORY_SALES = AssetKey(["marts", "daily_report"]), AssetKey(["marts", "category_sales"])
 
 
 def definitions():
@@ -24,11 +26,20 @@ def test_each_pipeline_is_an_asset_with_its_dependencies(project: dict) -> None:
         ORDERS,
         CUSTOMERS,
         PRODUCTS,
-        REPORT,
         AssetKey(["analytics", "customer_value"]),
         crm_export,
+        *STAGING.values(),
+        REPORT,
+        CATEGORY_SALES,
     }
-    assert graph.get(REPORT).parent_keys == {ORDERS, CUSTOMERS}
+    # dbt sources are the pipelines' own assets: one graph from the files through the pipelines to the marts.
+    assert {name: graph.get(key).parent_keys for name, key in STAGING.items()} == {
+        "orders": {ORDERS},
+        "customers": {CUSTOMERS},
+        "products": {PRODUCTS},
+    }
+    assert graph.get(REPORT).parent_keys == {STAGING["orders"], STAGING["customers"]}
+    assert graph.get(REPORT).group_name == "marts" and graph.get(REPORT).owners == ["team:analytics"]
     assert graph.get(CUSTOMERS).parent_keys == {crm_export} and not graph.get(crm_export).is_materializable
     assert graph.get(ORDERS).parent_keys == {PRODUCTS}  # found from the lookup, not declared
     spec = defs.resolve_assets_def(ORDERS).specs_by_key[ORDERS]
@@ -42,20 +53,23 @@ def test_job_per_pipeline_and_schedule_in_timezone(project: dict) -> None:
     assert {job.name for job in defs.resolve_all_job_defs()} >= {
         "customers_job",
         "orders_job",
-        "daily_report_job",
+        "products_job",
+        "dbt_models_job",
         "all_pipelines",
     }
-    schedule = defs.resolve_schedule_def("daily_report_schedule")
+    schedule = defs.resolve_schedule_def("products_schedule")
     assert (schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (
-        "0 6 * * *",
+        "0 5 * * *",
         "Europe/Berlin",
-        "daily_report_job",
+        "products_job",
     )
+    daily = defs.resolve_schedule_def("dbt_daily_schedule")
+    assert (daily.cron_schedule, daily.execution_timezone, daily.job_name) == ("0 6 * * *", "Europe/Berlin", "dbt_models_job")
 
 
 def test_materialize_records_counts_schema_and_row_count(project: dict) -> None:
     defs = definitions()
-    assets = [defs.resolve_assets_def(key) for key in (PRODUCTS, CUSTOMERS, ORDERS, REPORT)]
+    assets = [defs.resolve_assets_def(key) for key in (PRODUCTS, ORDERS)]
     result = materialize(assets, instance=DagsterInstance.ephemeral())
     assert result.success
     metadata = {
@@ -68,16 +82,17 @@ def test_materialize_records_counts_schema_and_row_count(project: dict) -> None:
     assert orders["quarantined_by_rule"] == {"malformed_line": 1, "cast": 8, "amount_in_range": 21}
     assert orders["write_mode"] == "merge"
     columns = {c.name: c.type for c in orders["dagster/column_schema"].columns}
-    assert columns["amount"] == "DOUBLE" and columns["created_at"] == "TIMESTAMP" and columns["product_category"] == "VARCHAR"
+    assert columns["amount"] == "DOUBLE" and columns["ordered_at"] == "TIMESTAMP" and columns["product_category"] == "VARCHAR"
     assert orders["dagster/row_count"] == 3972
-    assert metadata[REPORT]["dagster/row_count"] > 0
-    # Column lineage: through a lookup, a derive, and a warehouse query.
+    # Column lineage: through a lookup, and through a rename, a cast and a derive.
     lineage = orders["dagster/column_lineage"].deps_by_column
     assert [(d.asset_key, d.column_name) for d in lineage["product_category"]] == [(PRODUCTS, "category")]
     assert orders["etl/column_sources"]["order_date"] == ["input.created_at"]
-    revenue = metadata[REPORT]["dagster/column_lineage"].deps_by_column["revenue"]
-    assert [(d.asset_key, d.column_name) for d in revenue] == [(ORDERS, "amount")]
-    assert metadata[REPORT]["etl/column_sources"]["country"] == ["analytics.customers.country"]
+    assert orders["etl/column_steps"]["order_date"] == [
+        "rename created_at -> ordered_at",
+        "cast timestamp",
+        "derive CAST(ordered_at AS DATE)",
+    ]
 
 
 def test_bad_data_fails_the_step_with_the_platform_message(project: dict) -> None:

@@ -61,12 +61,12 @@ def test_a_webhook_post_to_the_webserver_runs_the_dependent_pipeline(project: di
     assert after.get_num_requested(customers) == 1
 
 
-def test_the_daily_report_schedule_requests_its_job_when_evaluated(project: dict) -> None:
+def test_the_products_schedule_requests_its_job_when_evaluated(project: dict) -> None:
     defs = build_definitions(Settings.from_env())
-    schedule = defs.resolve_schedule_def("daily_report_schedule")
-    at = datetime.datetime(2026, 11, 23, 6, 0, tzinfo=zoneinfo.ZoneInfo("Europe/Berlin"))
+    schedule = defs.resolve_schedule_def("products_schedule")
+    at = datetime.datetime(2026, 11, 23, 5, 0, tzinfo=zoneinfo.ZoneInfo("Europe/Berlin"))
     with build_schedule_context(scheduled_execution_time=at) as context:
         (request,) = schedule.evaluate_tick(context).run_requests
-    assert request.job_name in (None, "daily_report_job")
+    assert request.job_name in (None, "products_job")
     upcoming = croniter(schedule.cron_schedule, at).get_next(datetime.datetime)
-    assert upcoming == at + datetime.timedelta(days=1)  # 06:00 Berlin, every day
+    assert upcoming == at + datetime.timedelta(days=1)  # 05:00 Berlin, every day

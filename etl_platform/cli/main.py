@@ -1,4 +1,4 @@
-"""The `etl` command line: list, validate, plan, run, quarantine, ui and demo.
+"""The `etl` command line: list, validate, plan, run, quarantine, infer, lineage, catalog, ui and demo.
 
 Exit codes: 0 success; 1 the work asked for failed (a pipeline run, an invalid file under
 `validate`); 2 the command could not start (invalid pipeline folder, unknown pipeline, bad usage).
@@ -17,7 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, environment, registry, settings
+from etl_platform.cli.catalog import catalog
 from etl_platform.cli.infer import infer
+from etl_platform.cli.lineage import lineage
 from etl_platform.cli.quarantine import quarantine
 from etl_platform.errors import EtlError, SpecError
 from etl_platform.spec import PipelineRegistry
@@ -202,6 +204,8 @@ def demo(parallel: int) -> None:
 
 cli.add_command(quarantine)
 cli.add_command(infer)
+cli.add_command(lineage)
+cli.add_command(catalog)
 
 if __name__ == "__main__":
     cli()

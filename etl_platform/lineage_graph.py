@@ -1,0 +1,188 @@
+"""Column lineage across pipelines and dbt models, read back from the Dagster instance.
+
+Every pipeline materialization records `etl/column_sources` (each published column's sources,
+its own input files included) and `etl/column_steps` (the renames, casts and derives that made
+it); dbt models record `dagster/column_lineage` (dagster-dbt traces their SQL with sqlglot). The
+latest materialization of each asset is one layer of edges; joined, they answer "where does this
+column come from" and "what is computed from it" across the whole platform. Dagster's
+open-source UI does not draw column lineage, so the graph renders as text, JSON or Graphviz DOT.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagster import AssetKey, DagsterInstance, TableColumnLineage
+
+INPUT_SUFFIX = "@input"
+
+
+@dataclass(frozen=True, order=True)
+class ColumnRef:
+    """A column of a dataset; `schema.table@input` is the input files of the pipeline publishing schema.table."""
+
+    dataset: str
+    column: str
+
+    def __str__(self) -> str:
+        return f"{self.dataset}.{self.column}"
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: ColumnRef
+    target: ColumnRef
+    via: tuple[str, ...]
+
+
+@dataclass
+class LineageGraph:
+    """Edges from source columns to the columns computed from them, and every dataset's columns."""
+
+    columns: dict[str, list[str]] = field(default_factory=dict)
+    edges: list[Edge] = field(default_factory=list)
+
+    @classmethod
+    def from_instance(cls, instance: DagsterInstance) -> LineageGraph:
+        graph = cls()
+        keys = instance.get_asset_keys()
+        for key, entry in sorted(instance.get_latest_materialization_events(keys).items(), key=lambda item: str(item[0])):
+            if entry is not None and entry.asset_materialization is not None:
+                graph._add(key, {name: value.value for name, value in entry.asset_materialization.metadata.items()})
+        return graph
+
+    def _add(self, key: AssetKey, metadata: dict[str, Any]) -> None:
+        dataset = ".".join(key.path)
+        schema = metadata.get("dagster/column_schema")
+        sources: dict[str, list[str]] | None = metadata.get("etl/column_sources")
+        lineage: TableColumnLineage | None = metadata.get("dagster/column_lineage")
+        if schema is not None:
+            self.columns[dataset] = [column.name for column in schema.columns]
+        elif sources or lineage:
+            self.columns[dataset] = sorted(sources or lineage.deps_by_column)
+        if sources is not None:
+            # A pipeline: its own sources and steps, its input files included.
+            steps = metadata.get("etl/column_steps") or {}
+            for column, column_sources in sources.items():
+                for source in column_sources:
+                    origin, _, name = source.rpartition(".")
+                    origin = f"{dataset}{INPUT_SUFFIX}" if origin == "input" else origin
+                    self._edge(ColumnRef(origin, name), ColumnRef(dataset, column), tuple(steps.get(column, ())))
+        elif lineage is not None:
+            # A dbt model: dagster-dbt's lineage through its SQL.
+            for column, deps in lineage.deps_by_column.items():
+                for dep in deps:
+                    renamed = f": {dep.column_name} -> {column}" if dep.column_name != column else ""
+                    via = (f"dbt model {dataset}{renamed}",)
+                    self._edge(ColumnRef(".".join(dep.asset_key.path), dep.column_name), ColumnRef(dataset, column), via)
+
+    def _edge(self, source: ColumnRef, target: ColumnRef, via: tuple[str, ...]) -> None:
+        self.edges.append(Edge(source, target, via))
+        if source.dataset.endswith(INPUT_SUFFIX):
+            self.columns.setdefault(source.dataset, [])
+            if source.column not in self.columns[source.dataset]:
+                self.columns[source.dataset].append(source.column)
+
+    def upstream_edges(self, column: ColumnRef) -> list[Edge]:
+        return sorted((e for e in self.edges if e.target == column), key=lambda e: e.source)
+
+    def downstream_edges(self, column: ColumnRef) -> list[Edge]:
+        return sorted((e for e in self.edges if e.source == column), key=lambda e: e.target)
+
+
+@dataclass(frozen=True)
+class LineageNode:
+    """A column and, walking one direction, the columns it comes from (or feeds), with the steps between."""
+
+    column: ColumnRef
+    via: tuple[str, ...] = ()
+    children: tuple[LineageNode, ...] = ()
+
+    def walk(self) -> Iterator[tuple[LineageNode, LineageNode]]:
+        for child in self.children:
+            yield self, child
+            yield from child.walk()
+
+    def as_json(self, direction: str) -> dict[str, Any]:
+        node: dict[str, Any] = {"dataset": self.column.dataset, "column": self.column.column}
+        if self.via:
+            node["via"] = list(self.via)
+        node[direction] = [child.as_json(direction) for child in self.children]
+        return node
+
+
+def walk(graph: LineageGraph, column: ColumnRef, direction: str, seen: frozenset[ColumnRef] = frozenset()) -> LineageNode:
+    """The tree of `column`'s lineage `upstream` or `downstream` (a cycle stops where it repeats)."""
+    edges = graph.upstream_edges(column) if direction == "upstream" else graph.downstream_edges(column)
+    children = []
+    for edge in edges:
+        other = edge.source if direction == "upstream" else edge.target
+        if other in seen or other == column:
+            continue
+        child = walk(graph, other, direction, seen | {column})
+        children.append(LineageNode(child.column, edge.via, child.children))
+    return LineageNode(column, (), tuple(children))
+
+
+Trees = list[tuple[str, LineageNode]]  # (direction, tree) pairs: "upstream" or "downstream"
+
+
+def render_text(trees: Trees) -> str:
+    """Indented trees: `<-` for where a column comes from, `->` for what is computed from it."""
+    lines: list[str] = []
+
+    def draw(node: LineageNode, arrow: str, indent: str) -> None:
+        for index, child in enumerate(node.children):
+            last = index == len(node.children) - 1
+            via = f"   [{'; '.join(child.via)}]" if child.via else ""
+            lines.append(f"{indent}{'└' if last else '├'}─{arrow} {child.column}{via}")
+            draw(child, arrow, indent + ("   " if last else "│  "))
+
+    roots: dict[ColumnRef, list[tuple[str, LineageNode]]] = {}
+    for direction, tree in trees:
+        roots.setdefault(tree.column, []).append((direction, tree))
+    for root, directions in roots.items():
+        lines.append(str(root))
+        for direction, tree in directions:
+            if not tree.children:
+                lines.append(f"  ({'no sources recorded' if direction == 'upstream' else 'nothing computed from it yet'})")
+            draw(tree, "<-" if direction == "upstream" else "->", "  ")
+    return "\n".join(lines)
+
+
+def render_json(trees: Trees) -> str:
+    by_column: dict[str, dict[str, Any]] = {}
+    for direction, tree in trees:
+        entry = by_column.setdefault(str(tree.column), {"dataset": tree.column.dataset, "column": tree.column.column})
+        entry[direction] = tree.as_json(direction)[direction]
+    return json.dumps(list(by_column.values()), indent=2)
+
+
+def _dot_id(column: ColumnRef) -> str:
+    return json.dumps(str(column))
+
+
+def render_dot(trees: Trees) -> str:
+    """Graphviz DOT: a box per dataset, a node per column, an arrow from each source to what it feeds."""
+    edges: dict[tuple[ColumnRef, ColumnRef], tuple[str, ...]] = {}
+    nodes: set[ColumnRef] = set()
+    for direction, tree in trees:
+        nodes.add(tree.column)
+        for parent, child in tree.walk():
+            nodes.add(child.column)
+            source, target = (child.column, parent.column) if direction == "upstream" else (parent.column, child.column)
+            edges[(source, target)] = child.via
+    lines = ["digraph column_lineage {", "  rankdir=LR;", '  node [shape=box, style=rounded, fontname="Helvetica"];']
+    for index, dataset in enumerate(sorted({n.dataset for n in nodes})):
+        lines.append(f"  subgraph cluster_{index} {{")
+        lines.append(f"    label={json.dumps(dataset)};")
+        lines.extend(f"    {_dot_id(n)} [label={json.dumps(n.column)}];" for n in sorted(nodes) if n.dataset == dataset)
+        lines.append("  }")
+    for (source, target), via in sorted(edges.items()):
+        label = f" [label={json.dumps(chr(10).join(via))}]" if via else ""
+        lines.append(f"  {_dot_id(source)} -> {_dot_id(target)}{label};")
+    lines.append("}")
+    return "\n".join(lines)
