@@ -51,6 +51,20 @@ class DbtOutputToRunLog(io.TextIOBase):
         return len(text)
 
 
+def release_adapter(adapter: Any) -> None:
+    """Close the connections dagster-dbt's in-process adapter opened to read column types and row counts.
+
+    dbt-duckdb keeps its database open for the life of the process; a pipeline step after the dbt
+    step in the same process would then find the DuckDB file open read-only and fail to write.
+    """
+    if adapter is None:
+        return
+    adapter.cleanup_connections()
+    close_all = getattr(type(adapter.connections), "close_all_connections", None)
+    if close_all is not None:
+        close_all()
+
+
 def dbt_resource(project_dir: Path) -> DbtCliResource:
     """The dbt CLI of this environment, on the project whose profiles.yml reads the warehouse URL's variables."""
     return DbtCliResource(
@@ -72,7 +86,11 @@ def dbt_models(project_dir: Path, warehouse_url: str) -> AssetsDefinition:
     def _dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
         # The profile's connection comes from the warehouse URL; dbt and dagster-dbt's adapter read it from the environment.
         os.environ.update(dbt_profile_env(warehouse.url))
-        with contextlib.redirect_stdout(DbtOutputToRunLog(context.log)):
-            yield from dbt.cli(["build"], context=context).stream().fetch_row_counts().fetch_column_metadata()
+        invocation = dbt.cli(["build"], context=context)
+        try:
+            with contextlib.redirect_stdout(DbtOutputToRunLog(context.log)):
+                yield from invocation.stream().fetch_row_counts().fetch_column_metadata()
+        finally:
+            release_adapter(invocation.adapter)
 
     return _dbt_models

@@ -30,7 +30,6 @@ def test_demo_pipelines_publish_clean_data(warehouse_url: str, tmp_path: Path) -
         "customers": (420, 390, 10, 20, 390),
         "products": (40, 38, 2, 0, 38),
         "orders": (4021, 3991, 30, 0, 3972),
-        "daily_report": (16, 16, 0, 0, 16),
         "customer_value": (390, 390, 0, 0, 390),
     }
     assert reports["customers"].rows_deduplicated == 20
@@ -53,6 +52,5 @@ def test_demo_pipelines_publish_clean_data(warehouse_url: str, tmp_path: Path) -
     assert lookup["filled"] == lookup["known"] > 3700  # every order of a published product got its category
     products = rows(warehouse_url, "SELECT DISTINCT category FROM analytics.products ORDER BY 1")
     assert [p["category"] for p in products] == ["books", "garden", "kitchen", "sports", "toys"]  # normalize
-    report = rows(warehouse_url, "SELECT sum(orders) AS n FROM analytics.daily_report")[0]
     joined = rows(warehouse_url, "SELECT count(*) AS n FROM analytics.orders JOIN analytics.customers USING (customer_id)")[0]
-    assert report["n"] == joined["n"] < 3972  # orders of quarantined customers have no customer row
+    assert joined["n"] < 3972  # orders of quarantined customers have no customer row (the dbt marts leave them out)

@@ -16,8 +16,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, environment, registry, settings
 from etl_platform.cli.catalog import catalog
+from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, environment, registry, settings
 from etl_platform.cli.infer import infer
 from etl_platform.cli.lineage import lineage
 from etl_platform.cli.quarantine import quarantine

@@ -221,7 +221,8 @@ class DatasetAudit:
             present = " AND ".join(f"{warehouse.quote(c)} IS NOT NULL" for c in rule.columns())  # as SQL UNIQUE: nulls differ
             groups = f"SELECT {keys}, count(*) AS duplicates FROM {target} WHERE {present} GROUP BY {keys} HAVING count(*) > 1"
             outcome.rows_checked = warehouse.row_count(self.dataset)
-            outcome.rows_failed = warehouse.query(f"SELECT coalesce(sum(duplicates), 0) FROM ({groups}) d")[0][0]
+            # PostgreSQL sums bigints into numeric: Dagster metadata and the breaker want a plain int.
+            outcome.rows_failed = int(warehouse.query(f"SELECT coalesce(sum(duplicates), 0) FROM ({groups}) d")[0][0])
             outcome.samples = warehouse.read_arrow(f"{groups} LIMIT {SAMPLES}").to_pylist()
             outcome.passed = outcome.rows_failed == 0
         else:

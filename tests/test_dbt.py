@@ -1,0 +1,203 @@
+"""The dbt layer through Dagster: models built on the pipelines' datasets, tests as asset checks,
+lineage from the input files to the marts, and the catalog, on DuckDB and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterInstance, evaluate_automation_conditions
+
+from etl_platform.dbt_layer import dbt_profile_env, prepare_manifest
+from etl_platform.definitions import build_definitions
+from etl_platform.errors import SpecError
+from etl_platform.lineage_graph import ColumnRef, LineageGraph, walk
+from etl_platform.settings import Settings
+from etl_platform.warehouse import open_warehouse
+from tests.conftest import rows
+from tests.test_cli import etl
+
+STAGING = {name: AssetKey(["staging", f"stg_{name}"]) for name in ("orders", "customers", "products")}
+REPORT = AssetKey(["marts", "daily_report"])
+
+
+def check_results(result) -> dict[tuple[str, str], tuple[bool, str]]:
+    """(asset, check) -> (passed, severity) for every check evaluated in the run."""
+    evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    return {(e.asset_key.to_user_string(), e.check_name): (e.passed, e.severity.value) for e in evaluations}
+
+
+def chain(node) -> list[tuple[str, tuple[str, ...]]]:
+    """The first path of an upstream tree, as (column, steps) pairs from the root down."""
+    path = []
+    while node.children:
+        node = node.children[0]
+        path.append((str(node.column), node.via))
+    return path
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgresql"])
+def test_marts_build_on_the_pipelines_and_lineage_runs_from_file_to_mart(
+    project: dict, warehouse: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if warehouse == "postgresql":
+        monkeypatch.setenv("ETL_WAREHOUSE_URL", request.getfixturevalue("postgresql_url"))
+    url = os.environ["ETL_WAREHOUSE_URL"]
+    defs = build_definitions(Settings.from_env())
+    instance = DagsterInstance.from_config(project["DAGSTER_HOME"])
+    result = defs.resolve_job_def("all_pipelines").execute_in_process(instance=instance)
+    assert result.success
+
+    # The marts hold the orders of published customers, per day and country.
+    report = rows(url, "SELECT count(*) AS n, sum(orders) AS orders FROM marts.daily_report")[0]
+    joined = rows(url, "SELECT count(*) AS n FROM analytics.orders JOIN analytics.customers USING (customer_id)")[0]
+    assert report == {"n": 16, "orders": joined["n"]}
+    assert rows(url, "SELECT count(*) AS n FROM staging.stg_orders")[0]["n"] == 3972  # a view over the pipeline's table
+
+    # Every dbt test is an asset check; the relationships test warns about orders of quarantined customers.
+    checks = check_results(result)
+    dbt_checks = {key: outcome for key, outcome in checks.items() if key[0].startswith(("staging/", "marts/"))}
+    assert len(dbt_checks) == 20
+    assert dbt_checks.pop(("staging/stg_orders", "relationships_stg_orders_customer_id__customer_id__ref_stg_customers_")) == (
+        False,
+        "WARN",
+    )
+    assert all(passed for passed, _ in dbt_checks.values())
+    assert checks[("marts/daily_report", "daily_report_one_row_per_day_and_country")] == (True, "ERROR")
+
+    # Column lineage from the instance: a rename, a cast and a derive in the pipeline, then two dbt models.
+    graph = LineageGraph.from_instance(instance)
+    order_date = walk(graph, ColumnRef("marts.daily_report", "order_date"), "upstream")
+    assert chain(order_date) == [
+        ("staging.stg_orders.order_date", ("dbt model marts.daily_report",)),
+        ("analytics.orders.order_date", ("dbt model staging.stg_orders",)),
+        (
+            "analytics.orders@input.created_at",
+            ("rename created_at -> ordered_at", "cast timestamp", "derive CAST(ordered_at AS DATE)"),
+        ),
+    ]
+    revenue = walk(graph, ColumnRef("marts.daily_report", "revenue"), "upstream")
+    assert [column for column, _ in chain(revenue)] == [
+        "staging.stg_orders.amount_eur",  # renamed from amount by the staging model
+        "analytics.orders.amount",
+        "analytics.orders@input.amount",
+    ]
+    feeds = walk(graph, ColumnRef("analytics.products", "category"), "downstream")
+    assert {str(node.column) for _, node in feeds.walk()} >= {
+        "analytics.orders.product_category",  # the orders pipeline's lookup
+        "staging.stg_products.category",
+        "marts.category_sales.category",
+    }
+
+
+def test_etl_lineage_and_catalog_answer_from_the_instance(project: dict) -> None:
+    defs = build_definitions(Settings.from_env())
+    instance = DagsterInstance.from_config(project["DAGSTER_HOME"])
+    assert defs.resolve_job_def("all_pipelines").execute_in_process(instance=instance).success
+
+    answer = etl("lineage", "marts.daily_report", "--column", "order_date", "--upstream", "--format", "json")
+    assert answer.returncode == 0, answer.stderr
+    (tree,) = json.loads(answer.stdout)
+    assert tree["upstream"][0]["dataset"] == "staging.stg_orders"
+    source = tree["upstream"][0]["upstream"][0]["upstream"][0]
+    assert (source["dataset"], source["column"]) == ("analytics.orders@input", "created_at")
+    assert "rename created_at -> ordered_at" in source["via"] and "derive CAST(ordered_at AS DATE)" in source["via"]
+
+    text = etl("lineage", "analytics.orders", "-c", "amount", "--downstream")
+    assert text.returncode == 0
+    assert "-> staging.stg_orders.amount_eur   [dbt model staging.stg_orders: amount -> amount_eur]" in text.stdout
+    assert "-> marts.daily_report.revenue" in text.stdout
+
+    dot = etl("lineage", "marts.daily_report", "--format", "dot")
+    assert dot.stdout.startswith("digraph column_lineage {")
+    assert '"staging.stg_orders.amount_eur" -> "marts.daily_report.revenue"' in dot.stdout
+
+    missing = etl("lineage", "marts.daily_report", "--column", "profit")
+    assert missing.returncode == 2 and "has no column 'profit'; its columns: order_date, country" in missing.stderr
+    assert "datasets with lineage: analytics.customer_value" in etl("lineage", "nosuch.table").stderr
+
+    listing = etl("catalog", "--json")
+    assert listing.returncode == 0, listing.stderr
+    entries = {entry["dataset"]: entry for entry in json.loads(listing.stdout)}
+    report = entries["marts.daily_report"]
+    assert (report["kind"], report["group"], report["owners"], report["rows"]) == ("dbt model", "marts", ["team:analytics"], 16)
+    assert [c["name"] for c in report["columns"]] == ["order_date", "country", "orders", "revenue", "customers"]
+    assert report["last_published"] is not None and {c["state"] for c in report["checks"]} == {"passed"}
+    orders = entries["analytics.orders"]
+    assert (orders["kind"], orders["owners"], orders["rows"]) == ("pipeline", ["team:data-platform"], 3972)
+    assert {c["name"]: c["state"] for c in orders["checks"]}["amount_in_range"] == "failed"  # rows were quarantined
+    assert entries["crm.export"]["kind"] == "external" and entries["crm.export"]["last_published"] is None
+
+    searched = etl("catalog", "revenue")
+    assert searched.returncode == 0
+    assert "marts.daily_report" in searched.stdout and "analytics.products" not in searched.stdout
+
+
+def test_pipelines_publishing_trigger_dbt_and_a_failing_test_keeps_the_marts(project: dict) -> None:
+    defs = build_definitions(Settings.from_env())
+    instance = DagsterInstance.from_config(project["DAGSTER_HOME"])
+    baseline = evaluate_automation_conditions(defs, instance)
+    pipelines = [AssetKey(["analytics", name]) for name in ("customers", "products", "orders")]
+    assert defs.resolve_job_def("all_pipelines").execute_in_process(instance=instance, asset_selection=pipelines).success
+
+    # DatasetUpdated: the pipelines published, so the models on top of them are requested.
+    after = evaluate_automation_conditions(defs, instance, cursor=baseline.cursor)
+    assert {key for key in STAGING.values() if after.get_num_requested(key)} == set(STAGING.values())
+
+    assert defs.resolve_job_def("dbt_models_job").execute_in_process(instance=instance).success
+    url = project["ETL_WAREHOUSE_URL"]
+    before = rows(url, "SELECT sum(revenue) AS revenue FROM marts.daily_report")
+
+    # Amounts go missing upstream: dbt's not_null test fails its check, the run fails, and the
+    # marts built on stg_orders are skipped by dbt, so they keep the last good report.
+    warehouse = open_warehouse(url)
+    try:
+        with warehouse.transaction():
+            warehouse.execute("UPDATE analytics.orders SET amount = NULL WHERE order_id <= 5")
+    finally:
+        warehouse.close()
+    result = defs.resolve_job_def("dbt_models_job").execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    checks = check_results(result)
+    assert checks[("staging/stg_orders", "not_null_stg_orders_amount_eur")] == (False, "ERROR")
+    assert checks[("staging/stg_customers", "unique_stg_customers_customer_id")] == (True, "ERROR")
+    built = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert REPORT not in built and STAGING["orders"] in built
+    assert rows(url, "SELECT sum(revenue) AS revenue FROM marts.daily_report") == before
+
+
+def test_the_warehouse_url_is_the_only_place_that_configures_dbt(tmp_path: Path) -> None:
+    assert dbt_profile_env(f"duckdb:///{tmp_path}/w.duckdb") == {
+        "ETL_DBT_TARGET": "duckdb",
+        "ETL_DBT_DUCKDB_PATH": str(tmp_path / "w.duckdb"),
+    }
+    assert dbt_profile_env("postgresql://etl:secret@db.internal:6432/warehouse") == {
+        "ETL_DBT_TARGET": "postgres",
+        "ETL_DBT_PG_HOST": "db.internal",
+        "ETL_DBT_PG_PORT": "6432",
+        "ETL_DBT_PG_USER": "etl",
+        "ETL_DBT_PG_PASSWORD": "secret",
+        "ETL_DBT_PG_DATABASE": "warehouse",
+    }
+    with pytest.raises(SpecError, match="the dbt layer builds models in DuckDB or PostgreSQL, not 'sqlite'"):
+        dbt_profile_env(f"sqlite:///{tmp_path}/w.sqlite")
+
+
+def test_the_manifest_is_parsed_only_when_the_project_changed(project: dict) -> None:
+    folder = Path(project["ETL_DBT_PROJECT_DIR"])
+    manifest = prepare_manifest(folder, project["ETL_WAREHOUSE_URL"])
+    parsed_at = manifest.stat().st_mtime_ns
+    assert prepare_manifest(folder, project["ETL_WAREHOUSE_URL"]).stat().st_mtime_ns == parsed_at  # current: no parse
+
+    model = folder / "models" / "marts" / "daily_report.sql"
+    model.write_text(model.read_text().replace("as customers", "as buyers"))
+    prepare_manifest(folder, project["ETL_WAREHOUSE_URL"])
+    assert "as buyers" in json.loads(manifest.read_text())["nodes"]["model.etl_platform.daily_report"]["raw_code"]
+
+    model.write_text("select * from {{ ref('no_such_model') }}")
+    with pytest.raises(SpecError, match="dbt could not parse the project") as failure:
+        prepare_manifest(folder, project["ETL_WAREHOUSE_URL"])
+    assert "no_such_model" in str(failure.value)
+    assert "as buyers" in manifest.read_text()  # the last good manifest is kept
