@@ -107,4 +107,4 @@ def test_bad_data_fails_the_step_with_the_platform_message(project: dict) -> Non
     assert not result.success
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     message = failure.step_failure_data.user_failure_data.description
-    assert "orders.yaml: transforms[0] (cast): column(s) 'discount' not found; available: order_id" in message
+    assert "orders.yaml: transforms[1] (cast): column(s) 'discount' not found; available: order_id" in message

@@ -1,6 +1,6 @@
 """dbt's manifest, prepared with `dbt parse` when it is missing or older than the project.
 
-Dagster builds the dbt assets from target/manifest.json when the code location loads. Parsing
+Dagster builds the dbt assets from target/<dialect>/manifest.json when the code location loads. Parsing
 needs no network (the project uses no dbt packages), but takes seconds, so it runs only when a
 model, test, macro or config file changed since the last parse, or the warehouse's dialect did.
 The parse writes into a folder of its own and the manifest is moved into place in one step, so a
@@ -50,7 +50,8 @@ def prepare_manifest(project_dir: Path, warehouse_url: str) -> Path:
     except SpecError:
         # Parsing connects to nothing: the code location still loads, and a dbt build says what is wrong.
         profile = {"ETL_DBT_TARGET": "duckdb"}
-    manifest = project_dir / "target" / "manifest.json"
+    # One manifest per dialect: a DuckDB laptop and a PostgreSQL test run beside it do not re-parse each other's.
+    manifest = project_dir / "target" / profile["ETL_DBT_TARGET"] / "manifest.json"
     if _is_current(manifest, project_dir, profile["ETL_DBT_TARGET"]):
         return manifest
     manifest.parent.mkdir(parents=True, exist_ok=True)
