@@ -11,13 +11,13 @@ import datetime
 from dataclasses import dataclass, field
 
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, Definitions
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
 
 
 @dataclass(frozen=True)
 class CheckState:
     name: str
-    state: str  # passed, failed, warned, not evaluated, or never run
+    state: str  # the latest result: passed, failed or warned; else not evaluated (yet), or never run
 
 
 @dataclass
@@ -70,12 +70,26 @@ def _kind(kinds: set[str], executable: bool) -> str:
 def _check_state(record) -> str:
     if record is None:
         return "never run"
-    if record.status == AssetCheckExecutionRecordStatus.PLANNED or record.event is None:
-        return "not evaluated"  # its run is still going, or ended before the check was judged
+    if record.status not in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES or record.event is None:
+        return "not evaluated"
     evaluation = record.event.dagster_event.event_specific_data
     if evaluation.passed:
         return "passed"
     return "warned" if evaluation.severity.value == "WARN" else "failed"
+
+
+def _latest_results(instance: DagsterInstance, check_keys: list[AssetCheckKey]) -> dict:
+    """Each check's latest judged execution. A load with nothing new plans its checks and publishes
+    nothing, so its planned record would hide the last real result: look past it."""
+    storage = instance.event_log_storage
+    latest = dict(storage.get_latest_asset_check_execution_by_key(check_keys))
+    for key, record in latest.items():
+        if record.status not in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES:
+            judged = storage.get_asset_check_execution_history(
+                key, limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+            )
+            latest[key] = judged[0] if judged else record
+    return latest
 
 
 def build_catalog(defs: Definitions, instance: DagsterInstance) -> list[CatalogEntry]:
@@ -84,11 +98,11 @@ def build_catalog(defs: Definitions, instance: DagsterInstance) -> list[CatalogE
     keys = sorted(graph.get_all_asset_keys(), key=lambda key: key.path)
     latest = instance.get_latest_materialization_events(keys)
     check_keys = sorted(graph.asset_check_keys, key=lambda key: (key.asset_key.path, key.name))
-    check_records = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
+    check_records = _latest_results(instance, check_keys)
     checks_by_asset: dict[AssetKey, list[CheckState]] = {}
     for check_key in check_keys:
         checks_by_asset.setdefault(check_key.asset_key, []).append(
-            CheckState(check_key.name, _check_state(check_records.get(AssetCheckKey(check_key.asset_key, check_key.name))))
+            CheckState(check_key.name, _check_state(check_records.get(check_key)))
         )
     entries = []
     for key in keys:

@@ -81,10 +81,10 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
     # Many steps: run independent pipelines in parallel processes; `etl run` may pick in_process.
     everything = define_asset_job(
         ALL_PIPELINES_JOB,
-        selection=AssetSelection.assets(*[dataset_key(s.destination.dataset) for s in registry]) | AssetSelection.assets(models),
+        selection=AssetSelection.assets(*[dataset_key(s.destination.dataset) for s in registry]),
         executor_def=multi_or_in_process_executor,
         config={"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}},
-        description="Every pipeline, then the dbt models built on them, in dependency order",
+        description="Every pipeline, in dependency order (dbt_models_job builds the models on them)",
     )
     automation = AutomationConditionSensorDefinition(
         "dataset_updated",

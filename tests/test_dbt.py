@@ -47,7 +47,8 @@ def test_marts_build_on_the_pipelines_and_lineage_runs_from_file_to_mart(
     url = os.environ["ETL_WAREHOUSE_URL"]
     defs = build_definitions(Settings.from_env())
     instance = DagsterInstance.from_config(project["DAGSTER_HOME"])
-    result = defs.resolve_job_def("all_pipelines").execute_in_process(instance=instance)
+    assert defs.resolve_job_def("all_pipelines").execute_in_process(instance=instance).success
+    result = defs.resolve_job_def("dbt_models_job").execute_in_process(instance=instance)
     assert result.success
 
     # The marts hold the orders of published customers, per day and country.
@@ -92,10 +93,23 @@ def test_marts_build_on_the_pipelines_and_lineage_runs_from_file_to_mart(
     }
 
 
-def test_etl_lineage_and_catalog_answer_from_the_instance(project: dict) -> None:
-    defs = build_definitions(Settings.from_env())
-    instance = DagsterInstance.from_config(project["DAGSTER_HOME"])
-    assert defs.resolve_job_def("all_pipelines").execute_in_process(instance=instance).success
+def test_etl_run_all_builds_the_marts_and_lineage_and_catalog_answer(project: dict) -> None:
+    first = etl("run", "--all")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "dbt models" in first.stdout and "marts.daily_report" in first.stdout
+
+    # A new orders file (150 orders: the pipeline's RowCount rule wants 100) and nothing else: the marts
+    # are rebuilt although customers had nothing new.
+    landing = Path(project["ETL_DATA_DIR"]) / "landing" / "orders"
+    header = "order_id,customer_id,product_id,quantity,amount,currency,created_at\n"
+    (landing / "orders_2026-11-22.csv").write_text(
+        header + "".join(f"{90000 + i},1,1,1,10.00,EUR,2026-11-22 10:00:00\n" for i in range(150))
+    )
+    second = etl("run", "--all")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "nothing new" in second.stdout
+    url = project["ETL_WAREHOUSE_URL"]
+    assert rows(url, "SELECT orders FROM marts.daily_report WHERE order_date = DATE '2026-11-22'") == [{"orders": 150}]
 
     answer = etl("lineage", "marts.daily_report", "--column", "order_date", "--upstream", "--format", "json")
     assert answer.returncode == 0, answer.stderr
@@ -116,18 +130,19 @@ def test_etl_lineage_and_catalog_answer_from_the_instance(project: dict) -> None
 
     missing = etl("lineage", "marts.daily_report", "--column", "profit")
     assert missing.returncode == 2 and "has no column 'profit'; its columns: order_date, country" in missing.stderr
-    assert "datasets with lineage: analytics.customer_value" in etl("lineage", "nosuch.table").stderr
 
     listing = etl("catalog", "--json")
     assert listing.returncode == 0, listing.stderr
     entries = {entry["dataset"]: entry for entry in json.loads(listing.stdout)}
     report = entries["marts.daily_report"]
-    assert (report["kind"], report["group"], report["owners"], report["rows"]) == ("dbt model", "marts", ["team:analytics"], 16)
+    assert (report["kind"], report["group"], report["owners"], report["rows"]) == ("dbt model", "marts", ["team:analytics"], 17)
     assert [c["name"] for c in report["columns"]] == ["order_date", "country", "orders", "revenue", "customers"]
     assert report["last_published"] is not None and {c["state"] for c in report["checks"]} == {"passed"}
     orders = entries["analytics.orders"]
-    assert (orders["kind"], orders["owners"], orders["rows"]) == ("pipeline", ["team:data-platform"], 3972)
-    assert {c["name"]: c["state"] for c in orders["checks"]}["amount_in_range"] == "failed"  # rows were quarantined
+    assert (orders["kind"], orders["owners"], orders["rows"]) == ("pipeline", ["team:data-platform"], 4122)
+    assert {c["name"]: c["state"] for c in orders["checks"]}["amount_in_range"] == "passed"  # the latest load was clean
+    # customers had nothing new the second time: its checks keep their results from the first load.
+    assert {c["name"]: c["state"] for c in entries["analytics.customers"]["checks"]}["valid_email"] == "failed"
     assert entries["crm.export"]["kind"] == "external" and entries["crm.export"]["last_published"] is None
 
     searched = etl("catalog", "revenue")

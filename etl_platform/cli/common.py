@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from etl_platform.engine.runner import Environment
 from etl_platform.errors import SpecError
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry
 from etl_platform.stores.s3 import s3_client
+
+if TYPE_CHECKING:
+    from etl_platform.engine.runner import Environment
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -50,6 +53,9 @@ def settings() -> Settings:
 
 
 def environment(resolved: Settings) -> Environment:
+    # Imported here: the engine pulls in scikit-learn and torch, which `etl lineage` or `etl list` never need.
+    from etl_platform.engine.runner import Environment
+
     return Environment.at(resolved.warehouse_url, resolved.landing, resolved.lake, lambda: s3_client(resolved.s3_endpoint_url))
 
 

@@ -34,7 +34,8 @@ def cli() -> None:
     """Declarative ETL pipelines as Dagster assets.
 
     Pipelines are YAML (or Python) files in ETL_PIPELINES_DIR (default: assets/pipelines), dbt
-    models are in ETL_DBT_PROJECT_DIR (default: dbt_project). The warehouse is ETL_WAREHOUSE_URL (default: DuckDB file data/warehouse.duckdb), input files come
+    models are in ETL_DBT_PROJECT_DIR (default: dbt_project). The warehouse is ETL_WAREHOUSE_URL
+    (default: DuckDB file data/warehouse.duckdb), input files come
     from ETL_LANDING_DIR (default: data/landing; or s3://bucket/prefix), file datasets go to
     ETL_LAKE_DIR (default: data/lake; or s3://bucket/prefix), and runs are recorded in the Dagster
     instance at DAGSTER_HOME (default: .dagster_home). An S3-compatible endpoint is set with

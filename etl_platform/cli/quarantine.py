@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, environment, registry, settings
-from etl_platform.engine.replay import QuarantineSelection, replay
 from etl_platform.errors import EtlError
 from etl_platform.warehouse import open_warehouse
 from etl_platform.warehouse.base import META_SCHEMA
@@ -28,6 +27,9 @@ def selection_options(command):
 @contextmanager
 def quarantine_rows(pipeline: str | None, rule: str | None, run_id: str | None) -> Iterator[tuple]:
     """The warehouse, the quarantine table's name, and the WHERE clause (with parameters) of a selection."""
+    # Imported here, as in `replay`: the engine loads scikit-learn and torch, which listing rows never needs.
+    from etl_platform.engine.replay import QuarantineSelection
+
     where, params = QuarantineSelection(pipeline, rule, run_id).where()
     warehouse = open_warehouse(settings().warehouse_url)
     try:
@@ -94,6 +96,8 @@ def replay_rows(pipeline: str | None, every: bool, rule: str | None, run_id: str
     """
     if bool(pipeline) == every:
         raise click.UsageError("name a pipeline, or pass --all")
+    from etl_platform.engine.replay import QuarantineSelection, replay
+
     resolved = settings()
     pipelines = registry(resolved)
     chosen = [pipelines.get(p) for level in pipelines.levels() for p in level] if every else [pipelines.get(pipeline)]

@@ -39,43 +39,58 @@ def dbt_model_statuses() -> list[PipelineStatus]:
 def run_through_dagster(
     specs: list[PipelineSpec], parallel: int, console: Console, full_refresh: bool = False, with_dbt: bool = False
 ) -> tuple[bool, list[PipelineStatus]]:
-    """Launch one run for `specs` (then the dbt models, `with_dbt`) in the instance at DAGSTER_HOME, follow it,
-    print its summary; return success and every asset's status."""
-    from assets import dataset_key
-    from etl_platform.definitions import ALL_PIPELINES_JOB, job_name
+    """Run `specs` in the instance at DAGSTER_HOME, then (`with_dbt`) a dbt build, following each run;
+    print the summary, return success and every asset's status.
 
-    statuses = [
+    The dbt build is a run of its own: in one run Dagster would skip it whenever one upstream
+    pipeline had nothing new, leaving marts stale beside a pipeline that did publish.
+    """
+    from assets import dataset_key
+    from etl_platform.definitions import ALL_PIPELINES_JOB, DBT_JOB, job_name
+
+    pipelines = [
         PipelineStatus(s.id, s.destination.dataset, dataset_key(s.destination.dataset).to_python_identifier()) for s in specs
     ]
-    statuses += dbt_model_statuses() if with_dbt else []
-    single = len(statuses) == 1
-    job = build_reconstructable_job(__name__, "pipeline_job", (job_name(specs[0].id) if single else ALL_PIPELINES_JOB,))
-    keys = [AssetKey(status.dataset.split(".")) for status in statuses]
-    executor = {"multiprocess": {"max_concurrent": parallel}} if parallel > 1 else {"in_process": {}}
+    single = len(pipelines) == 1
+    run_config = {
+        "loggers": QUIET_CONSOLE,
+        **({} if single else {"execution": {"config": _executor(parallel)}}),
+        **({"ops": {status.step_key: {"config": {"full_refresh": True}} for status in pipelines}} if full_refresh else {}),
+    }
+    tags = {"etl/trigger": "cli", **({"etl/full_refresh": "true"} if full_refresh else {})}
+    job = job_name(specs[0].id) if single else ALL_PIPELINES_JOB
+    success = _follow_run(job, pipelines, run_config, tags, console, subset=not single)
+    models = dbt_model_statuses() if with_dbt else []
+    if models and success:
+        success = _follow_run(DBT_JOB, models, {"loggers": QUIET_CONSOLE}, {"etl/trigger": "cli"}, console, subset=False)
+    for model in models if not success else []:
+        model.state = "not run" if model.state == "waiting" else model.state
+    console.print(summary_table(pipelines))
+    if models:
+        console.print(models_table(models))
+    checks = checks_table(pipelines + models)
+    if checks is not None:
+        console.print(checks)
+    return success, pipelines + models
+
+
+def _executor(parallel: int) -> dict:
+    return {"multiprocess": {"max_concurrent": parallel}} if parallel > 1 else {"in_process": {}}
+
+
+def _follow_run(job: str, statuses: list[PipelineStatus], run_config: dict, tags: dict, console: Console, subset: bool) -> bool:
+    """Execute `job` (only the statuses' assets, `subset`) in a thread while drawing its progress; True if it succeeded."""
     invocation = uuid.uuid4().hex
     instance = DagsterInstance.get()
     outcome: dict = {}
 
     def work() -> None:
         result = execute_job(
-            job,
+            build_reconstructable_job(__name__, "pipeline_job", (job,)),
             instance,
-            run_config={
-                "loggers": QUIET_CONSOLE,
-                **({} if single else {"execution": {"config": executor}}),
-                **(
-                    {
-                        "ops": {
-                            dataset_key(s.destination.dataset).to_python_identifier(): {"config": {"full_refresh": True}}
-                            for s in specs
-                        }
-                    }
-                    if full_refresh
-                    else {}
-                ),
-            },
-            tags={"etl/invocation": invocation, "etl/trigger": "cli", **({"etl/full_refresh": "true"} if full_refresh else {})},
-            asset_selection=None if single else keys,
+            run_config=run_config,
+            tags={"etl/invocation": invocation, **tags},
+            asset_selection=[AssetKey(status.dataset.split(".")) for status in statuses] if subset else None,
         )
         outcome["success"] = result.success
 
@@ -83,16 +98,7 @@ def run_through_dagster(
     worker.start()
     follow(worker, RunFollower(instance, invocation, statuses), console)
     worker.join()
-    pipelines = [s for s in statuses if s.kind == "pipeline"]
-    models = [s for s in statuses if s.kind == "dbt"]
-    if pipelines:
-        console.print(summary_table(pipelines))
-    if models:
-        console.print(models_table(models))
-    checks = checks_table(statuses)
-    if checks is not None:
-        console.print(checks)
-    return bool(outcome.get("success")), statuses
+    return bool(outcome.get("success"))
 
 
 __all__ = ["pipeline_job", "run_through_dagster"]
