@@ -9,18 +9,22 @@ through the pipelines to the marts without a seam.
 
 import contextlib
 import io
+import logging
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, AutomationCondition, DagsterLogManager
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, AutomationCondition, DagsterLogManager, Failure
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from etl_platform.dbt_layer import dbt_executable, dbt_profile_env, prepare_manifest
+from etl_platform.errors import SpecError
 from resources import WarehouseResource
 
 DBT_ASSETS_NAME = "dbt_models"
+logger = logging.getLogger(__name__)
 
 
 class PlatformDbtTranslator(DagsterDbtTranslator):
@@ -72,9 +76,46 @@ def dbt_resource(project_dir: Path) -> DbtCliResource:
     )
 
 
-def dbt_models(project_dir: Path, warehouse_url: str) -> AssetsDefinition:
-    """One multi-asset for the dbt project, built by `dbt build` (models, then their tests)."""
-    manifest = prepare_manifest(project_dir, warehouse_url)
+@contextlib.contextmanager
+def profile_environment(variables: dict[str, str]) -> Iterator[None]:
+    """Set the profile's variables for dbt and dagster-dbt's adapter, and take them away after (a password among them)."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _result_line(result: dict) -> str:
+    name = result["unique_id"].split(".")[2]
+    return f"{name} ({result['status']}, {result['failures']} rows)" if result.get("failures") else f"{name} ({result['status']})"
+
+
+def build_failure(invocation: Any) -> Failure:
+    """What failed in a `dbt build`, from its run results: the tests and models, what dbt skipped, where the log is."""
+    results = invocation.get_artifact("run_results.json")["results"]
+    failed = [_result_line(r) for r in results if r["status"] in {"fail", "error"}]
+    skipped = [r["unique_id"].split(".")[2] for r in results if r["status"] == "skipped" and r["unique_id"].startswith("model.")]
+    kept = f"; dbt skipped the models built on them, which keep their last content: {', '.join(skipped)}" if skipped else ""
+    log = invocation.target_path / "dbt.log"
+    return Failure(
+        description=f"dbt build failed: {', '.join(failed) or 'see its log'}{kept}; dbt's log: {log}", allow_retries=False
+    )
+
+
+def dbt_models(project_dir: Path, warehouse_url: str) -> AssetsDefinition | None:
+    """One multi-asset for the dbt project, built by `dbt build` (models, then their tests); None, with a
+    warning, when the project cannot be loaded here (no dbt adapter for the warehouse, a project that never parsed)."""
+    try:
+        manifest = prepare_manifest(project_dir, warehouse_url)
+    except SpecError as unavailable:
+        logger.warning("The dbt models are left out of the code location: %s", unavailable)
+        return None
 
     @dbt_assets(
         manifest=manifest,
@@ -85,12 +126,15 @@ def dbt_models(project_dir: Path, warehouse_url: str) -> AssetsDefinition:
     )
     def _dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
         # The profile's connection comes from the warehouse URL; dbt and dagster-dbt's adapter read it from the environment.
-        os.environ.update(dbt_profile_env(warehouse.url))
-        invocation = dbt.cli(["build"], context=context)
-        try:
-            with contextlib.redirect_stdout(DbtOutputToRunLog(context.log)):
-                yield from invocation.stream().fetch_row_counts().fetch_column_metadata()
-        finally:
-            release_adapter(invocation.adapter)
+        with profile_environment(dbt_profile_env(warehouse.url)):
+            invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+            try:
+                with contextlib.redirect_stdout(DbtOutputToRunLog(context.log)):
+                    yield from invocation.stream().fetch_row_counts().fetch_column_metadata()
+            finally:
+                release_adapter(invocation.adapter)
+        if not invocation.is_successful():
+            raise build_failure(invocation)
+        shutil.rmtree(invocation.target_path, ignore_errors=True)  # a failed build keeps its folder, log and results
 
     return _dbt_models

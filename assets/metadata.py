@@ -29,8 +29,9 @@ def lineage_metadata(lineage: Lineage, published: list[str]) -> dict[str, Any]:
         for column, trace in traces.items()
         if (upstream := [s for s in sorted(trace.sources) if s.dataset])
     }
+    # Objects, not "dataset.column" strings: column names may hold dots. dataset None is the pipeline's input.
     sources = {
-        column: [f"{s.dataset}.{s.column}" if s.dataset else f"input.{s.column}" for s in sorted(trace.sources)]
+        column: [{"dataset": s.dataset, "column": s.column} for s in sorted(trace.sources, key=str)]
         for column, trace in traces.items()
     }
     return {

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, Definitions
 from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
 
+from etl_platform.dagster_metadata import plain_values
+
 
 @dataclass(frozen=True)
 class CheckState:
@@ -116,10 +118,10 @@ def build_catalog(defs: Definitions, instance: DagsterInstance) -> list[CatalogE
             checks=checks_by_asset.get(key, []),
         )
         # The schema as last published; before the first publish, as declared (a Pandera model, dbt's YAML).
-        metadata = {name: getattr(value, "value", value) for name, value in node.metadata.items()}
+        metadata = plain_values(node.metadata)
         event = latest.get(key)
         if event is not None and event.asset_materialization is not None:
-            metadata.update({name: value.value for name, value in event.asset_materialization.metadata.items()})
+            metadata.update(plain_values(event.asset_materialization.metadata))
             entry.rows = metadata.get("dagster/row_count")
             entry.last_published = datetime.datetime.fromtimestamp(event.timestamp, tz=datetime.UTC)
         schema = metadata.get("dagster/column_schema")

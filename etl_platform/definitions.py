@@ -72,11 +72,17 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
         for spec in registry
     }
     # One step (dbt build) for every model and test; dbt itself orders them.
-    dbt_job = define_asset_job(
-        DBT_JOB,
-        selection=AssetSelection.assets(models),
-        executor_def=in_process_executor,
-        description="Build every dbt model and run its tests",
+    dbt_jobs = (
+        [
+            define_asset_job(
+                DBT_JOB,
+                selection=AssetSelection.assets(models),
+                executor_def=in_process_executor,
+                description="Build every dbt model and run its tests",
+            )
+        ]
+        if models
+        else []
     )
     # Many steps: run independent pipelines in parallel processes; `etl run` may pick in_process.
     everything = define_asset_job(
@@ -91,13 +97,13 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
         target=AssetSelection.all(),
         minimum_interval_seconds=AUTOMATION_INTERVAL_SECONDS,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Runs pipelines whose upstream datasets were updated (DatasetUpdated and webhook triggers)",
+        description="Runs pipelines and dbt models whose upstream datasets were updated (DatasetUpdated and webhook triggers)",
     )
     arrivals = [file_arrival_sensor(spec, jobs[spec.id]) for spec in registry if spec.file_arrival]
     return Definitions(
-        assets=[*assets, models, *webhook_assets(registry)],
-        jobs=[*jobs.values(), dbt_job, everything],
-        schedules=[*pipeline_schedules(registry, jobs), dbt_schedule(dbt_job)],
+        assets=[*assets, *([models] if models else []), *webhook_assets(registry)],
+        jobs=[*jobs.values(), *dbt_jobs, everything],
+        schedules=[*pipeline_schedules(registry, jobs), *map(dbt_schedule, dbt_jobs)],
         sensors=[automation, *arrivals],
         resources={
             "warehouse": warehouse,

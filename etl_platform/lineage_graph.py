@@ -1,7 +1,7 @@
 """Column lineage across pipelines and dbt models, read back from the Dagster instance.
 
-Every pipeline materialization records `etl/column_sources` (each published column's sources,
-its own input files included) and `etl/column_steps` (the renames, casts and derives that made
+Every pipeline materialization records `etl/column_sources` (each published column's sources as
+`{dataset, column}`, dataset null for its own input files) and `etl/column_steps` (the renames, casts and derives that made
 it); dbt models record `dagster/column_lineage` (dagster-dbt traces their SQL with sqlglot). The
 latest materialization of each asset is one layer of edges; joined, they answer "where does this
 column come from" and "what is computed from it" across the whole platform. Dagster's
@@ -11,11 +11,13 @@ open-source UI does not draw column lineage, so the graph renders as text, JSON 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from dagster import AssetKey, DagsterInstance, TableColumnLineage
+
+from etl_platform.dagster_metadata import plain_values
 
 INPUT_SUFFIX = "@input"
 
@@ -44,20 +46,23 @@ class LineageGraph:
 
     columns: dict[str, list[str]] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
+    _into: dict[ColumnRef, list[Edge]] = field(default_factory=dict, repr=False)
+    _out_of: dict[ColumnRef, list[Edge]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_instance(cls, instance: DagsterInstance) -> LineageGraph:
+    def from_instance(cls, instance: DagsterInstance, keys: Iterable[AssetKey]) -> LineageGraph:
+        """The graph of the latest materializations of `keys` (the assets that exist now: an instance
+        remembers the materializations of assets since removed from the code)."""
         graph = cls()
-        keys = instance.get_asset_keys()
-        for key, entry in sorted(instance.get_latest_materialization_events(keys).items(), key=lambda item: str(item[0])):
+        for key, entry in sorted(instance.get_latest_materialization_events(list(keys)).items(), key=lambda item: str(item[0])):
             if entry is not None and entry.asset_materialization is not None:
-                graph._add(key, {name: value.value for name, value in entry.asset_materialization.metadata.items()})
+                graph._add(key, plain_values(entry.asset_materialization.metadata))
         return graph
 
     def _add(self, key: AssetKey, metadata: dict[str, Any]) -> None:
         dataset = ".".join(key.path)
         schema = metadata.get("dagster/column_schema")
-        sources: dict[str, list[str]] | None = metadata.get("etl/column_sources")
+        sources: dict[str, list[dict]] | None = metadata.get("etl/column_sources")
         lineage: TableColumnLineage | None = metadata.get("dagster/column_lineage")
         if schema is not None:
             self.columns[dataset] = [column.name for column in schema.columns]
@@ -68,9 +73,8 @@ class LineageGraph:
             steps = metadata.get("etl/column_steps") or {}
             for column, column_sources in sources.items():
                 for source in column_sources:
-                    origin, _, name = source.rpartition(".")
-                    origin = f"{dataset}{INPUT_SUFFIX}" if origin == "input" else origin
-                    self._edge(ColumnRef(origin, name), ColumnRef(dataset, column), tuple(steps.get(column, ())))
+                    origin = source["dataset"] or f"{dataset}{INPUT_SUFFIX}"
+                    self._edge(ColumnRef(origin, source["column"]), ColumnRef(dataset, column), tuple(steps.get(column, ())))
         elif lineage is not None:
             # A dbt model: dagster-dbt's lineage through its SQL.
             for column, deps in lineage.deps_by_column.items():
@@ -80,17 +84,20 @@ class LineageGraph:
                     self._edge(ColumnRef(".".join(dep.asset_key.path), dep.column_name), ColumnRef(dataset, column), via)
 
     def _edge(self, source: ColumnRef, target: ColumnRef, via: tuple[str, ...]) -> None:
-        self.edges.append(Edge(source, target, via))
+        edge = Edge(source, target, via)
+        self.edges.append(edge)
+        self._into.setdefault(target, []).append(edge)
+        self._out_of.setdefault(source, []).append(edge)
         if source.dataset.endswith(INPUT_SUFFIX):
             self.columns.setdefault(source.dataset, [])
             if source.column not in self.columns[source.dataset]:
                 self.columns[source.dataset].append(source.column)
 
     def upstream_edges(self, column: ColumnRef) -> list[Edge]:
-        return sorted((e for e in self.edges if e.target == column), key=lambda e: e.source)
+        return sorted(self._into.get(column, []), key=lambda e: e.source)
 
     def downstream_edges(self, column: ColumnRef) -> list[Edge]:
-        return sorted((e for e in self.edges if e.source == column), key=lambda e: e.target)
+        return sorted(self._out_of.get(column, []), key=lambda e: e.target)
 
 
 @dataclass(frozen=True)
@@ -161,8 +168,13 @@ def render_json(trees: Trees) -> str:
     return json.dumps(list(by_column.values()), indent=2)
 
 
+def _quoted(text: str) -> str:
+    """A DOT string: JSON's escaping of quotes and backslashes, non-ASCII kept (Graphviz would show \\u escapes)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
 def _dot_id(column: ColumnRef) -> str:
-    return json.dumps(str(column))
+    return _quoted(str(column))
 
 
 def render_dot(trees: Trees) -> str:
@@ -178,11 +190,11 @@ def render_dot(trees: Trees) -> str:
     lines = ["digraph column_lineage {", "  rankdir=LR;", '  node [shape=box, style=rounded, fontname="Helvetica"];']
     for index, dataset in enumerate(sorted({n.dataset for n in nodes})):
         lines.append(f"  subgraph cluster_{index} {{")
-        lines.append(f"    label={json.dumps(dataset)};")
-        lines.extend(f"    {_dot_id(n)} [label={json.dumps(n.column)}];" for n in sorted(nodes) if n.dataset == dataset)
+        lines.append(f"    label={_quoted(dataset)};")
+        lines.extend(f"    {_dot_id(n)} [label={_quoted(n.column)}];" for n in sorted(nodes) if n.dataset == dataset)
         lines.append("  }")
     for (source, target), via in sorted(edges.items()):
-        label = f" [label={json.dumps(chr(10).join(via))}]" if via else ""
+        label = f" [label={_quoted(chr(10).join(via))}]" if via else ""
         lines.append(f"  {_dot_id(source)} -> {_dot_id(target)}{label};")
     lines.append("}")
     return "\n".join(lines)

@@ -87,7 +87,7 @@ def test_materialize_records_counts_schema_and_row_count(project: dict) -> None:
     # Column lineage: through a lookup, and through a rename, a cast and a derive.
     lineage = orders["dagster/column_lineage"].deps_by_column
     assert [(d.asset_key, d.column_name) for d in lineage["product_category"]] == [(PRODUCTS, "category")]
-    assert orders["etl/column_sources"]["order_date"] == ["input.created_at"]
+    assert orders["etl/column_sources"]["order_date"] == [{"dataset": None, "column": "created_at"}]
     assert orders["etl/column_steps"]["order_date"] == [
         "rename created_at -> ordered_at",
         "cast timestamp",

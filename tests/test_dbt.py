@@ -4,16 +4,20 @@ lineage from the input files to the marts, and the catalog, on DuckDB and on the
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance, evaluate_automation_conditions
 
+from etl_platform.catalog import build_catalog
 from etl_platform.dbt_layer import dbt_profile_env, prepare_manifest
 from etl_platform.definitions import build_definitions
 from etl_platform.errors import SpecError
-from etl_platform.lineage_graph import ColumnRef, LineageGraph, walk
+from etl_platform.lineage_graph import ColumnRef, LineageGraph, render_text, walk
 from etl_platform.settings import Settings
 from etl_platform.warehouse import open_warehouse
 from tests.conftest import rows
@@ -69,7 +73,7 @@ def test_marts_build_on_the_pipelines_and_lineage_runs_from_file_to_mart(
     assert checks[("marts/daily_report", "daily_report_one_row_per_day_and_country")] == (True, "ERROR")
 
     # Column lineage from the instance: a rename, a cast and a derive in the pipeline, then two dbt models.
-    graph = LineageGraph.from_instance(instance)
+    graph = LineageGraph.from_instance(instance, defs.resolve_asset_graph().get_all_asset_keys())
     order_date = walk(graph, ColumnRef("marts.daily_report", "order_date"), "upstream")
     assert chain(order_date) == [
         ("staging.stg_orders.order_date", ("dbt model marts.daily_report",)),
@@ -85,6 +89,9 @@ def test_marts_build_on_the_pipelines_and_lineage_runs_from_file_to_mart(
         "analytics.orders.amount",
         "analytics.orders@input.amount",
     ]
+    amount = render_text([("downstream", walk(graph, ColumnRef("analytics.orders", "amount"), "downstream"))])
+    assert "└─-> staging.stg_orders.amount_eur   [dbt model staging.stg_orders: amount -> amount_eur]" in amount
+    assert "-> marts.daily_report.revenue   [dbt model marts.daily_report: amount_eur -> revenue]" in amount
     feeds = walk(graph, ColumnRef("analytics.products", "category"), "downstream")
     assert {str(node.column) for _, node in feeds.walk()} >= {
         "analytics.orders.product_category",  # the orders pipeline's lookup
@@ -94,6 +101,7 @@ def test_marts_build_on_the_pipelines_and_lineage_runs_from_file_to_mart(
 
 
 def test_etl_run_all_builds_the_marts_and_lineage_and_catalog_answer(project: dict) -> None:
+    instance = DagsterInstance.from_config(project["DAGSTER_HOME"])
     first = etl("run", "--all")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "dbt models" in first.stdout and "marts.daily_report" in first.stdout
@@ -119,11 +127,6 @@ def test_etl_run_all_builds_the_marts_and_lineage_and_catalog_answer(project: di
     assert (source["dataset"], source["column"]) == ("analytics.orders@input", "created_at")
     assert "rename created_at -> ordered_at" in source["via"] and "derive CAST(ordered_at AS DATE)" in source["via"]
 
-    text = etl("lineage", "analytics.orders", "-c", "amount", "--downstream")
-    assert text.returncode == 0
-    assert "-> staging.stg_orders.amount_eur   [dbt model staging.stg_orders: amount -> amount_eur]" in text.stdout
-    assert "-> marts.daily_report.revenue" in text.stdout
-
     dot = etl("lineage", "marts.daily_report", "--format", "dot")
     assert dot.stdout.startswith("digraph column_lineage {")
     assert '"staging.stg_orders.amount_eur" -> "marts.daily_report.revenue"' in dot.stdout
@@ -145,9 +148,9 @@ def test_etl_run_all_builds_the_marts_and_lineage_and_catalog_answer(project: di
     assert {c["name"]: c["state"] for c in entries["analytics.customers"]["checks"]}["valid_email"] == "failed"
     assert entries["crm.export"]["kind"] == "external" and entries["crm.export"]["last_published"] is None
 
-    searched = etl("catalog", "revenue")
-    assert searched.returncode == 0
-    assert "marts.daily_report" in searched.stdout and "analytics.products" not in searched.stdout
+    # SEARCH matches column names too: revenue is a column of the marts and of customer_value only.
+    found = [e for e in build_catalog(build_definitions(Settings.from_env()), instance) if e.matches("REVENUE")]
+    assert [e.dataset for e in found] == ["analytics.customer_value", "marts.category_sales", "marts.daily_report"]
 
 
 def test_pipelines_publishing_trigger_dbt_and_a_failing_test_keeps_the_marts(project: dict) -> None:
@@ -181,6 +184,17 @@ def test_pipelines_publishing_trigger_dbt_and_a_failing_test_keeps_the_marts(pro
     built = {e.asset_key for e in result.get_asset_materialization_events()}
     assert REPORT not in built and STAGING["orders"] in built
     assert rows(url, "SELECT sum(revenue) AS revenue FROM marts.daily_report") == before
+    (failure,) = [e.step_failure_data.user_failure_data.description for e in result.all_events if e.is_step_failure]
+    assert failure.startswith("dbt build failed: not_null_stg_orders_amount_eur (fail, 5 rows); dbt skipped the models")
+    assert "daily_report" in failure and "dbt.log" in failure
+
+    # The same through `etl run --all`: exit 1, the failing test named once, the skipped marts shown as skipped.
+    again = etl("run", "--all")
+    assert again.returncode == 1
+    summary = again.stdout
+    assert summary.count("dbt build failed: not_null_stg_orders_amount_eur (fail, 5 rows)") == 1
+    assert re.search(r"daily_report\s*│\s*marts\.daily_report\s*│\s*skipped", summary), summary
+    assert re.search(r"stg_orders\s*│\s*staging\.stg_orders\s*│\s*done", summary), summary
 
 
 def test_the_warehouse_url_is_the_only_place_that_configures_dbt(tmp_path: Path) -> None:
@@ -195,12 +209,19 @@ def test_the_warehouse_url_is_the_only_place_that_configures_dbt(tmp_path: Path)
         "ETL_DBT_PG_USER": "etl",
         "ETL_DBT_PG_PASSWORD": "secret",
         "ETL_DBT_PG_DATABASE": "warehouse",
+        "ETL_DBT_PG_SSLMODE": "prefer",
     }
+    assert (
+        dbt_profile_env("postgresql://etl@/warehouse?host=/run/postgresql&sslmode=disable")["ETL_DBT_PG_HOST"]
+        == "/run/postgresql"
+    )
+    with pytest.raises(SpecError, match="option\\(s\\) connect_timeout are not passed on to dbt"):
+        dbt_profile_env("postgresql://etl@db/warehouse?connect_timeout=5")
     with pytest.raises(SpecError, match="the dbt layer builds models in DuckDB or PostgreSQL, not 'sqlite'"):
         dbt_profile_env(f"sqlite:///{tmp_path}/w.sqlite")
 
 
-def test_the_manifest_is_parsed_only_when_the_project_changed(project: dict) -> None:
+def test_the_manifest_is_parsed_only_when_the_project_changed(project: dict, caplog: pytest.LogCaptureFixture) -> None:
     folder = Path(project["ETL_DBT_PROJECT_DIR"])
     manifest = prepare_manifest(folder, project["ETL_WAREHOUSE_URL"])
     parsed_at = manifest.stat().st_mtime_ns
@@ -211,8 +232,47 @@ def test_the_manifest_is_parsed_only_when_the_project_changed(project: dict) -> 
     prepare_manifest(folder, project["ETL_WAREHOUSE_URL"])
     assert "as buyers" in json.loads(manifest.read_text())["nodes"]["model.etl_platform.daily_report"]["raw_code"]
 
+    # A model removed counts as a change too (its file's time would not tell).
+    (folder / "models" / "marts" / "category_sales.sql").unlink()
+    prepare_manifest(folder, project["ETL_WAREHOUSE_URL"])
+    assert "model.etl_platform.category_sales" not in json.loads(manifest.read_text())["nodes"]
+
+    # A project that stops parsing keeps its last good manifest, so the pipelines still load; with none, it says why.
     model.write_text("select * from {{ ref('no_such_model') }}")
+    with caplog.at_level(logging.WARNING):
+        assert prepare_manifest(folder, project["ETL_WAREHOUSE_URL"]) == manifest
+    assert "no_such_model" in caplog.text and "keep the last manifest that parsed" in caplog.text
+    assert "as buyers" in manifest.read_text()
+    shutil.rmtree(folder / "target")
     with pytest.raises(SpecError, match="dbt could not parse the project") as failure:
         prepare_manifest(folder, project["ETL_WAREHOUSE_URL"])
     assert "no_such_model" in str(failure.value)
-    assert "as buyers" in manifest.read_text()  # the last good manifest is kept
+    defs = build_definitions(Settings.from_env())  # the code location loads without the dbt models
+    assert AssetKey(["analytics", "orders"]) in defs.resolve_asset_graph().get_all_asset_keys()
+    assert REPORT not in defs.resolve_asset_graph().get_all_asset_keys()
+
+
+def test_a_warehouse_without_a_dbt_adapter_loads_the_pipelines_alone(project: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ETL_WAREHOUSE_URL", f"sqlite:///{project['ETL_DATA_DIR']}/warehouse.sqlite")
+    defs = build_definitions(Settings.from_env())
+    keys = defs.resolve_asset_graph().get_all_asset_keys()
+    assert AssetKey(["analytics", "orders"]) in keys and not any(key.path[0] in {"staging", "marts"} for key in keys)
+    assert "dbt_models_job" not in {job.name for job in defs.resolve_all_job_defs()}
+
+
+def test_lineage_keeps_column_names_with_dots_whole() -> None:
+    graph = LineageGraph()
+    graph._add(
+        AssetKey(["shop", "prices"]),
+        {
+            "etl/column_sources": {
+                "price.eur": [{"dataset": None, "column": "price.eur"}, {"dataset": "ref.rates", "column": "eur.rate"}]
+            }
+        },
+    )
+    tree = walk(graph, ColumnRef("shop.prices", "price.eur"), "upstream")
+    assert [str(child.column) for child in tree.children] == ["ref.rates.eur.rate", "shop.prices@input.price.eur"]
+    assert [(c.dataset, c.column) for c in (child.column for child in tree.children)] == [
+        ("ref.rates", "eur.rate"),
+        ("shop.prices@input", "price.eur"),
+    ]

@@ -36,7 +36,9 @@ def lineage(dataset: str, columns: tuple[str, ...], direction: str | None, outpu
     Exit code 2 if the dataset or a column was never materialized.
     """
     settings()
-    graph = LineageGraph.from_instance(DagsterInstance.get())
+    from etl_platform.definitions import defs
+
+    graph = LineageGraph.from_instance(DagsterInstance.get(), defs.resolve_asset_graph().get_all_asset_keys())
     if dataset not in graph.columns:
         known = (
             ", ".join(sorted(d for d in graph.columns if not d.endswith("@input"))) or "none yet: materialize some assets first"
@@ -51,6 +53,9 @@ def lineage(dataset: str, columns: tuple[str, ...], direction: str | None, outpu
             err=True,
         )
         sys.exit(EXIT_USAGE)
+    if not graph.columns[dataset]:
+        click.echo(f"{dataset}: its latest materialization recorded no columns")
+        return
     directions = [direction] if direction else ["upstream", "downstream"]
     trees = [(d, walk(graph, ColumnRef(dataset, c), d)) for c in columns or graph.columns[dataset] for d in directions]
     click.echo(RENDERERS[output](trees))

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from etl_platform.dagster_metadata import plain_values
 from etl_platform.engine.report import NOTHING_TO_PUBLISH
 
 _ASSET_EVENTS = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
@@ -74,8 +75,11 @@ class RunFollower:
             self.run_id = records[0].dagster_run.run_id
         logs = self.instance.all_logs(self.run_id)
         for entry in logs[self._seen :]:
-            for status in self._by_step.get(entry.step_key or "", []):
-                self._apply_step_entry(status, entry)
+            step = self._by_step.get(entry.step_key or "", [])
+            # A dbt step that fails after building some models: dbt skipped the others (they were not lost).
+            partly_built = any(status.state == "done" for status in step)
+            for status in step:
+                self._apply_step_entry(status, entry, partly_built)
             event = entry.dagster_event
             if event is None or event.event_type not in _ASSET_EVENTS:
                 continue
@@ -86,7 +90,7 @@ class RunFollower:
                 continue
             if checked:
                 evaluation = event.event_specific_data
-                meta = {k: v.value for k, v in evaluation.metadata.items()}
+                meta = plain_values(evaluation.metadata)
                 status.checks.append(
                     CheckStatus(
                         evaluation.check_name,
@@ -98,12 +102,12 @@ class RunFollower:
                 )
             else:
                 status.state = "done"
-                status.metadata = {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
+                status.metadata = plain_values(event.step_materialization_data.materialization.metadata)
                 status.rows_read = status.metadata.get("rows_read", status.rows_read)
         self._seen = len(logs)
 
     @staticmethod
-    def _apply_step_entry(status: PipelineStatus, entry) -> None:
+    def _apply_step_entry(status: PipelineStatus, entry, partly_built: bool) -> None:
         event = entry.dagster_event
         if event is None:
             match = _PROGRESS.search(entry.user_message)
@@ -113,12 +117,12 @@ class RunFollower:
                 status.rows_read = int(match[1].replace(",", ""))
                 status.percent = int(match[2]) if match[2] else None
         elif event.event_type == DagsterEventType.STEP_FAILURE:
-            # A dbt step fails after building some models (a test failed): those stay done.
-            status.state = "done" if status.state == "done" else "failed"
+            if status.state != "done":
+                status.state = "skipped" if partly_built else "failed"
             failure = event.step_failure_data
             if failure.user_failure_data and failure.user_failure_data.description:
                 status.error = failure.user_failure_data.description  # the platform's own message
-                status.metadata = {**status.metadata, **{k: v.value for k, v in failure.user_failure_data.metadata.items()}}
+                status.metadata = {**status.metadata, **plain_values(failure.user_failure_data.metadata)}
             else:
                 status.error = failure.error.message.strip() if failure.error else "step failed"
         elif status.state == "done":
@@ -141,14 +145,14 @@ def follow(worker: threading.Thread, follower: RunFollower, console: Console) ->
             time.sleep(0.5)
             follower.poll()
             for status in follower.statuses:
-                if status.state in {"done", "failed", "skipped"} and status.pipeline not in announced:
-                    announced.add(status.pipeline)
+                if status.state in {"done", "failed", "skipped"} and status.dataset not in announced:
+                    announced.add(status.dataset)
                     console.print(f"{status.pipeline}: {status.state}")
         follower.poll()
         return
     columns = (TextColumn("{task.description:<16}"), BarColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bars:
-        tasks = {s.pipeline: bars.add_task(s.pipeline, total=100, detail="waiting") for s in follower.statuses}
+        tasks = {s.dataset: bars.add_task(s.pipeline, total=100, detail="waiting") for s in follower.statuses}
         while True:
             alive = worker.is_alive()
             follower.poll()
@@ -156,7 +160,7 @@ def follow(worker: threading.Thread, follower: RunFollower, console: Console) ->
                 done = status.state in {"done", "failed", "skipped"}
                 completed = 100 if done else (status.percent or 0)
                 detail = f"{status.state}, {status.rows_read:,} rows read" if status.rows_read else status.state
-                bars.update(tasks[status.pipeline], completed=completed, detail=detail)
+                bars.update(tasks[status.dataset], completed=completed, detail=detail)
             if not alive:
                 return
             time.sleep(0.3)

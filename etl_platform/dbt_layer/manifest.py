@@ -1,15 +1,17 @@
-"""dbt's manifest, prepared with `dbt parse` when it is missing or older than the project.
+"""dbt's manifest, prepared with `dbt parse` when the project changed since the last parse.
 
-Dagster builds the dbt assets from target/<dialect>/manifest.json when the code location loads. Parsing
-needs no network (the project uses no dbt packages), but takes seconds, so it runs only when a
-model, test, macro or config file changed since the last parse, or the warehouse's dialect did.
-The parse writes into a folder of its own and the manifest is moved into place in one step, so a
+Dagster builds the dbt assets from target/<dialect>/manifest.json when the code location loads.
+Parsing needs no network (the project uses no dbt packages), but takes seconds, so it runs only
+when the project's files differ from those of the last parse: a fingerprint of every file's
+path, size and modification time, so a deleted or renamed model counts as a change too. The
+parse writes into a folder of its own and the manifest is moved into place in one step, so a
 process loading the code location at the same time reads the old manifest or the new, never half.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -21,20 +23,19 @@ from etl_platform.dbt_layer.profile import dbt_profile_env
 from etl_platform.errors import SpecError
 
 PROJECT_FILES = ("*.yml", "models/**/*", "tests/**/*", "macros/**/*", "seeds/**/*", "snapshots/**/*")
+logger = logging.getLogger(__name__)
 
 
-def _newest_source_mtime(project_dir: Path) -> float:
-    files = (path for pattern in PROJECT_FILES for path in project_dir.glob(pattern) if path.is_file())
-    return max((path.stat().st_mtime for path in files), default=0.0)
-
-
-def _is_current(manifest: Path, project_dir: Path, adapter: str) -> bool:
-    if not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime(project_dir):
-        return False
-    try:
-        return json.loads(manifest.read_text())["metadata"]["adapter_type"] == adapter
-    except (ValueError, KeyError):
-        return False
+def project_fingerprint(project_dir: Path) -> str:
+    """Changes whenever a model, test, macro, seed or config file is added, removed, renamed or edited."""
+    files = sorted(
+        path
+        for pattern in PROJECT_FILES
+        for path in project_dir.glob(pattern)
+        if path.is_file() and not path.name.startswith(".")  # dbt's own .user.yml is no project file
+    )
+    listing = "\n".join(f"{path.relative_to(project_dir)}\t{path.stat().st_size}\t{path.stat().st_mtime_ns}" for path in files)
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def dbt_executable() -> str:
@@ -43,33 +44,51 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else shutil.which("dbt") or "dbt"
 
 
-def prepare_manifest(project_dir: Path, warehouse_url: str) -> Path:
-    """Path of an up-to-date manifest.json for `project_dir`, parsing the project if needed."""
-    try:
-        profile = dbt_profile_env(warehouse_url)
-    except SpecError:
-        # Parsing connects to nothing: the code location still loads, and a dbt build says what is wrong.
-        profile = {"ETL_DBT_TARGET": "duckdb"}
-    # One manifest per dialect: a DuckDB laptop and a PostgreSQL test run beside it do not re-parse each other's.
-    manifest = project_dir / "target" / profile["ETL_DBT_TARGET"] / "manifest.json"
-    if _is_current(manifest, project_dir, profile["ETL_DBT_TARGET"]):
-        return manifest
-    manifest.parent.mkdir(parents=True, exist_ok=True)
+def _parse(project_dir: Path, profile: dict[str, str], manifest: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="parse-", dir=manifest.parent) as scratch:
-        parsed = subprocess.run(
-            [dbt_executable(), "parse", "--project-dir", str(project_dir), "--profiles-dir", str(project_dir)],
-            env={
-                **os.environ,
-                **profile,
-                "DBT_TARGET_PATH": scratch,
-                "DBT_LOG_PATH": scratch,
-                "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-            },
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        try:
+            parsed = subprocess.run(
+                [dbt_executable(), "parse", "--project-dir", str(project_dir), "--profiles-dir", str(project_dir)],
+                env={
+                    **os.environ,
+                    **profile,
+                    "DBT_TARGET_PATH": scratch,
+                    "DBT_LOG_PATH": scratch,
+                    "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+                },
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise SpecError(
+                "dbt is not installed: `make setup` installs dbt-core with its DuckDB and PostgreSQL adapters"
+            ) from None
         if parsed.returncode != 0:
             raise SpecError(f"dbt could not parse the project in {project_dir}:\n{(parsed.stdout + parsed.stderr).strip()}")
         os.replace(Path(scratch) / "manifest.json", manifest)
+
+
+def prepare_manifest(project_dir: Path, warehouse_url: str) -> Path:
+    """Path of a manifest.json for `project_dir` built on the warehouse's dialect, parsing the project if it changed.
+
+    A project that no longer parses keeps its last good manifest (with a warning), so one broken
+    model does not stop the code location, and every pipeline, from loading; without one, it raises.
+    """
+    profile = dbt_profile_env(warehouse_url)
+    # One manifest per dialect: a DuckDB laptop and a PostgreSQL test run beside it do not re-parse each other's.
+    manifest = project_dir / "target" / profile["ETL_DBT_TARGET"] / "manifest.json"
+    stamp = manifest.with_name("project.fingerprint")
+    fingerprint = project_fingerprint(project_dir)  # taken before parsing: an edit during the parse shows next time
+    if manifest.exists() and stamp.exists() and stamp.read_text() == fingerprint:
+        return manifest
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _parse(project_dir, profile, manifest)
+    except SpecError as failure:
+        if not manifest.exists():
+            raise
+        logger.warning("%s\nThe dbt assets keep the last manifest that parsed: %s", failure, manifest)
+        return manifest
+    stamp.write_text(fingerprint)
     return manifest

@@ -2,7 +2,7 @@
 select
     o.order_date,
     p.category,
-    sum(o.quantity) as units,
+    cast(sum(o.quantity) as bigint) as units,
     cast(sum(o.amount_eur) as decimal(14, 2)) as revenue
 from {{ ref('stg_orders') }} as o
 inner join {{ ref('stg_products') }} as p on p.product_id = o.product_id
