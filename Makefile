@@ -42,4 +42,4 @@ bench: setup services  ## Benchmarks: load throughput, file-arrival latency, ded
 	$(BIN)/python benchmarks/bench_anomaly.py
 
 clean:
-	rm -rf data .dagster_home benchmarks/out
+	rm -rf data .dagster_home benchmarks/out dbt_project/target dbt_project/logs
