@@ -276,3 +276,12 @@ def test_lineage_keeps_column_names_with_dots_whole() -> None:
         ("ref.rates", "eur.rate"),
         ("shop.prices@input", "price.eur"),
     ]
+
+
+def test_a_lineage_cycle_stops_where_it_repeats() -> None:
+    graph = LineageGraph()
+    # A merge pipeline that reads its own target (a lookup on itself) makes a cycle.
+    graph._add(AssetKey(["a", "t"]), {"etl/column_sources": {"x": [{"dataset": "b.u", "column": "y"}]}})
+    graph._add(AssetKey(["b", "u"]), {"etl/column_sources": {"y": [{"dataset": "a.t", "column": "x"}]}})
+    tree = walk(graph, ColumnRef("a.t", "x"), "upstream")
+    assert [(str(parent.column), str(child.column)) for parent, child in tree.walk()] == [("a.t.x", "b.u.y")]
