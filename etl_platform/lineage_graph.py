@@ -45,7 +45,6 @@ class LineageGraph:
     """Edges from source columns to the columns computed from them, and every dataset's columns."""
 
     columns: dict[str, list[str]] = field(default_factory=dict)
-    edges: list[Edge] = field(default_factory=list)
     _into: dict[ColumnRef, list[Edge]] = field(default_factory=dict, repr=False)
     _out_of: dict[ColumnRef, list[Edge]] = field(default_factory=dict, repr=False)
 
@@ -85,7 +84,6 @@ class LineageGraph:
 
     def _edge(self, source: ColumnRef, target: ColumnRef, via: tuple[str, ...]) -> None:
         edge = Edge(source, target, via)
-        self.edges.append(edge)
         self._into.setdefault(target, []).append(edge)
         self._out_of.setdefault(source, []).append(edge)
         if source.dataset.endswith(INPUT_SUFFIX):
@@ -121,17 +119,19 @@ class LineageNode:
         return node
 
 
-def walk(graph: LineageGraph, column: ColumnRef, direction: str, seen: frozenset[ColumnRef] = frozenset()) -> LineageNode:
+def walk(
+    graph: LineageGraph, column: ColumnRef, direction: str, via: tuple[str, ...] = (), seen: frozenset[ColumnRef] = frozenset()
+) -> LineageNode:
     """The tree of `column`'s lineage `upstream` or `downstream` (a cycle stops where it repeats)."""
-    edges = graph.upstream_edges(column) if direction == "upstream" else graph.downstream_edges(column)
-    children = []
-    for edge in edges:
-        other = edge.source if direction == "upstream" else edge.target
-        if other in seen or other == column:
-            continue
-        child = walk(graph, other, direction, seen | {column})
-        children.append(LineageNode(child.column, edge.via, child.children))
-    return LineageNode(column, (), tuple(children))
+    upstream = direction == "upstream"
+    edges = graph.upstream_edges(column) if upstream else graph.downstream_edges(column)
+    seen = seen | {column}
+    children = tuple(
+        walk(graph, other, direction, edge.via, seen)
+        for edge in edges
+        if (other := edge.source if upstream else edge.target) not in seen
+    )
+    return LineageNode(column, via, children)
 
 
 Trees = list[tuple[str, LineageNode]]  # (direction, tree) pairs: "upstream" or "downstream"

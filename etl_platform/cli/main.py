@@ -164,7 +164,7 @@ def print_failures(statuses) -> None:
     for status in statuses:
         if status.error and status.step_key not in printed:
             printed.add(status.step_key)
-            name = "dbt build" if status.kind == "dbt" else status.pipeline
+            name = "dbt build" if status.kind == "dbt" else status.name
             console.print(f"[red]{name} failed:[/red] {status.error}", highlight=False, soft_wrap=True)
 
 

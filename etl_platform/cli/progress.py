@@ -25,10 +25,10 @@ _PROGRESS = re.compile(r"progress: ([\d,]+) rows read(?: \((\d+)% of input\))?")
 
 
 @dataclass
-class PipelineStatus:
+class AssetStatus:
     """What the run did to one asset: a pipeline's dataset, or a dbt model (several share one dbt step)."""
 
-    pipeline: str
+    name: str  # the pipeline id, or the dbt model's name
     dataset: str
     step_key: str
     kind: str = "pipeline"
@@ -50,17 +50,17 @@ class CheckStatus:
 
 
 class RunFollower:
-    """Polls the instance for the run tagged `invocation` and updates each asset's PipelineStatus.
+    """Polls the instance for the run tagged `invocation` and updates each asset's AssetStatus.
 
     Step events (start, success, failure, progress lines) apply to every asset of the step;
     materializations and check evaluations to the asset they name.
     """
 
-    def __init__(self, instance: DagsterInstance, invocation: str, statuses: list[PipelineStatus]):
+    def __init__(self, instance: DagsterInstance, invocation: str, statuses: list[AssetStatus]):
         self.instance = instance
         self.invocation = invocation
         self.statuses = statuses
-        self._by_step: dict[str, list[PipelineStatus]] = {}
+        self._by_step: dict[str, list[AssetStatus]] = {}
         for status in statuses:
             self._by_step.setdefault(status.step_key, []).append(status)
         self._by_dataset = {status.dataset: status for status in statuses}
@@ -107,7 +107,7 @@ class RunFollower:
         self._seen = len(logs)
 
     @staticmethod
-    def _apply_step_entry(status: PipelineStatus, entry, partly_built: bool) -> None:
+    def _apply_step_entry(status: AssetStatus, entry, partly_built: bool) -> None:
         event = entry.dagster_event
         if event is None:
             match = _PROGRESS.search(entry.user_message)
@@ -147,12 +147,12 @@ def follow(worker: threading.Thread, follower: RunFollower, console: Console) ->
             for status in follower.statuses:
                 if status.state in {"done", "failed", "skipped"} and status.dataset not in announced:
                     announced.add(status.dataset)
-                    console.print(f"{status.pipeline}: {status.state}")
+                    console.print(f"{status.name}: {status.state}")
         follower.poll()
         return
     columns = (TextColumn("{task.description:<16}"), BarColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bars:
-        tasks = {s.dataset: bars.add_task(s.pipeline, total=100, detail="waiting") for s in follower.statuses}
+        tasks = {s.dataset: bars.add_task(s.name, total=100, detail="waiting") for s in follower.statuses}
         while True:
             alive = worker.is_alive()
             follower.poll()
@@ -166,7 +166,7 @@ def follow(worker: threading.Thread, follower: RunFollower, console: Console) ->
             time.sleep(0.3)
 
 
-def summary_table(steps: list[PipelineStatus]) -> Table:
+def summary_table(steps: list[AssetStatus]) -> Table:
     table = Table(title="Pipeline summary")
     columns = (
         "pipeline",
@@ -190,7 +190,7 @@ def summary_table(steps: list[PipelineStatus]) -> Table:
 
         seconds = meta.get("duration_seconds")
         table.add_row(
-            status.pipeline,
+            status.name,
             status.dataset,
             status.state if not meta.get("skipped") else f"done, nothing new: {meta['skipped']}",
             number("rows_read"),
@@ -204,7 +204,7 @@ def summary_table(steps: list[PipelineStatus]) -> Table:
     return table
 
 
-def models_table(models: list[PipelineStatus]) -> Table:
+def models_table(models: list[AssetStatus]) -> Table:
     """One row per dbt model: its table, whether it was built, rows (tables only) and how its tests went."""
     table = Table(title="dbt models")
     for column in ("model", "dataset", "status", "rows", "tests passed", "warned", "failed", "seconds"):
@@ -214,7 +214,7 @@ def models_table(models: list[PipelineStatus]) -> Table:
         failed = [c for c in model.checks if not c.passed]
         warned = sum(c.severity == "warn" for c in failed)
         table.add_row(
-            model.pipeline,
+            model.name,
             model.dataset,
             model.state,
             f"{rows:,}" if isinstance(rows, int) else "view" if model.state == "done" else "-",
@@ -226,9 +226,9 @@ def models_table(models: list[PipelineStatus]) -> Table:
     return table
 
 
-def checks_table(steps: list[PipelineStatus]) -> Table | None:
+def checks_table(steps: list[AssetStatus]) -> Table | None:
     """One row per quality check judged in the run: passed, or failed with its severity."""
-    rows = [(status.pipeline, check) for status in steps for check in status.checks]
+    rows = [(status.name, check) for status in steps for check in status.checks]
     if not rows:
         return None
     table = Table(title="Quality checks")

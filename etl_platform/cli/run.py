@@ -8,7 +8,7 @@ import uuid
 from dagster import AssetKey, DagsterInstance, build_reconstructable_job, execute_job
 from rich.console import Console
 
-from etl_platform.cli.progress import PipelineStatus, RunFollower, checks_table, follow, models_table, summary_table
+from etl_platform.cli.progress import AssetStatus, RunFollower, checks_table, follow, models_table, summary_table
 from etl_platform.spec import PipelineSpec
 
 # The terminal shows progress bars and a summary; Dagster's own step log stays in the instance (and the UI).
@@ -22,7 +22,7 @@ def pipeline_job(job: str):
     return defs.resolve_job_def(job)
 
 
-def dbt_model_statuses() -> list[PipelineStatus]:
+def dbt_model_statuses() -> list[AssetStatus]:
     """One status per dbt model, in the order dbt builds them, all of the one dbt step."""
     from assets.dbt import DBT_ASSETS_NAME
     from etl_platform.definitions import defs
@@ -33,12 +33,12 @@ def dbt_model_statuses() -> list[PipelineStatus]:
         for key in graph.toposorted_asset_keys
         if graph.get(key).is_executable and graph.get(key).assets_def.node_def.name == DBT_ASSETS_NAME
     ]
-    return [PipelineStatus(key.path[-1], ".".join(key.path), DBT_ASSETS_NAME, kind="dbt") for key in models]
+    return [AssetStatus(key.path[-1], ".".join(key.path), DBT_ASSETS_NAME, kind="dbt") for key in models]
 
 
 def run_through_dagster(
     specs: list[PipelineSpec], parallel: int, console: Console, full_refresh: bool = False, with_dbt: bool = False
-) -> tuple[bool, list[PipelineStatus]]:
+) -> tuple[bool, list[AssetStatus]]:
     """Run `specs` in the instance at DAGSTER_HOME, then (`with_dbt`) a dbt build, following each run;
     print the summary, return success and every asset's status.
 
@@ -49,7 +49,7 @@ def run_through_dagster(
     from etl_platform.definitions import ALL_PIPELINES_JOB, DBT_JOB, job_name
 
     pipelines = [
-        PipelineStatus(s.id, s.destination.dataset, dataset_key(s.destination.dataset).to_python_identifier()) for s in specs
+        AssetStatus(s.id, s.destination.dataset, dataset_key(s.destination.dataset).to_python_identifier()) for s in specs
     ]
     single = len(pipelines) == 1
     run_config = {
@@ -78,7 +78,7 @@ def _executor(parallel: int) -> dict:
     return {"multiprocess": {"max_concurrent": parallel}} if parallel > 1 else {"in_process": {}}
 
 
-def _follow_run(job: str, statuses: list[PipelineStatus], run_config: dict, tags: dict, console: Console, subset: bool) -> bool:
+def _follow_run(job: str, statuses: list[AssetStatus], run_config: dict, tags: dict, console: Console, subset: bool) -> bool:
     """Execute `job` (only the statuses' assets, `subset`) in a thread while drawing its progress; True if it succeeded."""
     invocation = uuid.uuid4().hex
     instance = DagsterInstance.get()
