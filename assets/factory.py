@@ -30,8 +30,9 @@ from pydantic import Field
 from assets.checks import check_result, check_specs
 from assets.metadata import lineage_metadata, materialization_metadata
 from etl_platform.breaker import SystemUnavailable
+from etl_platform.engine.options import Progress, RunOptions, given
 from etl_platform.engine.report import NOTHING_TO_PUBLISH
-from etl_platform.engine.runner import Environment, Progress, run_pipeline
+from etl_platform.engine.runner import Environment, run_pipeline
 from etl_platform.errors import EtlError, WarehouseUnavailable
 from etl_platform.lineage import column_lineage
 from etl_platform.quality.audit import QualityGateFailed
@@ -145,16 +146,15 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
         python = registry.frames.get(spec.id)
         try:
             frame = frame_source(python, warehouse.url) if python else None
-            report = run_pipeline(
-                spec,
-                environment,
+            options = RunOptions(
                 run_id=context.run.run_id,
                 progress=_progress_logger(context),
-                frame=frame,
-                model=python.model if python else None,
                 files=config.files,
                 full_refresh=config.full_refresh,
+                source=given(frame) if frame else None,
+                model=python.model if python else None,
             )
+            report = run_pipeline(spec, environment, options)
         except (WarehouseUnavailable, SystemUnavailable):
             raise  # transient until proven otherwise: the retry policy tries again
         except QualityGateFailed as stopped:

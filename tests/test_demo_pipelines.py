@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from etl_platform.demo import write_demo_data
+from etl_platform.engine.options import RunOptions, given
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.sources.frame import frame_source
 from etl_platform.spec import PipelineRegistry
@@ -23,7 +24,9 @@ def test_demo_pipelines_publish_clean_data(warehouse_url: str, tmp_path: Path) -
             python = registry.frames.get(pipeline_id)
             frame = frame_source(python, warehouse_url) if python else None
             model = python.model if python else None
-            reports[pipeline_id] = run_pipeline(registry.get(pipeline_id), environment, frame=frame, model=model)
+            reports[pipeline_id] = run_pipeline(
+                registry.get(pipeline_id), environment, RunOptions(source=given(frame) if frame else None, model=model)
+            )
     counts = {p: (r.rows_read, r.rows_published, r.rows_quarantined, r.rows_filtered, r.target_rows) for p, r in reports.items()}
     assert counts == {
         # 12 exact duplicates and 8 customers registered twice (typo or swapped names) are deduplicated

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 
+from etl_platform.engine.options import RunOptions
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.errors import SpecError
 from etl_platform.warehouse import open_warehouse
@@ -46,8 +49,10 @@ def test_late_rows_below_the_mark_are_caught_by_the_lookback_and_merge_removes_t
     environment = environment_for(duckdb_url, landing)
     first = run_pipeline(events_pipeline("EVENTS_DB_URL"), environment)
     assert first.rows_published == 2
-    mark = rows(duckdb_url, "SELECT cursor_column, high_water FROM _etl.cursor_state WHERE pipeline = 'events'")
-    assert mark == [{"cursor_column": "updated_at", "high_water": '{"kind": "timestamp", "value": "2026-11-22T10:30:00+00:00"}'}]
+    saved = rows(duckdb_url, "SELECT position FROM _etl.source_checkpoint WHERE pipeline = 'events'")
+    assert [json.loads(r["position"]) for r in saved] == [
+        {"cursor_column": "updated_at", "high_water": {"kind": "timestamp", "value": "2026-11-22T10:30:00+00:00"}}
+    ]
 
     # A transaction that started earlier commits now, with a cursor value below the mark; and new rows arrive.
     source_db(
@@ -67,7 +72,7 @@ def test_late_rows_below_the_mark_are_caught_by_the_lookback_and_merge_removes_t
     third = run_pipeline(events_pipeline("EVENTS_DB_URL"), environment)  # a new process: the mark came from the warehouse
     assert third.rows_read == 2  # after 10:35 (11:05 minus 30 minutes): 11:00 and 11:05 only
 
-    refreshed = run_pipeline(events_pipeline("EVENTS_DB_URL"), environment, full_refresh=True)
+    refreshed = run_pipeline(events_pipeline("EVENTS_DB_URL"), environment, RunOptions(full_refresh=True))
     assert refreshed.rows_read == 4 and refreshed.target_rows == 4
 
 

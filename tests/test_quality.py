@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
+from etl_platform.engine.options import RunOptions, given
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.quality.audit import QualityGateFailed
 from etl_platform.quality.rules import Rule, register_check
@@ -312,8 +313,7 @@ def test_frame_pipeline_with_a_pandera_model(warehouse_url: str, tmp_path: Path,
     report = run_pipeline(
         registry.get("scores"),
         environment_for(warehouse_url, landing),
-        frame=frame_source(python, warehouse_url),
-        model=python.model,
+        RunOptions(source=given(frame_source(python, warehouse_url)), model=python.model),
     )
     checks = by_name(report)
     assert not checks["player_unique"].passed and checks["player_unique"].rows_failed == 2

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from etl_platform.engine.options import RunOptions
 from etl_platform.engine.runner import Environment, run_pipeline
 from etl_platform.errors import SourceError
 from etl_platform.stores.s3 import s3_client
@@ -93,7 +94,7 @@ def test_file_destinations_on_s3_with_compression_and_partitions(duckdb_url: str
             destination={"dataset": "lake.parquet", "format": "parquet", "partition_by": ["dt"], "write": "replace"},
         ),
         environment,
-        full_refresh=True,
+        RunOptions(full_refresh=True),
     )
     after = keys(s3_bucket, "lake/lake/parquet/")
     assert len(after) == len(before) and set(after) & set(before) == {"lake/lake/parquet/_manifest.json"}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from etl_platform.engine.options import RunOptions
 from etl_platform.engine.runner import run_pipeline
 from tests.conftest import environment_for, pipeline, rows, write_csv
 
@@ -32,7 +33,7 @@ def test_append_never_loads_the_same_input_twice(any_warehouse_url: str, landing
     assert (third.source_files, third.rows_published) == ([str(landing / "day2.csv")], 1)
     assert rows(any_warehouse_url, "SELECT count(*) AS n FROM analytics.orders")[0]["n"] == 3
     # A full refresh reads every file again into an emptied target; the ledger starts again too.
-    refreshed = run_pipeline(spec, environment, full_refresh=True)
+    refreshed = run_pipeline(spec, environment, RunOptions(full_refresh=True))
     assert refreshed.target_rows == 3
     assert rows(any_warehouse_url, "SELECT count(*) AS n FROM _etl.load_ledger")[0]["n"] == 1
 
@@ -101,7 +102,7 @@ def test_file_destinations_parquet_partitioned_csv_gzip_and_jsonl(duckdb_url: st
     jsonl = {"dataset": "exports.feed", "format": "jsonl", "write": "append"}
     spec = pipeline(id="feed", transforms=CASTS, destination=jsonl)
     run_pipeline(spec, environment)
-    run_pipeline(spec, environment, full_refresh=True)  # the same part file again, no duplicate rows
+    run_pipeline(spec, environment, RunOptions(full_refresh=True))  # the same part file again, no duplicate rows
     parts = list((lake / "exports/feed").iterdir())
     assert len(parts) == 1
     assert [json.loads(line)["id"] for line in parts[0].read_text().splitlines()] == [1, 2, 3]

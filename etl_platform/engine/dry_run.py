@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from etl_platform.engine.runner import Environment, dataset_reader, plan_input
+from etl_platform.engine.chunks import dataset_reader
+from etl_platform.engine.inputs import plan_input
+from etl_platform.engine.options import RunOptions
+from etl_platform.engine.runner import Environment
 from etl_platform.sources import PROVENANCE
 from etl_platform.spec.models import PipelineSpec
 from etl_platform.transforms import TransformChain, TransformContext
@@ -30,7 +33,7 @@ def dry_run(spec: PipelineSpec, environment: Environment, sample_rows: int = 1_0
     warehouse = open_warehouse(environment.warehouse_url)
     try:
         # Every matching file and every row, whatever incremental state says: a preview writes no state.
-        source = plan_input(spec, environment, warehouse, None, full_refresh=True).source
+        source = plan_input(spec, environment, warehouse, RunOptions(full_refresh=True)).source
         sample = next((c.table for c in source.read(max(sample_rows, 1_000)) if len(c.table)), None)
         if sample is None:
             return [StageView("source (no rows)", pa.table({}))]

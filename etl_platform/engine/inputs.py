@@ -1,31 +1,35 @@
-"""What one load reads: which files (and which state says they are new), or which cursor range.
+"""What one load reads: which files (and which state says they are new), which cursor range, or a given source.
 
-Incremental state lives in the warehouse (etl_platform.state) and advances in the publish
-transaction; this module only decides the input from it, and how the publish advances it.
+Incremental state lives in the warehouse (etl_platform.state). This module only opens the source
+from it; the source's checkpoint advances that state in the publish transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from etl_platform.engine.options import RunOptions
 from etl_platform.errors import SourceError
 from etl_platform.sources import Source, SqlQuerySource, open_file_source
 from etl_platform.spec.models import FileArrival, PipelineSpec, SqlSource
-from etl_platform.state import CursorState, FileState
+from etl_platform.state import FileState, ProcessedFiles, saved_position
+from etl_platform.state.cursor import saved_mark
 from etl_platform.stores import FileLocation, FileStore, StoredFile
 from etl_platform.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from etl_platform.engine.runner import Environment
 
 
 @dataclass
 class LoadInput:
-    """The source of one load, and how its publish advances the incremental state."""
+    """The source of one load; without one, `nothing_new` says why there is nothing to read."""
 
     source: Source | None
     files: list[StoredFile] = field(default_factory=list)
     nothing_new: str | None = None
-    advance: Callable[[Warehouse, str], None] = lambda warehouse, run_id: None
 
 
 def watched_location(spec: PipelineSpec, landing: FileStore, s3_client: Callable[[], Any]) -> FileLocation:
@@ -35,6 +39,19 @@ def watched_location(spec: PipelineSpec, landing: FileStore, s3_client: Callable
 def dead_letter_prefix(location: FileLocation, arrival: FileArrival | None) -> str:
     """Where a pipeline's failing files go: below the watched prefix, never matched by it."""
     return location.prefix + (arrival or FileArrival()).dead_letter_prefix.lstrip("/")
+
+
+def plan_input(spec: PipelineSpec, environment: Environment, warehouse: Warehouse, options: RunOptions) -> LoadInput:
+    """This load's source, opened from the pipeline's saved checkpoint (none on a full refresh)."""
+    if options.source is not None:
+        saved = None if options.full_refresh else saved_position(warehouse, spec.id)
+        return LoadInput(options.source(saved))
+    if spec.file_path is not None:
+        location = watched_location(spec, environment.landing, environment.s3_client)
+        return plan_files(spec, warehouse, location, options.files, options.full_refresh)
+    if isinstance(spec.source, SqlSource):
+        return plan_query(spec, warehouse, options.full_refresh)
+    raise SourceError("a frame pipeline's rows come from its Python function: run it through Dagster (etl run)")
 
 
 def plan_files(
@@ -48,7 +65,6 @@ def plan_files(
 
     A replace reads every matching file whatever a sensor asked for: its target is their content.
     """
-    state = FileState(warehouse, spec.id)
     excluded = dead_letter_prefix(location, spec.file_arrival)
     if requested is None or not spec.incremental_files:
         files = [f for f in location.files() if not f.key.startswith(excluded)]
@@ -59,33 +75,22 @@ def plan_files(
             return LoadInput(None, nothing_new="the requested files are gone (moved to the dead-letter prefix, or deleted)")
     incremental = spec.incremental_files and not full_refresh
     if incremental:
-        files = state.pending(files)
+        files = FileState(warehouse, spec.id).pending(files)
         if not files:
             return LoadInput(None, nothing_new=f"no new or changed files in {location.url}")
-
-    def advance(target: Warehouse, run_id: str) -> None:
-        files_state = FileState(target, spec.id)
-        if full_refresh:
-            files_state.reset()
-        files_state.mark_processed(files, run_id, exclusive=incremental)
-
-    return LoadInput(open_file_source(spec.source, files, location.store), files, advance=advance)
+    processed = ProcessedFiles(files, exclusive=incremental, reset=full_refresh)
+    return LoadInput(open_file_source(spec.source, files, location.store, processed), files)
 
 
 def plan_query(spec: PipelineSpec, warehouse: Warehouse, full_refresh: bool) -> LoadInput:
     """A SQL source; incremental ones read from the high-water mark minus the look-back."""
     source_spec: SqlSource = spec.source
     incremental = source_spec.incremental
-    mark = None if (incremental is None or full_refresh) else CursorState(warehouse, spec.id).get(incremental.cursor)
+    if incremental is None:
+        return LoadInput(SqlQuerySource(source_spec, warehouse))
+    mark = None if full_refresh else saved_mark(saved_position(warehouse, spec.id), incremental.cursor)
     try:
         since = mark.minus(incremental.lookback_value) if mark is not None else None
     except ValueError as exc:
         raise SourceError(f"{spec.origin}: source.incremental.lookback: {exc}") from None
-    source = SqlQuerySource(source_spec, warehouse, since)
-    if incremental is None:
-        return LoadInput(source)
-
-    def advance(target: Warehouse, run_id: str) -> None:
-        CursorState(target, spec.id).advance(incremental.cursor, source.seen_max, run_id, reset=full_refresh)
-
-    return LoadInput(source, advance=advance)
+    return LoadInput(SqlQuerySource(source_spec, warehouse, since, mark, reset=full_refresh))

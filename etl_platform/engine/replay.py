@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import orjson
 import pyarrow as pa
 
+from etl_platform.engine.options import RunOptions, given
 from etl_platform.engine.report import LoadReport
 from etl_platform.engine.runner import Environment, run_pipeline
 from etl_platform.fingerprint import ContentHash
@@ -44,12 +45,28 @@ class QuarantineSelection:
         return " WHERE " + " AND ".join(f"{c} = ?" for c, _ in clauses), tuple(v for _, v in clauses)
 
 
+@dataclass(frozen=True)
+class ReplayedRecords:
+    """A replay's checkpoint: its records leave the quarantine in the publish transaction."""
+
+    ids: list[str]
+
+    def save(self, target: Warehouse, pipeline: str, run_id: str) -> None:
+        target.remove_from_quarantine(self.ids)
+
+
 class ReplaySource:
     """Quarantine records as a source; provenance keeps each row's original file and line."""
 
     def __init__(self, records: list[dict]):
         self.records = records
         self.ids = sorted(r["quarantine_id"] for r in records)
+
+    def checkpoint(self) -> ReplayedRecords:
+        return ReplayedRecords(self.ids)
+
+    def acknowledge(self, checkpoint: ReplayedRecords) -> None:
+        """The quarantine is in the warehouse: the publish transaction already removed the records."""
 
     def describe(self) -> list[str]:
         return [f"quarantine replay of {len(self.records)} rows"]
@@ -104,4 +121,4 @@ def replay(spec: PipelineSpec, environment: Environment, selection: QuarantineSe
         warehouse.close()
     if not records:
         return None
-    return run_pipeline(spec, environment, replay=ReplaySource(records))
+    return run_pipeline(spec, environment, RunOptions(source=given(ReplaySource(records)), replay=True))

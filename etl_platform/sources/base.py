@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from etl_platform.warehouse.base import Warehouse
 
 SOURCE_FILE = "_etl_source_file"
 SOURCE_LINE = "_etl_source_line"
@@ -38,8 +41,25 @@ class BadLine:
     reason: str
 
 
+class Checkpoint(Protocol):
+    """Where a source stands once a load's rows are published (docs/architecture.md, "Source checkpoints").
+
+    The engine calls `save` inside the publish transaction, so a checkpoint advances exactly when
+    the rows it covers become visible, and never when a load fails or is rolled back.
+    """
+
+    def save(self, target: Warehouse, pipeline: str, run_id: str) -> None: ...
+
+
 class Source(Protocol):
-    """A readable input. `fingerprint` identifies its content, for the append ledger."""
+    """A readable input on the checkpoint protocol.
+
+    A source is opened from its saved checkpoint, yields chunks from `read`, and then says with
+    `checkpoint` where it stands (None: nothing to save). After the publish has committed, the
+    engine calls `acknowledge` with that checkpoint, once: where a broker or a replication slot is
+    told to forget what is now safely published. `fingerprint` identifies the content read, for the
+    append ledger, which absorbs a re-delivery that a crash before `acknowledge` causes.
+    """
 
     def describe(self) -> list[str]: ...
 
@@ -48,6 +68,20 @@ class Source(Protocol):
     def fingerprint(self) -> str | None: ...
 
     def read(self, chunk_rows: int) -> Iterator[SourceChunk]: ...
+
+    def checkpoint(self) -> Checkpoint | None: ...
+
+    def acknowledge(self, checkpoint: Checkpoint) -> None: ...
+
+
+class WithoutCheckpoint:
+    """For sources that keep no position: rows handed over in memory (a Python function's frame)."""
+
+    def checkpoint(self) -> None:
+        return None
+
+    def acknowledge(self, checkpoint: Checkpoint) -> None:
+        """Nothing upstream to tell."""
 
 
 def numbered(table: pa.Table) -> pa.Table:

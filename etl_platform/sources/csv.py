@@ -20,14 +20,15 @@ from etl_platform.sources.base import BadLine, SourceChunk, with_provenance
 from etl_platform.sources.compression import open_binary
 from etl_platform.sources.fileset import FileSetSource
 from etl_platform.spec.models import CsvSource
+from etl_platform.state.files import ProcessedFiles
 from etl_platform.stores import FileStore, StoredFile
 
 BLOCK_BYTES = 4 << 20
 
 
 class CsvFileSource(FileSetSource):
-    def __init__(self, spec: CsvSource, files: list[StoredFile], store: FileStore):
-        super().__init__(files, store)
+    def __init__(self, spec: CsvSource, files: list[StoredFile], store: FileStore, processed: ProcessedFiles | None = None):
+        super().__init__(files, store, processed)
         self.spec = spec
 
     def _options(self, column_names: list[str] | None, bad: list[BadLine], name: str, strict: bool):

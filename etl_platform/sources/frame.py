@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from etl_platform.fingerprint import ContentHash
-from etl_platform.sources.base import SourceChunk, with_provenance
+from etl_platform.sources.base import SourceChunk, WithoutCheckpoint, with_provenance
 from etl_platform.spec.python import FramePipeline
 
 
@@ -20,7 +20,7 @@ def to_arrow(frame: Any) -> pa.Table:
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
-class FrameSource:
+class FrameSource(WithoutCheckpoint):
     """The whole frame in one chunk: it is in memory already, and checks see all its rows at once."""
 
     def __init__(self, frame: Any, label: str):

@@ -20,6 +20,7 @@ from etl_platform.sources.base import BadLine, SourceChunk, with_provenance
 from etl_platform.sources.compression import open_binary
 from etl_platform.sources.fileset import FileSetSource
 from etl_platform.spec.models import JsonLinesSource, JsonSource
+from etl_platform.state.files import ProcessedFiles
 from etl_platform.stores import FileStore, StoredFile
 
 
@@ -43,8 +44,14 @@ def records_to_table(records: list[dict[str, Any]], file: str, lines: list[int])
 
 
 class _JsonFiles(FileSetSource, ABC):
-    def __init__(self, spec: JsonSource | JsonLinesSource, files: list[StoredFile], store: FileStore):
-        super().__init__(files, store)
+    def __init__(
+        self,
+        spec: JsonSource | JsonLinesSource,
+        files: list[StoredFile],
+        store: FileStore,
+        processed: ProcessedFiles | None = None,
+    ):
+        super().__init__(files, store, processed)
         self.spec = spec
 
     def read(self, chunk_rows: int) -> Iterator[SourceChunk]:

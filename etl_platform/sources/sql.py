@@ -23,7 +23,8 @@ from etl_platform.errors import SourceError, one_line
 from etl_platform.fingerprint import ContentHash
 from etl_platform.sources.base import SourceChunk, with_provenance
 from etl_platform.spec.models import SqlSource
-from etl_platform.state.cursor import Mark
+from etl_platform.state.cursor import HighWater, Mark, cursor_position, later
+from etl_platform.state.positions import Position
 from etl_platform.warehouse.base import Warehouse, described_batches
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -52,7 +53,16 @@ def sql_literal(value: Mark) -> str:
 class SqlQuerySource:
     """Rows of a table or query; incremental, only those past `since` on the cursor column."""
 
-    def __init__(self, spec: SqlSource, warehouse: Warehouse, since: Mark | None = None):
+    def __init__(
+        self,
+        spec: SqlSource,
+        warehouse: Warehouse,
+        since: Mark | None = None,
+        saved: HighWater | None = None,
+        reset: bool = False,
+    ):
+        """`since` is where this read starts (the saved mark less the look-back); `reset` (a full
+        refresh) replaces the saved mark instead of keeping the larger of the two."""
         query = spec.query or f"SELECT * FROM {spec.table}"
         self.cursor = spec.incremental.cursor if spec.incremental else None
         if self.cursor and since is not None:
@@ -63,6 +73,8 @@ class SqlQuerySource:
             query = f"SELECT * FROM ({query}) AS _etl_incremental WHERE {quote(self.cursor)} > {sql_literal(since)}"
         self.query = query
         self.since = since
+        self.saved = saved
+        self.reset = reset
         self.seen_max: Mark | None = None
         self.url = expand_env(spec.url) if spec.url else None
         self.warehouse = None if spec.url else warehouse
@@ -79,6 +91,18 @@ class SqlQuerySource:
     def fingerprint(self) -> str:
         """Hash of the rows read; known once `read` is exhausted."""
         return self._hash.hexdigest()
+
+    def checkpoint(self) -> Position | None:
+        """The new high-water mark: the larger of the saved one and the largest cursor value read."""
+        if self.cursor is None:
+            return None
+        if self.seen_max is None:
+            return Position(None) if self.reset else None
+        mark = self.seen_max if self.saved is None or self.reset else later(self.seen_max, self.saved.value)
+        return Position(cursor_position(self.cursor, HighWater(mark)))
+
+    def acknowledge(self, checkpoint: Position) -> None:
+        """A query consumes nothing: the database keeps its rows."""
 
     def read(self, chunk_rows: int) -> Iterator[SourceChunk]:
         tables = self.warehouse.read_batches(self.query, chunk_rows) if self.warehouse else self._read_external(chunk_rows)

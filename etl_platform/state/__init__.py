@@ -1,6 +1,7 @@
-"""Incremental state kept with the data: processed files and SQL cursor high-water marks."""
+"""Incremental state kept with the data: processed files and sources' saved positions."""
 
-from etl_platform.state.cursor import CursorState, HighWater
-from etl_platform.state.files import FileRecord, FileState
+from etl_platform.state.cursor import HighWater
+from etl_platform.state.files import FileRecord, FileState, ProcessedFiles
+from etl_platform.state.positions import Position, saved_position
 
-__all__ = ["CursorState", "FileRecord", "FileState", "HighWater"]
+__all__ = ["FileRecord", "FileState", "HighWater", "Position", "ProcessedFiles", "saved_position"]

@@ -1,20 +1,16 @@
 """A SQL source's high-water mark: the largest cursor value a published load has read.
 
-The mark is stored as JSON with its kind, so a timestamp comes back as a timestamp. The next
-load reads rows with `cursor > mark - lookback`; the mark moves only in the publish transaction.
+The mark is saved as the source's position (state.positions) with its kind, so a timestamp comes
+back as a timestamp. The next load reads rows with `cursor > mark - lookback`; the mark moves only
+in the publish transaction, as every source checkpoint does.
 """
 
 from __future__ import annotations
 
 import datetime
 import decimal
-import json
 import math
 from dataclasses import dataclass
-
-import pyarrow as pa
-
-from etl_platform.warehouse.base import CURSOR_STATE_SCHEMA, META_SCHEMA, Warehouse
 
 Mark = int | float | decimal.Decimal | str | datetime.datetime | datetime.date
 
@@ -23,19 +19,19 @@ Mark = int | float | decimal.Decimal | str | datetime.datetime | datetime.date
 class HighWater:
     value: Mark
 
-    def to_json(self) -> str:
+    def to_json_value(self) -> dict:
+        """The mark with its kind, so a timestamp comes back as a timestamp."""
         value = self.value
         if isinstance(value, datetime.datetime):
-            return json.dumps({"kind": "timestamp", "value": value.isoformat()})
+            return {"kind": "timestamp", "value": value.isoformat()}
         if isinstance(value, datetime.date):
-            return json.dumps({"kind": "date", "value": value.isoformat()})
+            return {"kind": "date", "value": value.isoformat()}
         if isinstance(value, decimal.Decimal):
-            return json.dumps({"kind": "decimal", "value": str(value)})
-        return json.dumps({"kind": type(value).__name__, "value": value})
+            return {"kind": "decimal", "value": str(value)}
+        return {"kind": type(value).__name__, "value": value}
 
     @classmethod
-    def from_json(cls, text: str) -> HighWater:
-        data = json.loads(text)
+    def from_json_value(cls, data: dict) -> HighWater:
         kind, value = data["kind"], data["value"]
         if kind == "timestamp":
             return cls(datetime.datetime.fromisoformat(value))
@@ -71,32 +67,13 @@ def later(a: Mark, b: Mark) -> Mark:
     return a if a >= b else b
 
 
-class CursorState:
-    def __init__(self, warehouse: Warehouse, pipeline: str):
-        self.warehouse = warehouse
-        self.pipeline = pipeline
-        self.table = warehouse.relation(META_SCHEMA, "cursor_state")
+def cursor_position(column: str, mark: HighWater) -> dict:
+    """The saved position of a SQL source (state.positions): its cursor column and high-water mark."""
+    return {"cursor_column": column, "high_water": mark.to_json_value()}
 
-    def get(self, column: str) -> HighWater | None:
-        """The mark of `column`; a mark of another column (the spec's cursor changed) does not count."""
-        rows = self.warehouse.query(f"SELECT cursor_column, high_water FROM {self.table} WHERE pipeline = ?", (self.pipeline,))
-        return HighWater.from_json(rows[0][1]) if rows and rows[0][0] == column and rows[0][1] else None
 
-    def advance(self, column: str, seen: Mark | None, run_id: str, reset: bool = False) -> HighWater | None:
-        """Inside the publish transaction: the mark becomes the larger of itself and `seen`."""
-        current = None if reset else self.get(column)
-        if seen is None:
-            if reset:
-                self.warehouse.execute(f"DELETE FROM {self.table} WHERE pipeline = ?", (self.pipeline,))
-            return current
-        mark = HighWater(seen if current is None else later(seen, current.value))
-        self.warehouse.execute(f"DELETE FROM {self.table} WHERE pipeline = ?", (self.pipeline,))
-        row = {
-            "pipeline": self.pipeline,
-            "cursor_column": column,
-            "high_water": mark.to_json(),
-            "run_id": run_id,
-            "updated_at": datetime.datetime.now(datetime.UTC),
-        }
-        self.warehouse.bulk_insert(self.table, pa.Table.from_pylist([row], CURSOR_STATE_SCHEMA))
-        return mark
+def saved_mark(position: object, column: str) -> HighWater | None:
+    """The mark of `column` in a saved position; a mark of another column (the spec's cursor changed) does not count."""
+    if not isinstance(position, dict) or position.get("cursor_column") != column or not position.get("high_water"):
+        return None
+    return HighWater.from_json_value(position["high_water"])

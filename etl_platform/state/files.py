@@ -117,3 +117,22 @@ class FileState:
     def reset(self) -> None:
         """Forget every file (a full refresh, inside its publish transaction)."""
         self.warehouse.execute(f"DELETE FROM {self.table} WHERE pipeline = ?", (self.pipeline,))
+
+
+@dataclass(frozen=True)
+class ProcessedFiles:
+    """A file source's checkpoint: the files (and versions) a load read, recorded when it publishes.
+
+    `exclusive` (incremental loads) refuses the publish if another run published one of them
+    first; `reset` (a full refresh) forgets every other file of the pipeline.
+    """
+
+    files: list[StoredFile]
+    exclusive: bool
+    reset: bool = False
+
+    def save(self, target: Warehouse, pipeline: str, run_id: str) -> None:
+        state = FileState(target, pipeline)
+        if self.reset:
+            state.reset()
+        state.mark_processed(self.files, run_id, exclusive=self.exclusive)

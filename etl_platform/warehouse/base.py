@@ -159,7 +159,7 @@ SCHEMA_VERSIONS_SCHEMA = pa.schema(
 )
 
 
-# Incremental state, advanced inside the publish transaction (DESIGN.md section 4).
+# Incremental state, advanced inside the publish transaction (docs/architecture.md, "Source checkpoints").
 # Files: one row per file a pipeline has seen; its version says which content was processed.
 FILE_STATE_SCHEMA = pa.schema(
     [
@@ -174,12 +174,11 @@ FILE_STATE_SCHEMA = pa.schema(
         ("updated_at", pa.timestamp("us", tz="UTC")),
     ]
 )
-# SQL sources: the cursor column's high-water mark, as JSON (type and value).
-CURSOR_STATE_SCHEMA = pa.schema(
+# Sources whose progress is one value (a SQL cursor's high-water mark, an offset): that value, as JSON.
+SOURCE_CHECKPOINT_SCHEMA = pa.schema(
     [
         ("pipeline", pa.string()),
-        ("cursor_column", pa.string()),
-        ("high_water", pa.string()),
+        ("position", pa.string()),
         ("run_id", pa.string()),
         ("updated_at", pa.timestamp("us", tz="UTC")),
     ]
@@ -315,7 +314,7 @@ class Warehouse(ABC):
             "load_history": (HISTORY_SCHEMA, []),
             "quarantine": (QUARANTINE_TABLE_SCHEMA, []),
             "file_state": (FILE_STATE_SCHEMA, ["pipeline", "file_url"]),
-            "cursor_state": (CURSOR_STATE_SCHEMA, ["pipeline"]),
+            "source_checkpoint": (SOURCE_CHECKPOINT_SCHEMA, ["pipeline"]),
             "dedup_audit": (DEDUP_AUDIT_SCHEMA, []),
         }
         for name, (schema, primary_key) in tables.items():
@@ -329,6 +328,35 @@ class Warehouse(ABC):
             for field in schema:
                 if field.name not in existing:
                     self.add_column(relation, field.name, sql_type(field.type, self.dialect, field.name))
+        self._upgrade_cursor_state()
+
+    def _upgrade_cursor_state(self) -> None:
+        """Move SQL cursor marks from `_etl.cursor_state` (before the checkpoint protocol) to `source_checkpoint`.
+
+        Each mark becomes the position {"cursor_column": ..., "high_water": ...} that state.cursor reads;
+        the old table is dropped in the same transaction, so the upgrade runs once.
+        """
+        if self.columns(META_SCHEMA, "cursor_state") is None:
+            return
+        old = self.relation(META_SCHEMA, "cursor_state")
+        with self.transaction():
+            rows = self.query(f"SELECT pipeline, cursor_column, high_water, run_id FROM {old}")
+            now = datetime.datetime.now(datetime.UTC)
+            moved = [
+                {
+                    "pipeline": pipeline,
+                    "position": json.dumps({"cursor_column": column, "high_water": json.loads(mark)}, sort_keys=True),
+                    "run_id": run_id,
+                    "updated_at": now,
+                }
+                for pipeline, column, mark, run_id in rows
+                if mark
+            ]
+            if moved:
+                self.bulk_insert(
+                    self.relation(META_SCHEMA, "source_checkpoint"), pa.Table.from_pylist(moved, SOURCE_CHECKPOINT_SCHEMA)
+                )
+            self.execute(f"DROP TABLE {old}")
 
     def already_loaded(self, dataset: str, fingerprint: str) -> bool:
         ledger = self.relation(META_SCHEMA, "load_ledger")

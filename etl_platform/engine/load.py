@@ -1,0 +1,341 @@
+"""One streaming load, from an opened source to publish or skip: write-audit-publish as an object.
+
+The steps, in order (docs/architecture.md, "A load"): stream the source's chunks through the
+transforms and row rules (engine.chunks), judging schema drift on the first rows and writing to
+the destination's staging area as they come; run the whole-load steps; account for every row;
+then `_publish_or_skip`, the one place that decides whether anything is published. The audit
+(dataset rules, blocking checks) and the source's checkpoint run inside the publish transaction,
+so nothing is visible, and no progress is saved, unless everything holds. `run_pipeline` opens a
+Load and finishes its report (duration, failure) in one place.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from etl_platform.destinations import Destination
+from etl_platform.destinations.files import FileDestination
+from etl_platform.destinations.table import TableDestination
+from etl_platform.engine.chunks import TRANSFORM_THREADS, ChunkTransformer, Transformed, dataset_reader, transformed_chunks
+from etl_platform.engine.options import Progress, RunOptions
+from etl_platform.engine.quarantine import Quarantine
+from etl_platform.engine.report import LoadReport
+from etl_platform.engine.tuner import tune
+from etl_platform.engine.whole_load import WholeLoad, anomaly_outcome
+from etl_platform.engine.writer import BackgroundWriter
+from etl_platform.errors import one_line
+from etl_platform.quality.audit import (
+    DatasetAudit,
+    QualityGateFailed,
+    breaker_outcome,
+    drift_outcome,
+    gate_message,
+    model_outcomes,
+    row_rule_outcomes,
+)
+from etl_platform.quality.model_validator import ModelValidator, model_check_names
+from etl_platform.quality.schema_registry import infer_schema
+from etl_platform.quality.validator import RowValidator, RuleStats
+from etl_platform.sources import PROVENANCE, Checkpoint, FileSetSource, Source, SourceChunk
+from etl_platform.spec.models import PipelineSpec
+from etl_platform.state.files import AlreadyProcessed
+from etl_platform.transforms import Rejected, TransformChain, TransformContext
+from etl_platform.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from etl_platform.engine.runner import Environment
+
+log = logging.getLogger(__name__)
+
+# Checks of a load's size: a replay of quarantined rows is not a load of the source.
+SIZE_RULES = ("RowCount", "Freshness")
+
+
+def split_null_keys(table: pa.Table, primary_key: list[str]) -> tuple[pa.Table, Rejected | None]:
+    """Separate rows a merge cannot place because a key column is null."""
+    null_masks = [pc.is_null(table[c]) for c in primary_key]
+    any_null = null_masks[0] if len(null_masks) == 1 else pc.or_(*null_masks)
+    if not pc.any(any_null).as_py():
+        return table, None
+    rows = table.filter(any_null)
+    columns = [next(c for c in primary_key if row[c] is None) for row in rows.select(primary_key).to_pylist()]
+    reasons = [f"primary key column '{c}' is null; a merge needs every key column" for c in columns]
+    return table.filter(pc.invert(any_null)), Rejected(rows, "primary_key_not_null", columns, [None] * len(rows), reasons)
+
+
+class Load:
+    """Write, audit, publish one load of `spec` from `source`; `run` returns the filled report."""
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        environment: Environment,
+        warehouse: Warehouse,
+        source: Source,
+        options: RunOptions,
+        report: LoadReport,
+        elapsed: Callable[[], float],
+    ):
+        self.spec, self.warehouse, self.source, self.options = spec, warehouse, source, options
+        self.report, self.elapsed = report, elapsed
+        self.dataset = spec.destination.dataset
+        report.source_files = source.describe()
+        self.chunk_rows, self.threads = self._chunking()
+        self.quarantine = Quarantine(spec.id, self.dataset, report.run_id)
+        self.destination = self._destination(environment)
+        self.context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin), environment.embedder)
+        self.transform = ChunkTransformer(TransformChain(spec.streaming_transforms, self.context), self._validators())
+        self.rule_stats = {r.check_name: RuleStats() for r in spec.quality.rules if r.is_row_rule}
+        self.rule_stats.update({name: RuleStats() for name in self._model_checks()})
+        rules = spec.quality.rules
+        self.dataset_audit = (
+            DatasetAudit([r for r in rules if r.rule not in SIZE_RULES], self.dataset, spec.origin)
+            if options.replay
+            else DatasetAudit(rules, self.dataset, spec.origin, spec.quality.volume)
+        )
+        self.whole_load = WholeLoad(spec, environment.embedder) if spec.whole_load_transforms else None
+        self.latest_schema = warehouse.latest_schema(self.dataset)
+        self.drift_judged = False
+        self.writer = BackgroundWriter()
+
+    # --- setting up -------------------------------------------------------------------------
+
+    def _chunking(self) -> tuple[int, int]:
+        """Rows per chunk and transform threads: the spec's, or the auto-tuner's from past loads."""
+        chunk_rows = self.spec.execution.chunk_rows
+        if chunk_rows != "auto":
+            self.report.chunk_rows = chunk_rows
+            return chunk_rows, TRANSFORM_THREADS
+        tuning = tune(self.warehouse, self.spec.id)
+        self.report.chunk_rows, self.report.tuning = tuning.chunk_rows, tuning.reason
+        return tuning.chunk_rows, tuning.threads
+
+    def _destination(self, environment: Environment) -> Destination:
+        """Staging named after the run, left over staging of earlier runs removed first."""
+        destination = self.spec.destination
+        run_tag = self.report.run_id.replace("-", "")[:12]
+        self.warehouse.drop_staging(self.dataset)
+        if destination.is_file:
+            return FileDestination(destination, environment.lake, self.warehouse, run_tag)
+        return TableDestination(
+            destination,
+            self.warehouse,
+            f"{self.warehouse.staging_prefix(self.dataset)}{run_tag}",
+            evolve=self.spec.schema_policy.on_drift == "evolve",
+            truncate=self.options.full_refresh,
+        )
+
+    def _validators(self) -> list:
+        quality = self.spec.quality
+        validators: list = []
+        if any(r.is_row_rule for r in quality.rules) or quality.score_column:
+            validators.append(RowValidator(quality.rules, f"{self.spec.origin}: quality", quality.score_column))
+        if self.options.model is not None:
+            validators.append(ModelValidator(self.options.model, f"{self.spec.origin}: {self.options.model.__name__}"))
+        return validators
+
+    def _model_checks(self) -> dict[str, str]:
+        return model_check_names(self.options.model) if self.options.model is not None else {}
+
+    # --- the load ---------------------------------------------------------------------------
+
+    def run(self) -> LoadReport:
+        fingerprint = self._fingerprint_meanwhile()
+        try:
+            try:
+                for chunk, transformed in transformed_chunks(self.source, self.chunk_rows, self.threads, self.transform):
+                    self._stage(chunk, transformed)
+                self._finish_whole_load()
+            finally:
+                self.context.close()  # the transform threads are done; the writer may still be flushing
+                self.writer.close()
+            self._account(fingerprint)
+            return self._publish_or_skip()
+        finally:
+            self.destination.discard()
+            self.quarantine.discard()
+
+    def _fingerprint_meanwhile(self) -> Future | None:
+        """A file source's fingerprint does not depend on the stream: hash the files meanwhile."""
+        if not isinstance(self.source, FileSetSource):
+            return None
+        hashing = ThreadPoolExecutor(1, thread_name_prefix="etl-fingerprint")
+        try:
+            return hashing.submit(self.source.fingerprint)
+        finally:
+            hashing.shutdown(wait=False)
+
+    def _stage(self, chunk: SourceChunk, transformed: Transformed) -> None:
+        """Count a transformed chunk, queue its rejects for the quarantine and its rows for the destination."""
+        output, stats = transformed
+        for name, seen in stats.items():
+            self.rule_stats[name].merge(seen)
+        report = self.report
+        report.chunks += 1
+        if not report.source_columns:
+            report.source_columns = [c for c in chunk.table.column_names if c not in PROVENANCE]
+        report.rows_read += len(chunk.table) + len(chunk.bad_lines)
+        report.bytes_read += chunk.bytes_read
+        if chunk.bad_lines:
+            self.writer.submit(self.quarantine.add_bad_lines, chunk.bad_lines)
+        for step, rejected in output.rejected:
+            self.writer.submit(self.quarantine.add_rejected, step, rejected, chunk.table)
+        report.rows_filtered += output.filtered
+        table = output.table
+        if self.spec.destination.write == "merge":
+            table, missing_key = split_null_keys(table, self.spec.destination.primary_key)
+            if missing_key is not None:
+                self.writer.submit(self.quarantine.add_rejected, "destination", missing_key, chunk.table)
+        if self.whole_load is not None:
+            self.whole_load.collect(table)  # staged once every row is in (engine.whole_load)
+            return
+        self._emit(table.drop_columns([c for c in PROVENANCE if c in table.column_names]))
+
+    def _emit(self, table: pa.Table) -> None:
+        """Judge drift (first rows only), observe for the dataset rules, and queue rows for the destination."""
+        if not table.num_columns:
+            return  # a chunk of bad lines only (an empty JSON file, say): nothing to judge or write
+        if not self.drift_judged:
+            self.drift_judged = True
+            self._judge_drift(table)
+        self.dataset_audit.observe(table)
+        self.writer.submit(self.destination.write, table)
+        self.report.rows_published += len(table)
+        if self.options.progress:
+            report = self.report
+            self.options.progress(Progress(self.spec.id, report.rows_read, report.bytes_read, self.source.total_bytes()))
+
+    def _judge_drift(self, table: pa.Table) -> None:
+        """Compare with the latest schema version and apply the drift policy; `fail` stops the load here."""
+        outcome = drift_outcome(self.spec.schema_policy.on_drift, self.latest_schema, infer_schema(table.schema))
+        self.report.checks.append(outcome)
+        if outcome.blocking and not outcome.passed:
+            raise QualityGateFailed(
+                f"{self.spec.id}: schema drift stopped the load before anything was published: {outcome.detail}. "
+                f"Fix the source or the transforms, or set `schema: {{on_drift: warn | evolve}}`",
+                self.report.checks,
+            )
+
+    def _finish_whole_load(self) -> None:
+        """Run the whole-load steps on every collected row, then write their result."""
+        whole_load = self.whole_load
+        if whole_load is None:
+            return
+        for table in whole_load.finish(self.chunk_rows):
+            self._emit(table)
+        report = self.report
+        report.rows_deduplicated = whole_load.rows_dropped
+        report.rows_filtered += whole_load.rows_dropped  # removed on purpose, each one in _etl.dedup_audit
+        report.rows_aggregated = whole_load.rows_aggregated
+        if whole_load.anomalies is not None:
+            report.checks.append(anomaly_outcome(self.spec.anomaly_detection, *whole_load.anomalies))
+
+    def _account(self, fingerprint: Future | None) -> None:
+        """Every row read is published, quarantined or filtered; then the checks judged on the whole stream."""
+        report, quality = self.report, self.spec.quality
+        report.rows_quarantined = self.quarantine.count
+        report.quarantined_by_rule = dict(self.quarantine.by_rule)
+        report.check_accounting()
+        report.fingerprint = fingerprint.result() if fingerprint else self.source.fingerprint()
+        report.checks += row_rule_outcomes(quality.rules, self.rule_stats)
+        if self.options.model is not None:
+            report.checks += model_outcomes(self._model_checks(), self.rule_stats)
+        if quality.circuit_breaker:
+            report.checks.append(breaker_outcome(quality.circuit_breaker, report.rows_read, report.quarantined_by_rule))
+
+    # --- publish or skip --------------------------------------------------------------------
+
+    def _publish_or_skip(self) -> LoadReport:
+        """The one place that decides whether this load publishes; the checkpoint goes with it."""
+        checkpoint = self.source.checkpoint()
+        if self.destination.schema is None:
+            # No data at all (empty files, or only malformed lines): keep the quarantine, and save the
+            # checkpoint, so a sensor does not request the same input again.
+            with self.warehouse.transaction():
+                self.warehouse.replace_quarantine(self.dataset, self.report.fingerprint, self.quarantine.batches())
+                self._save(checkpoint, self.warehouse)
+            return self._skipped("the input held no rows", checkpoint)
+        try:
+            result = self.destination.publish(
+                self._ledger_row(), self.quarantine.batches(), lambda target: self._audit(target, checkpoint)
+            )
+        except QualityGateFailed:
+            self._keep_failing_rows()
+            raise
+        except AlreadyProcessed as taken:
+            return self._skipped(f"{taken}; nothing was published twice", None)
+        self.report.schema = self.destination.schema
+        self.report.target_rows = result.target_rows
+        self.report.schema_version = result.schema_version
+        if result.skipped_reason:
+            # The ledger held this content already (a file touched, a message re-delivered): it is processed.
+            with self.warehouse.transaction():
+                self._save(checkpoint, self.warehouse)
+            return self._skipped(result.skipped_reason, checkpoint)
+        self._acknowledge(checkpoint)
+        return self.report
+
+    def _audit(self, target: Warehouse, checkpoint: Checkpoint | None) -> None:
+        """Inside the publish transaction: dataset rules; any failing blocking check rolls everything back."""
+        report = self.report
+        report.checks += self.dataset_audit.judge(target)
+        failed = [c for c in report.checks if c.blocking and not c.passed]
+        if failed:
+            raise QualityGateFailed(gate_message(self.spec.id, report.run_id, failed), report.checks)
+        if self.whole_load is not None:
+            self.whole_load.record(target, self.dataset, report.run_id)
+        self._save(checkpoint, target)
+
+    def _save(self, checkpoint: Checkpoint | None, target: Warehouse) -> None:
+        if checkpoint is not None:
+            checkpoint.save(target, self.spec.id, self.report.run_id)
+
+    def _acknowledge(self, checkpoint: Checkpoint | None) -> None:
+        """After the commit, tell the source once. If telling it fails, nothing is lost: the checkpoint
+        is saved, and whatever the source delivers again the ledger or the merge absorbs."""
+        if checkpoint is None:
+            return
+        try:
+            self.source.acknowledge(checkpoint)
+        except Exception as error:
+            log.warning("%s: published, but the source was not told (it may deliver again): %s", self.spec.id, one_line(error))
+
+    def _skipped(self, reason: str, checkpoint: Checkpoint | None) -> LoadReport:
+        self.report.rows_published = 0
+        self.report.skipped_reason = reason
+        self._acknowledge(checkpoint)
+        return self.report
+
+    def _keep_failing_rows(self) -> None:
+        """A quality gate rolled the load back: keep its failing rows, so the message's query finds them
+        (a replay's rows never left the quarantine)."""
+        self.destination.discard()
+        if not self.options.replay:
+            with self.warehouse.transaction():
+                self.warehouse.replace_quarantine(self.dataset, self.report.fingerprint, self.quarantine.batches())
+        self.report.rows_published = 0  # staged, then rolled back: nothing reached the target
+
+    def _ledger_row(self) -> dict:
+        report = self.report
+        return {
+            "dataset": self.dataset,
+            "fingerprint": report.fingerprint,
+            "pipeline": self.spec.id,
+            "run_id": report.run_id,
+            "rows": report.rows_published,
+            "write": self.spec.destination.write,
+            "schema": infer_schema(self.destination.schema) if self.destination.schema is not None else None,
+            "replay": self.options.replay,
+            "loaded_at": datetime.datetime.now(datetime.UTC),
+            "rows_read": report.rows_read,
+            "bytes_read": report.bytes_read,
+            "chunk_rows": self.chunk_rows,
+            "duration_seconds": self.elapsed(),
+        }
