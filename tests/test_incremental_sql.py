@@ -128,3 +128,35 @@ def test_a_changed_cursor_column_starts_from_nothing(duckdb_url: str, landing) -
     assert run_pipeline(spec("seq"), environment).rows_read == 0
     # The mark 200 belongs to `seq`: read by `version`, every row is new.
     assert run_pipeline(spec("version"), environment).rows_read == 2
+
+
+def test_a_warehouse_from_before_the_checkpoint_protocol_keeps_its_cursor_marks(warehouse_url: str, landing) -> None:
+    """Upgrade path: marks in `_etl.cursor_state` move to `_etl.source_checkpoint` once, and loads go on from them."""
+    warehouse_sql(
+        warehouse_url,
+        "CREATE SCHEMA src",
+        "CREATE TABLE src.events (id integer, updated_at integer, v text)",
+        "INSERT INTO src.events VALUES (1, 100, 'a'), (2, 200, 'b'), (3, 300, 'c')",
+        "CREATE SCHEMA _etl",
+        "CREATE TABLE _etl.cursor_state (pipeline text PRIMARY KEY, cursor_column text, high_water text, run_id text, "
+        "updated_at timestamp)",
+        """INSERT INTO _etl.cursor_state VALUES ('events', 'updated_at', '{"kind": "int", "value": 200}', 'r1', NULL)""",
+    )
+    spec = pipeline(
+        id="events",
+        source={"type": "sql", "table": "src.events", "incremental": {"cursor": "updated_at"}},
+        destination={"dataset": "analytics.events", "write": "append"},
+    )
+    report = run_pipeline(spec, environment_for(warehouse_url, landing))
+    assert report.rows_read == 1  # only past the old mark
+    assert rows(warehouse_url, "SELECT id FROM analytics.events") == [{"id": 3}]
+    saved = rows(warehouse_url, "SELECT position FROM _etl.source_checkpoint WHERE pipeline = 'events'")
+    assert [json.loads(r["position"]) for r in saved] == [
+        {"cursor_column": "updated_at", "high_water": {"kind": "int", "value": 300}}
+    ]
+    warehouse = open_warehouse(warehouse_url)
+    try:
+        assert warehouse.columns("_etl", "cursor_state") is None  # moved, so the upgrade runs once
+        warehouse.ensure_metadata()
+    finally:
+        warehouse.close()
