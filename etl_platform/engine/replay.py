@@ -22,7 +22,7 @@ from etl_platform.sources.base import SOURCE_FILE, BadLine, SourceChunk
 from etl_platform.sources.json import records_to_table
 from etl_platform.spec.models import PipelineSpec
 from etl_platform.warehouse import Warehouse, open_warehouse
-from etl_platform.warehouse.base import META_SCHEMA
+from etl_platform.warehouse.metadata import META_SCHEMA, ensure_metadata
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def replay(spec: PipelineSpec, environment: Environment, selection: QuarantineSe
     """Replay the selected rows of `spec`'s quarantine; None when nothing matches."""
     warehouse = open_warehouse(environment.warehouse_url)
     try:
-        warehouse.ensure_metadata()
+        ensure_metadata(warehouse)
         records = quarantined(warehouse, QuarantineSelection(spec.id, selection.rule, selection.run_id))
     finally:
         warehouse.close()

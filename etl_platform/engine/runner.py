@@ -54,6 +54,8 @@ from etl_platform.stores import FileStore, open_store
 from etl_platform.stores.s3 import s3_client
 from etl_platform.transforms import ChainOutput, Rejected, TransformChain, TransformContext
 from etl_platform.warehouse import Warehouse, open_warehouse
+from etl_platform.warehouse.metadata import ensure_metadata
+from etl_platform.warehouse.publish import latest_registered_schema, remove_from_quarantine, replace_quarantine
 
 if TYPE_CHECKING:
     from etl_platform.engine.replay import ReplaySource
@@ -184,7 +186,7 @@ def run_pipeline(
     report = LoadReport(spec.id, dataset, run_id, spec.destination.write)
     warehouse = open_warehouse(environment.warehouse_url)
     try:
-        warehouse.ensure_metadata()
+        ensure_metadata(warehouse)
         load_input = (
             LoadInput(replay or frame) if (replay or frame) else plan_input(spec, environment, warehouse, files, full_refresh)
         )
@@ -254,7 +256,7 @@ def _load(
     else:
         size_rules = ("RowCount", "Freshness")
         dataset_audit = DatasetAudit([r for r in rules if r.rule not in size_rules], dataset, spec.origin)
-    latest_schema = warehouse.latest_schema(dataset)
+    latest_schema = latest_registered_schema(warehouse, dataset)
     writer = BackgroundWriter()
 
     drift_judged = False
@@ -373,7 +375,7 @@ def _load(
             if failed:
                 raise QualityGateFailed(gate_message(spec.id, run_id, failed), report.checks)
             if replay is not None:
-                target.remove_from_quarantine(replay.ids)
+                remove_from_quarantine(target, replay.ids)
             if whole_load is not None:
                 whole_load.record(target, dataset, run_id)
             load_input.advance(target, run_id)
@@ -397,7 +399,7 @@ def _load(
             # No data at all (empty files, or only malformed lines): nothing to publish; keep the quarantine,
             # and count the input as processed so a sensor does not request it again.
             with warehouse.transaction():
-                warehouse.replace_quarantine(dataset, report.fingerprint, quarantine.batches())
+                replace_quarantine(warehouse, dataset, report.fingerprint, quarantine.batches())
                 load_input.advance(warehouse, run_id)
             report.skipped_reason = "the input held no rows"
             report.duration_seconds = time.monotonic() - started
@@ -410,7 +412,7 @@ def _load(
             destination.discard()
             if replay is None:
                 with warehouse.transaction():
-                    warehouse.replace_quarantine(dataset, report.fingerprint, quarantine.batches())
+                    replace_quarantine(warehouse, dataset, report.fingerprint, quarantine.batches())
             report.duration_seconds = time.monotonic() - started
             report.rows_published = 0  # staged, then rolled back: nothing reached the target
             stopped.report = report

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from etl_platform.warehouse.base import CURSOR_STATE_SCHEMA, META_SCHEMA, Warehouse
+from etl_platform.warehouse.base import Warehouse
+from etl_platform.warehouse.metadata import CURSOR_STATE_SCHEMA, META_SCHEMA
 
 Mark = int | float | decimal.Decimal | str | datetime.datetime | datetime.date
 
