@@ -34,6 +34,7 @@ from etl_platform.errors import EtlError
 from etl_platform.spec import PipelineSpec
 from etl_platform.state import FileState
 from etl_platform.warehouse import open_warehouse
+from etl_platform.warehouse.metadata import ensure_metadata
 from resources import LandingZoneResource, WarehouseResource
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def file_arrival_sensor(spec: PipelineSpec, job: UnresolvedAssetJobDefinition) -
         except EtlError as exc:
             return SkipReason(f"cannot read the processed-file state: {exc}")
         try:
-            store.ensure_metadata()
+            ensure_metadata(store)
             state = FileState(store, spec.id)
             # A replace load reads every file anyway: one run for all that changed.
             batch = None if spec.incremental_files else 1_000_000

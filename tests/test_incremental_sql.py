@@ -11,6 +11,7 @@ from etl_platform.engine.options import RunOptions
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.errors import SpecError
 from etl_platform.warehouse import open_warehouse
+from etl_platform.warehouse.metadata import ensure_metadata
 from tests.conftest import environment_for, pipeline, rows
 
 
@@ -157,6 +158,6 @@ def test_a_warehouse_from_before_the_checkpoint_protocol_keeps_its_cursor_marks(
     warehouse = open_warehouse(warehouse_url)
     try:
         assert warehouse.columns("_etl", "cursor_state") is None  # moved, so the upgrade runs once
-        warehouse.ensure_metadata()
+        ensure_metadata(warehouse)
     finally:
         warehouse.close()

@@ -13,7 +13,7 @@ from rich.table import Table
 from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, environment, registry, settings
 from etl_platform.errors import EtlError
 from etl_platform.warehouse import open_warehouse
-from etl_platform.warehouse.base import META_SCHEMA
+from etl_platform.warehouse.metadata import META_SCHEMA, ensure_metadata
 
 console = Console(width=None if sys.stdout.isatty() else 140)
 
@@ -33,7 +33,7 @@ def quarantine_rows(pipeline: str | None, rule: str | None, run_id: str | None) 
     where, params = QuarantineSelection(pipeline, rule, run_id).where()
     warehouse = open_warehouse(settings().warehouse_url)
     try:
-        warehouse.ensure_metadata()
+        ensure_metadata(warehouse)
         yield warehouse, warehouse.relation(META_SCHEMA, "quarantine"), where, params
     finally:
         warehouse.close()

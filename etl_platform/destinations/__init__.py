@@ -8,7 +8,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from etl_platform.warehouse import PublishResult
-from etl_platform.warehouse.base import Audit
+from etl_platform.warehouse.publish import Audit
 
 
 class Destination(Protocol):

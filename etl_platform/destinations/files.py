@@ -24,7 +24,7 @@ from etl_platform.destinations.staging import align
 from etl_platform.spec.models import Destination as DestinationSpec
 from etl_platform.stores import FileStore
 from etl_platform.warehouse import PublishResult, Warehouse
-from etl_platform.warehouse.base import Audit
+from etl_platform.warehouse.publish import Audit, already_loaded, record_load
 
 _SUFFIX = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
 _STREAM_COMPRESSION = {"gzip": ("gzip", ".gz"), "bz2": ("bz2", ".bz2")}
@@ -132,7 +132,7 @@ class FileDestination:
         dataset = self.spec.dataset
         fingerprint = ledger_row["fingerprint"]
         with self.warehouse.transaction():
-            if self.spec.write == "append" and self.warehouse.already_loaded(dataset, fingerprint):
+            if self.spec.write == "append" and already_loaded(self.warehouse, dataset, fingerprint):
                 self.discard()
                 return PublishResult(0, None, "this input was already appended (load ledger)")
             audit(self.warehouse)  # a failing check rolls back before any file moves
@@ -144,7 +144,7 @@ class FileDestination:
                 rename=lambda path: tagged_part(path, tag),
             )
             self.staging = None
-            version = self.warehouse.record_load(dataset, ledger_row, quarantined)
+            version = record_load(self.warehouse, dataset, ledger_row, quarantined)
         return PublishResult(self._rows, self._rows if self.spec.write == "replace" else None, schema_version=version)
 
     def discard(self) -> None:

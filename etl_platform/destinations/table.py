@@ -14,7 +14,8 @@ import pyarrow as pa
 from etl_platform.destinations.staging import ChunkTable, staging_table
 from etl_platform.spec.models import Destination as DestinationSpec
 from etl_platform.warehouse import PublishResult, Warehouse
-from etl_platform.warehouse.base import STAGING_SCHEMA, Audit
+from etl_platform.warehouse.base import STAGING_SCHEMA
+from etl_platform.warehouse.publish import Audit, begin_append, finish_append, publish_staged
 
 
 class TableDestination:
@@ -33,7 +34,7 @@ class TableDestination:
             self.chunks = staging_table(warehouse, staging_name)
 
     def _begin_append(self, schema: pa.Schema) -> None:
-        self.warehouse.begin_append(self.spec.dataset, schema, self.evolve, self.truncate)
+        begin_append(self.warehouse, self.spec.dataset, schema, self.evolve, self.truncate)
         self._in_transaction = True
 
     @property
@@ -46,8 +47,9 @@ class TableDestination:
     def publish(self, ledger_row: dict, quarantined: Iterable[pa.Table], audit: Audit) -> PublishResult:
         if self.spec.write == "append":
             self._in_transaction = False
-            return self.warehouse.finish_append(self.spec.dataset, ledger_row, quarantined, audit)
-        return self.warehouse.publish(
+            return finish_append(self.warehouse, self.spec.dataset, ledger_row, quarantined, audit)
+        return publish_staged(
+            self.warehouse,
             self.spec.dataset,
             self.staging_name,
             self.spec.write,

@@ -48,6 +48,7 @@ from etl_platform.spec.models import PipelineSpec
 from etl_platform.state.files import AlreadyProcessed
 from etl_platform.transforms import Rejected, TransformChain, TransformContext
 from etl_platform.warehouse import Warehouse
+from etl_platform.warehouse.publish import latest_registered_schema, replace_quarantine
 
 if TYPE_CHECKING:
     from etl_platform.engine.runner import Environment
@@ -101,7 +102,7 @@ class Load:
             else DatasetAudit(rules, self.dataset, spec.origin, spec.quality.volume)
         )
         self.whole_load = WholeLoad(spec, environment.embedder) if spec.whole_load_transforms else None
-        self.latest_schema = warehouse.latest_schema(self.dataset)
+        self.latest_schema = latest_registered_schema(warehouse, self.dataset)
         self.drift_judged = False
         self.writer = BackgroundWriter()
 
@@ -259,7 +260,7 @@ class Load:
             # No data at all (empty files, or only malformed lines): keep the quarantine, and save the
             # checkpoint, so a sensor does not request the same input again.
             with self.warehouse.transaction():
-                self.warehouse.replace_quarantine(self.dataset, self.report.fingerprint, self.quarantine.batches())
+                replace_quarantine(self.warehouse, self.dataset, self.report.fingerprint, self.quarantine.batches())
                 self._save(checkpoint, self.warehouse)
             return self._skipped("the input held no rows", checkpoint)
         try:
@@ -319,7 +320,7 @@ class Load:
         self.destination.discard()
         if not self.options.replay:
             with self.warehouse.transaction():
-                self.warehouse.replace_quarantine(self.dataset, self.report.fingerprint, self.quarantine.batches())
+                replace_quarantine(self.warehouse, self.dataset, self.report.fingerprint, self.quarantine.batches())
         self.report.rows_published = 0  # staged, then rolled back: nothing reached the target
 
     def _ledger_row(self) -> dict:

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from etl_platform.sources.base import PROVENANCE, SOURCE_FILE, SOURCE_LINE, SOURCE_ROW, BadLine
 from etl_platform.transforms import Rejected
-from etl_platform.warehouse.base import QUARANTINE_SCHEMA
+from etl_platform.warehouse.metadata import QUARANTINE_SCHEMA
 
 
 class Quarantine:

@@ -23,7 +23,8 @@ from etl_platform.sources.base import SOURCE_FILE, BadLine, SourceChunk
 from etl_platform.sources.json import records_to_table
 from etl_platform.spec.models import PipelineSpec
 from etl_platform.warehouse import Warehouse, open_warehouse
-from etl_platform.warehouse.base import META_SCHEMA
+from etl_platform.warehouse.metadata import META_SCHEMA, ensure_metadata
+from etl_platform.warehouse.publish import remove_from_quarantine
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class ReplayedRecords:
     ids: list[str]
 
     def save(self, target: Warehouse, pipeline: str, run_id: str) -> None:
-        target.remove_from_quarantine(self.ids)
+        remove_from_quarantine(target, self.ids)
 
 
 class ReplaySource:
@@ -115,7 +116,7 @@ def replay(spec: PipelineSpec, environment: Environment, selection: QuarantineSe
     """Replay the selected rows of `spec`'s quarantine; None when nothing matches."""
     warehouse = open_warehouse(environment.warehouse_url)
     try:
-        warehouse.ensure_metadata()
+        ensure_metadata(warehouse)
         records = quarantined(warehouse, QuarantineSelection(spec.id, selection.rule, selection.run_id))
     finally:
         warehouse.close()

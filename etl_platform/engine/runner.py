@@ -32,6 +32,7 @@ from etl_platform.state.files import FileState
 from etl_platform.stores import FileStore, open_store
 from etl_platform.stores.s3 import s3_client
 from etl_platform.warehouse import Warehouse, open_warehouse
+from etl_platform.warehouse.metadata import ensure_metadata
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def run_pipeline(spec: PipelineSpec, environment: Environment, options: RunOptio
     report = LoadReport(spec.id, spec.destination.dataset, options.run_id, spec.destination.write)
     warehouse = open_warehouse(environment.warehouse_url)
     try:
-        warehouse.ensure_metadata()
+        ensure_metadata(warehouse)
         load_input = plan_input(spec, environment, warehouse, options)
         if load_input.source is None:
             report.skipped_reason = load_input.nothing_new

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from etl_platform.warehouse.base import META_SCHEMA, Warehouse
+from etl_platform.warehouse.base import Warehouse
+from etl_platform.warehouse.metadata import META_SCHEMA
 
 TARGET_CHUNK_BYTES = 32 << 20
 MIN_CHUNK_ROWS, MAX_CHUNK_ROWS, DEFAULT_CHUNK_ROWS = 10_000, 1_000_000, 100_000

@@ -22,7 +22,8 @@ from etl_platform.quality.audit import CheckOutcome
 from etl_platform.sources.base import PROVENANCE, SOURCE_FILE, SOURCE_LINE, SOURCE_ROW
 from etl_platform.spec.models import AggregateStep, DeduplicateStep, DetectAnomaliesSpec, DetectAnomaliesStep, PipelineSpec
 from etl_platform.transforms.base import data_columns
-from etl_platform.warehouse.base import DEDUP_AUDIT_SCHEMA, META_SCHEMA, Warehouse
+from etl_platform.warehouse.base import Warehouse
+from etl_platform.warehouse.metadata import DEDUP_AUDIT_SCHEMA, META_SCHEMA
 
 ANOMALY_RATE = "anomaly_rate"
 

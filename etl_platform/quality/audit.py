@@ -20,6 +20,7 @@ from etl_platform.quality.rules import CircuitBreaker, Rule, VolumeCheck
 from etl_platform.quality.schema_registry import Drift, Schema, compare
 from etl_platform.quality.validator import SAMPLES, RuleStats
 from etl_platform.warehouse import Warehouse
+from etl_platform.warehouse.publish import recent_load_sizes
 
 BREAKER = "circuit_breaker"
 VOLUME = "volume_anomaly"
@@ -195,7 +196,7 @@ class DatasetAudit:
         """Evaluate every dataset rule and the volume check (inside the publish transaction)."""
         outcomes = [self._judge(rule, warehouse) for rule in self.rules]
         if self.volume:
-            recent = warehouse.recent_load_sizes(self.dataset, self.volume.history)
+            recent = recent_load_sizes(warehouse, self.dataset, self.volume.history)
             outcomes.append(volume_outcome(self.volume, self.rows, recent))
         return outcomes
 

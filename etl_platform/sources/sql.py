@@ -25,7 +25,8 @@ from etl_platform.sources.base import SourceChunk, with_provenance
 from etl_platform.spec.models import SqlSource
 from etl_platform.state.cursor import HighWater, Mark, cursor_position, later
 from etl_platform.state.positions import Position
-from etl_platform.warehouse.base import Warehouse, described_batches
+from etl_platform.warehouse.base import Warehouse
+from etl_platform.warehouse.dbapi import described_batches
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

@@ -15,7 +15,8 @@ import pyarrow as pa
 
 from etl_platform.errors import EtlError
 from etl_platform.stores import StoredFile
-from etl_platform.warehouse.base import FILE_STATE_SCHEMA, META_SCHEMA, Warehouse
+from etl_platform.warehouse.base import Warehouse
+from etl_platform.warehouse.metadata import FILE_STATE_SCHEMA, META_SCHEMA
 
 PROCESSED, FAILED, DEAD_LETTER = "processed", "failed", "dead_letter"
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from etl_platform.warehouse.base import META_SCHEMA, SOURCE_CHECKPOINT_SCHEMA, Warehouse
+from etl_platform.warehouse.base import Warehouse
+from etl_platform.warehouse.metadata import META_SCHEMA, SOURCE_CHECKPOINT_SCHEMA
 
 
 def saved_position(warehouse: Warehouse, pipeline: str) -> Any | None:

@@ -6,7 +6,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from etl_platform.errors import WarehouseUnavailable
-from etl_platform.warehouse.base import QUARANTINE_SCHEMA, PublishResult, Warehouse
+from etl_platform.warehouse.base import Warehouse
+from etl_platform.warehouse.metadata import QUARANTINE_SCHEMA
+from etl_platform.warehouse.publish import PublishResult
 
 __all__ = ["QUARANTINE_SCHEMA", "PublishResult", "Warehouse", "open_warehouse"]
 

@@ -16,7 +16,8 @@ from sqlalchemy.engine import make_url
 from etl_platform.breaker import guarded
 from etl_platform.errors import WarehouseUnavailable, one_line
 from etl_platform.retry import with_backoff
-from etl_platform.warehouse.base import Warehouse, cursor_batches
+from etl_platform.warehouse.base import Warehouse
+from etl_platform.warehouse.dbapi import cursor_batches
 
 _TRANSIENT = (
     "connection refused",

@@ -1,0 +1,266 @@
+"""Write-audit-publish: staged rows into the target in one transaction, with the load's records.
+
+A replace or merge moves its staging table into the target; an append streams into the target
+inside a transaction that `begin_append` opens and `finish_append` commits. Either way the audit
+runs, and the load ledger, schema version, load history and this input's quarantine rows are
+written, inside the same transaction, so readers see all of a load or none of it
+(docs/architecture.md). The dialect hooks this uses are `Warehouse.ensure_unique_key` and
+`Warehouse.prepare_for_sort`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from etl_platform.errors import DestinationError
+from etl_platform.types import sql_type
+from etl_platform.warehouse.base import SEQ, STAGING_SCHEMA, Warehouse
+from etl_platform.warehouse.metadata import HISTORY_SCHEMA, LEDGER_SCHEMA, META_SCHEMA, SCHEMA_VERSIONS_SCHEMA
+
+# Called inside the publish transaction once the rows are in the target; raises to roll back.
+Audit = Callable[[Warehouse], None]
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    rows_published: int
+    target_rows: int | None
+    skipped_reason: str | None = None
+    schema_version: int | None = None
+
+
+# --- replace and merge -----------------------------------------------------------------------
+
+
+def publish_staged(
+    warehouse: Warehouse,
+    dataset: str,
+    staging: str,
+    write: str,
+    primary_key: list[str],
+    ledger_row: dict,
+    quarantined: Iterable[pa.Table],
+    audit: Audit,
+    evolve: bool = False,
+    truncate: bool = False,
+) -> PublishResult:
+    """Replace or merge: move staged rows into the target, audit, and quarantine rows in, atomically.
+
+    With `truncate` (a full refresh), a merge starts from an empty target.
+    """
+    target = warehouse.target(dataset)
+    staged = warehouse.relation(STAGING_SCHEMA, staging)
+    incoming = {c: t for c, t in warehouse.columns(STAGING_SCHEMA, staging).items() if c != SEQ}
+    warehouse.create_schema(warehouse.split(dataset)[0])
+    with warehouse.transaction():
+        _ensure_target(warehouse, dataset, incoming, primary_key, replace=write == "replace", evolve=evolve)
+        if truncate:
+            forget_loads(warehouse, dataset)
+        if write == "merge":
+            _merge(warehouse, target, staged, list(incoming), primary_key)
+        else:
+            columns = ", ".join(map(warehouse.quote, incoming))
+            warehouse.execute(f"DELETE FROM {target}")
+            warehouse.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staged}")
+        audit(warehouse)
+        version = record_load(warehouse, dataset, ledger_row, quarantined)
+        return PublishResult(ledger_row["rows"], warehouse.row_count(dataset), schema_version=version)
+
+
+def _merge(warehouse: Warehouse, target: str, staged: str, columns: list[str], primary_key: list[str]) -> None:
+    """Upsert on the primary key; within one load the last row of a key wins."""
+    quote = warehouse.quote
+    names = ", ".join(map(quote, columns))
+    keys = ", ".join(map(quote, primary_key))
+    updates = [c for c in columns if c not in primary_key]
+    action = "DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in updates) if updates else "DO NOTHING"
+    warehouse.ensure_unique_key(target, primary_key)
+    warehouse.prepare_for_sort()
+    warehouse.execute(
+        f"INSERT INTO {target} ({names}) SELECT {names} FROM "
+        f"(SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ} DESC) AS _etl_rank FROM {staged}) latest "
+        f"WHERE _etl_rank = 1 ON CONFLICT ({keys}) {action}"
+    )
+
+
+def forget_loads(warehouse: Warehouse, dataset: str) -> None:
+    """Inside a full refresh's publish transaction: empty the target and its load ledger."""
+    warehouse.execute(f"DELETE FROM {warehouse.target(dataset)}")
+    warehouse.execute(f"DELETE FROM {warehouse.relation(META_SCHEMA, 'load_ledger')} WHERE dataset = ?", (dataset,))
+
+
+# --- append ----------------------------------------------------------------------------------
+
+
+def begin_append(warehouse: Warehouse, dataset: str, schema: pa.Schema, evolve: bool = False, truncate: bool = False) -> None:
+    """Open the load transaction of an append and make sure the target takes `schema`.
+
+    An append streams its chunks straight into the target inside this transaction: readers
+    see nothing until finish_append commits, and a failure or a kill rolls it all back. Only
+    append can skip the staging table, because its publish adds rows and changes none.
+    """
+    warehouse.create_schema(warehouse.split(dataset)[0])
+    incoming = {f.name: sql_type(f.type, warehouse.dialect, f.name) for f in schema}
+    if evolve:
+        # Added columns commit at once: ALTER TABLE would otherwise lock readers out for the whole load.
+        _add_new_columns(warehouse, dataset, incoming)
+    warehouse.begin()
+    try:
+        _ensure_target(warehouse, dataset, incoming, [], replace=False, evolve=evolve)
+        if truncate:
+            forget_loads(warehouse, dataset)
+    except BaseException:
+        warehouse.rollback()
+        raise
+
+
+def finish_append(
+    warehouse: Warehouse, dataset: str, ledger_row: dict, quarantined: Iterable[pa.Table], audit: Audit
+) -> PublishResult:
+    """Audit and commit the append, unless the ledger shows this input was appended already (then roll back)."""
+    try:
+        if already_loaded(warehouse, dataset, ledger_row["fingerprint"]):
+            warehouse.rollback()
+            return PublishResult(0, warehouse.row_count(dataset), "this input was already appended (load ledger)")
+        audit(warehouse)
+        version = record_load(warehouse, dataset, ledger_row, quarantined)
+        result = PublishResult(ledger_row["rows"], warehouse.row_count(dataset), schema_version=version)
+    except BaseException:
+        warehouse.rollback()
+        raise
+    warehouse.commit()
+    return result
+
+
+# --- the target's columns --------------------------------------------------------------------
+
+
+def _ensure_target(
+    warehouse: Warehouse, dataset: str, incoming: dict[str, str], primary_key: list[str], replace: bool, evolve: bool = False
+) -> None:
+    """Inside a transaction: create the target, or check that `incoming` columns fit it.
+
+    With `evolve`, new columns are added to the target (nullable) and columns the load lacks
+    stay in it, filled with NULL; a type change never fits.
+    """
+    schema, table = warehouse.split(dataset)
+    target = warehouse.relation(schema, table)
+    existing = warehouse.columns(schema, table)
+    if replace and existing is not None and existing != incoming and not evolve:
+        warehouse.execute(f"DROP TABLE {target}")
+        existing = None
+    if existing is None:
+        definition = ", ".join(f"{warehouse.quote(c)} {t}" for c, t in incoming.items())
+        key = f", PRIMARY KEY ({', '.join(map(warehouse.quote, primary_key))})" if primary_key else ""
+        warehouse.execute(f"CREATE TABLE {target} ({definition}{key})")
+        return
+    if evolve:
+        existing = _add_new_columns(warehouse, dataset, incoming)
+        incoming = {**{c: t for c, t in existing.items() if c not in incoming}, **incoming}
+    _check_compatible(dataset, existing, incoming)
+
+
+def _add_new_columns(warehouse: Warehouse, dataset: str, incoming: dict[str, str]) -> dict[str, str] | None:
+    """Add (nullable) the `incoming` columns the target lacks; returns the target's columns."""
+    schema, table = warehouse.split(dataset)
+    existing = warehouse.columns(schema, table)
+    if existing is None:
+        return None
+    for column, kind in incoming.items():
+        if column not in existing:
+            warehouse.add_column(warehouse.relation(schema, table), column, kind)
+            existing[column] = kind
+    return existing
+
+
+def _check_compatible(dataset: str, existing: dict[str, str], incoming: dict[str, str]) -> None:
+    problems = []
+    for column, kind in incoming.items():
+        if column not in existing:
+            problems.append(f"new column '{column}' ({kind}) is not in {dataset}")
+        elif existing[column].lower() != kind.lower():
+            problems.append(f"column '{column}' is {existing[column]} in {dataset} but the pipeline now produces {kind}")
+    problems += [f"column '{c}' of {dataset} is no longer produced" for c in existing if c not in incoming]
+    if problems:
+        raise DestinationError(
+            f"the staged data does not fit {dataset}: {'; '.join(problems)}. Nothing was published. "
+            f"Fix: add a `cast` (or `select`/`rename`) so the columns match, or publish once with `write: replace`"
+        )
+
+
+# --- the load's records: ledger, schema versions, history, quarantine ------------------------
+
+
+def record_load(warehouse: Warehouse, dataset: str, ledger_row: dict, quarantined: Iterable[pa.Table]) -> int | None:
+    """Within the publish transaction: ledger entry (append only), schema version, history, this
+    input's quarantine rows. Returns the schema version the load published."""
+    if ledger_row["write"] == "append":
+        entry = {k: ledger_row[k] for k in LEDGER_SCHEMA.names}
+        warehouse.bulk_insert(warehouse.relation(META_SCHEMA, "load_ledger"), pa.Table.from_pylist([entry], LEDGER_SCHEMA))
+    schema = ledger_row.get("schema")
+    version = register_schema(warehouse, dataset, schema, ledger_row["run_id"]) if schema else None
+    if not ledger_row.get("replay"):  # a replay's size says nothing about the dataset's usual volume
+        history = {k: ledger_row[k] for k in HISTORY_SCHEMA.names}
+        warehouse.bulk_insert(warehouse.relation(META_SCHEMA, "load_history"), pa.Table.from_pylist([history], HISTORY_SCHEMA))
+    replace_quarantine(warehouse, dataset, ledger_row["fingerprint"], quarantined)
+    return version
+
+
+def already_loaded(warehouse: Warehouse, dataset: str, fingerprint: str) -> bool:
+    """Whether the load ledger holds this input of `dataset` (an append of it would duplicate rows)."""
+    ledger = warehouse.relation(META_SCHEMA, "load_ledger")
+    return bool(warehouse.query(f"SELECT 1 FROM {ledger} WHERE dataset = ? AND fingerprint = ?", (dataset, fingerprint)))
+
+
+def latest_registered_schema(warehouse: Warehouse, dataset: str) -> tuple[int, dict[str, str]] | None:
+    """The dataset's newest registered schema version and its columns, if any."""
+    versions = warehouse.relation(META_SCHEMA, "schema_versions")
+    sql = f"SELECT version, columns FROM {versions} WHERE dataset = ? ORDER BY version DESC LIMIT 1"
+    rows = warehouse.query(sql, (dataset,))
+    return (rows[0][0], json.loads(rows[0][1])) if rows else None
+
+
+def register_schema(warehouse: Warehouse, dataset: str, columns: dict[str, str], run_id: str) -> int:
+    """Within the publish transaction: record `columns` as a new version unless it is the latest."""
+    latest = latest_registered_schema(warehouse, dataset)
+    if latest and latest[1] == columns:
+        return latest[0]
+    version = (latest[0] if latest else 0) + 1
+    row = {
+        "dataset": dataset,
+        "version": version,
+        "columns": json.dumps(columns),
+        "run_id": run_id,
+        "registered_at": datetime.datetime.now(datetime.UTC),
+    }
+    versions = warehouse.relation(META_SCHEMA, "schema_versions")
+    warehouse.bulk_insert(versions, pa.Table.from_pylist([row], SCHEMA_VERSIONS_SCHEMA))
+    return version
+
+
+def recent_load_sizes(warehouse: Warehouse, dataset: str, loads: int) -> list[int]:
+    """Rows published by the last `loads` loads of `dataset`, newest first."""
+    history = warehouse.relation(META_SCHEMA, "load_history")
+    sql = f"SELECT rows FROM {history} WHERE dataset = ? ORDER BY loaded_at DESC LIMIT {int(loads)}"
+    return [r[0] for r in warehouse.query(sql, (dataset,))]
+
+
+def replace_quarantine(warehouse: Warehouse, dataset: str, fingerprint: str, quarantined: Iterable[pa.Table]) -> None:
+    """Put an input's quarantine rows in place of any earlier ones for the same input."""
+    quarantine = warehouse.relation(META_SCHEMA, "quarantine")
+    warehouse.execute(f"DELETE FROM {quarantine} WHERE dataset = ? AND input_fingerprint = ?", (dataset, fingerprint))
+    for batch in quarantined:
+        warehouse.bulk_insert(quarantine, batch.append_column("input_fingerprint", pa.array([fingerprint] * len(batch))))
+
+
+def remove_from_quarantine(warehouse: Warehouse, quarantine_ids: list[str]) -> None:
+    """Delete quarantine records by id (a replay's, inside its publish transaction)."""
+    quarantine = warehouse.relation(META_SCHEMA, "quarantine")
+    for start in range(0, len(quarantine_ids), 500):
+        ids = quarantine_ids[start : start + 500]
+        warehouse.execute(f"DELETE FROM {quarantine} WHERE quarantine_id IN ({', '.join('?' * len(ids))})", tuple(ids))
