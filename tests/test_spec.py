@@ -8,7 +8,7 @@ import pytest
 
 from etl_platform.errors import SpecError
 from etl_platform.spec import PipelineRegistry, PipelineSpec, load_pipeline_file
-from etl_platform.spec.models import CastStep, FilterStep
+from etl_platform.spec.steps import CastStep, FilterStep
 
 VALID = """\
 id: orders

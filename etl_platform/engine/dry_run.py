@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from etl_platform.engine.runner import Environment, dataset_reader, plan_input
 from etl_platform.sources import PROVENANCE
-from etl_platform.spec.models import PipelineSpec
+from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.transforms import TransformChain, TransformContext
 from etl_platform.warehouse import open_warehouse
 

@@ -12,7 +12,9 @@ from typing import Any
 
 from etl_platform.errors import SourceError
 from etl_platform.sources import Source, SqlQuerySource, open_file_source
-from etl_platform.spec.models import FileArrival, PipelineSpec, SqlSource
+from etl_platform.spec.pipeline import PipelineSpec
+from etl_platform.spec.sources import SqlSource
+from etl_platform.spec.triggers import FileArrival
 from etl_platform.state import CursorState, FileState
 from etl_platform.stores import FileLocation, FileStore, StoredFile
 from etl_platform.warehouse import Warehouse

@@ -48,7 +48,8 @@ from etl_platform.quality.schema_registry import infer_schema
 from etl_platform.quality.validator import RowValidator, RuleStats
 from etl_platform.sources import PROVENANCE, FileSetSource, SourceChunk
 from etl_platform.sources.base import numbered
-from etl_platform.spec.models import PipelineSpec, SqlSource
+from etl_platform.spec.pipeline import PipelineSpec
+from etl_platform.spec.sources import SqlSource
 from etl_platform.state.files import AlreadyProcessed, FileState
 from etl_platform.stores import FileStore, open_store
 from etl_platform.stores.s3 import s3_client

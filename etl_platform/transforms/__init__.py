@@ -7,8 +7,8 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from etl_platform.spec.models import (
-    CanonicalizeStep,
+from etl_platform.spec.ml import CanonicalizeStep
+from etl_platform.spec.steps import (
     CastStep,
     DeriveStep,
     DropNullsStep,
