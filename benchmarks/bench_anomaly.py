@@ -19,7 +19,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from etl_platform.ml.anomaly import AnomalyDetector
-from etl_platform.spec.models import DetectAnomaliesSpec
+from etl_platform.spec.ml import DetectAnomaliesSpec
 
 COLUMNS = ["quantity", "amount"]
 

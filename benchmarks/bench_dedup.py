@@ -79,7 +79,7 @@ def platform_clusters(frame: pd.DataFrame, spec: dict) -> tuple[list[int], float
     """The platform's cluster of every record (its own row index when it is unique)."""
     from etl_platform.ml.dedup import Deduplicator
     from etl_platform.ml.embeddings import shared_embedder
-    from etl_platform.spec.models import DeduplicateSpec
+    from etl_platform.spec.ml import DeduplicateSpec
 
     table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
     table = table.append_column("_row", pa.array(range(len(table)), pa.int64()))

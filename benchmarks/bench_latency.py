@@ -161,7 +161,7 @@ def main() -> int:
         )
         from dagster import DagsterInstance
 
-        from etl_platform.spec.models import FileArrival
+        from etl_platform.spec.triggers import FileArrival
 
         interval = FileArrival().interval_seconds
         time.sleep(interval)  # the daemon loads the code location and runs a first, empty tick

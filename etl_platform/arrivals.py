@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from etl_platform.engine.inputs import dead_letter_prefix
-from etl_platform.spec.models import FileArrival
+from etl_platform.spec.triggers import FileArrival
 from etl_platform.state.files import FAILED, FileState
 from etl_platform.stores import FileLocation, StoredFile
 

@@ -16,20 +16,18 @@ import sqlglot.errors
 from sqlglot import exp
 from sqlglot.lineage import lineage as trace
 
-from etl_platform.spec.models import (
-    AggregateStep,
-    CanonicalizeStep,
+from etl_platform.spec.ml import AggregateStep, CanonicalizeStep, DetectAnomaliesStep
+from etl_platform.spec.pipeline import PipelineSpec
+from etl_platform.spec.sources import SqlSource
+from etl_platform.spec.steps import (
     CastStep,
     DeriveStep,
-    DetectAnomaliesStep,
     FillNullsStep,
     LookupStep,
     MaskStep,
     NormalizeStep,
-    PipelineSpec,
     RenameStep,
     SelectStep,
-    SqlSource,
 )
 
 

@@ -11,7 +11,7 @@ import pytest
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.errors import SpecError
 from etl_platform.ml.aggregate import Aggregator
-from etl_platform.spec.models import AggregateSpec
+from etl_platform.spec.ml import AggregateSpec
 from tests.conftest import environment_for, pipeline, rows, write_csv
 
 T0 = datetime.datetime(2026, 11, 22, 10, 0)

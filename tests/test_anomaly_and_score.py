@@ -10,7 +10,7 @@ import pytest
 
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.ml.anomaly import AnomalyDetector
-from etl_platform.spec.models import DetectAnomaliesSpec
+from etl_platform.spec.ml import DetectAnomaliesSpec
 from tests.conftest import environment_for, pipeline, rows, write_csv
 
 

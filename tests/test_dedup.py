@@ -10,7 +10,7 @@ import pytest
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.ml.dedup import Deduplicator
 from etl_platform.ml.embeddings import shared_embedder
-from etl_platform.spec.models import DeduplicateSpec
+from etl_platform.spec.ml import DeduplicateSpec
 from tests.conftest import environment_for, pipeline, rows, write_csv
 
 PEOPLE = pa.table(

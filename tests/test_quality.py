@@ -12,7 +12,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 from etl_platform.engine.options import RunOptions, given
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.quality.audit import QualityGateFailed
-from etl_platform.quality.rules import Rule, register_check
+from etl_platform.spec.quality import Rule, register_check
 from tests.conftest import environment_for, pipeline, rows, write_csv
 
 HEADER = "id,age,email,code,status,name,n,country\n"

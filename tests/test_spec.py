@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
 
 from etl_platform.errors import SpecError
 from etl_platform.spec import PipelineRegistry, PipelineSpec, load_pipeline_file
-from etl_platform.spec.models import CastStep, FilterStep
+from etl_platform.spec.ml import TimeWindow
+from etl_platform.spec.quality import Rule
+from etl_platform.spec.sources import Incremental
+from etl_platform.spec.steps import CastStep, FilterStep
 
 VALID = """\
 id: orders
@@ -148,7 +152,9 @@ def test_tags_follow_dagster_rules(tmp_path: Path) -> None:
 
 def test_frame_source_belongs_to_python_pipelines(tmp_path: Path) -> None:
     write(tmp_path, "p.yaml", "id: p\nsource: {type: frame}\ndestination: {dataset: a.b}\n")
-    assert "source type `frame` is for pipelines declared in Python" in errors_of(tmp_path)
+    message = errors_of(tmp_path)
+    assert "source type `frame` is for pipelines declared in Python" in message
+    assert "@frame_pipeline" in message  # what declares one today
 
 
 def test_an_expression_cannot_close_itself_and_add_a_query() -> None:
@@ -156,3 +162,17 @@ def test_an_expression_cannot_close_itself_and_add_a_query() -> None:
 
     with pytest.raises(SpecError, match="not a valid SQL expression"):
         pipeline(transforms=[{"filter": "amount > 0 UNION ALL SELECT 1"}])
+
+
+def test_lookbacks_windows_and_freshness_share_one_duration_syntax() -> None:
+    week = datetime.timedelta(weeks=1)
+    assert Incremental(cursor="at", lookback="1w").lookback_value == week
+    assert TimeWindow(column="at", size="1w", every="1d").size_seconds == week.total_seconds()
+    assert Rule(rule="Freshness", field="at", max_age="1w").age() == week
+    for build in (
+        lambda: Incremental(cursor="at", lookback="2 hours"),
+        lambda: TimeWindow(column="at", size="1y"),
+        lambda: Rule(rule="Freshness", field="at", max_age="soon"),
+    ):
+        with pytest.raises(ValueError, match="is not a duration such as '90s', '15m', '6h', '2d' or '1w'"):
+            build()

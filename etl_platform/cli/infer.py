@@ -16,7 +16,7 @@ from etl_platform.errors import EtlError
 from etl_platform.ml.inference import FileProfile, link_foreign_keys, profile_table
 from etl_platform.sources import PROVENANCE, open_file_source
 from etl_platform.spec import spec_from_document
-from etl_platform.spec.models import SOURCE_TYPES
+from etl_platform.spec.sources import SOURCE_TYPES
 from etl_platform.stores import LocalStore, StoredFile
 
 _KINDS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}

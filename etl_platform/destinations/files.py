@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from etl_platform.destinations.staging import align
-from etl_platform.spec.models import Destination as DestinationSpec
+from etl_platform.spec.destinations import Destination as DestinationSpec
 from etl_platform.stores import FileStore
 from etl_platform.warehouse import PublishResult, Warehouse
 from etl_platform.warehouse.publish import Audit, already_loaded, record_load

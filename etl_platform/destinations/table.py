@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import pyarrow as pa
 
 from etl_platform.destinations.staging import ChunkTable, staging_table
-from etl_platform.spec.models import Destination as DestinationSpec
+from etl_platform.spec.destinations import Destination as DestinationSpec
 from etl_platform.warehouse import PublishResult, Warehouse
 from etl_platform.warehouse.base import STAGING_SCHEMA
 from etl_platform.warehouse.publish import Audit, begin_append, finish_append, publish_staged

@@ -11,7 +11,7 @@ from etl_platform.engine.inputs import plan_input
 from etl_platform.engine.options import RunOptions
 from etl_platform.engine.runner import Environment
 from etl_platform.sources import PROVENANCE
-from etl_platform.spec.models import PipelineSpec
+from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.transforms import TransformChain, TransformContext
 from etl_platform.warehouse import open_warehouse
 

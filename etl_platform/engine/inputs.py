@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 from etl_platform.engine.options import RunOptions
 from etl_platform.errors import SourceError
 from etl_platform.sources import Source, SqlQuerySource, open_file_source
-from etl_platform.spec.models import FileArrival, PipelineSpec, SqlSource
+from etl_platform.spec.pipeline import PipelineSpec
+from etl_platform.spec.sources import SqlSource
+from etl_platform.spec.triggers import FileArrival
 from etl_platform.state import FileState, ProcessedFiles, saved_position
 from etl_platform.state.cursor import saved_mark
 from etl_platform.stores import FileLocation, FileStore, StoredFile

@@ -44,7 +44,7 @@ from etl_platform.quality.model_validator import ModelValidator, model_check_nam
 from etl_platform.quality.schema_registry import infer_schema
 from etl_platform.quality.validator import RowValidator, RuleStats
 from etl_platform.sources import PROVENANCE, Checkpoint, FileSetSource, Source, SourceChunk
-from etl_platform.spec.models import PipelineSpec
+from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.state.files import AlreadyProcessed
 from etl_platform.transforms import Rejected, TransformChain, TransformContext
 from etl_platform.warehouse import Warehouse

@@ -21,7 +21,7 @@ from etl_platform.engine.runner import Environment, run_pipeline
 from etl_platform.fingerprint import ContentHash
 from etl_platform.sources.base import SOURCE_FILE, BadLine, SourceChunk
 from etl_platform.sources.json import records_to_table
-from etl_platform.spec.models import PipelineSpec
+from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.warehouse import Warehouse, open_warehouse
 from etl_platform.warehouse.metadata import META_SCHEMA, ensure_metadata
 from etl_platform.warehouse.publish import remove_from_quarantine

@@ -27,7 +27,7 @@ from etl_platform.engine.report import LoadReport
 from etl_platform.errors import WarehouseUnavailable, one_line
 from etl_platform.ml.embeddings import Embedder, shared_embedder
 from etl_platform.quality.audit import QualityGateFailed
-from etl_platform.spec.models import PipelineSpec
+from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.state.files import FileState
 from etl_platform.stores import FileStore, open_store
 from etl_platform.stores.s3 import s3_client

@@ -20,7 +20,8 @@ from etl_platform.ml.dedup import CLUSTER, SIMILARITY, SURVIVOR_ROW, Deduplicato
 from etl_platform.ml.embeddings import Embedder
 from etl_platform.quality.audit import CheckOutcome
 from etl_platform.sources.base import PROVENANCE, SOURCE_FILE, SOURCE_LINE, SOURCE_ROW
-from etl_platform.spec.models import AggregateStep, DeduplicateStep, DetectAnomaliesSpec, DetectAnomaliesStep, PipelineSpec
+from etl_platform.spec.ml import AggregateStep, DeduplicateStep, DetectAnomaliesSpec, DetectAnomaliesStep
+from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.transforms.base import data_columns
 from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.metadata import DEDUP_AUDIT_SCHEMA, META_SCHEMA

@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from etl_platform.errors import TransformError
-from etl_platform.spec.models import AggregateSpec
+from etl_platform.spec.ml import AggregateSpec
 from etl_platform.transforms.base import ident
 
 _FUNCTIONS = {"sum": "sum({})", "mean": "avg({})", "min": "min({})", "max": "max({})", "count_distinct": "count(DISTINCT {})"}

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from sklearn.ensemble import IsolationForest
 
 from etl_platform.errors import TransformError
-from etl_platform.spec.models import DetectAnomaliesSpec
+from etl_platform.spec.ml import DetectAnomaliesSpec
 
 FLAG, SCORE, REASON = "anomaly", "anomaly_score", "anomaly_reason"
 MAD_SCALE = 0.6745  # makes the median absolute deviation comparable with a standard deviation

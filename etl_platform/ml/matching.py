@@ -21,7 +21,7 @@ from etl_platform.errors import TransformError
 from etl_platform.ml.embeddings import Embedder
 from etl_platform.ml.text import normalized
 from etl_platform.retry import with_backoff
-from etl_platform.spec.models import LlmProvider
+from etl_platform.spec.ml import LlmProvider
 
 Match = tuple[str | None, float]  # (reference item or None, similarity 0..1)
 

@@ -1,1 +1,1 @@
-"""Quality gates: rules, row validation with Pandera, dataset audits and the circuit breaker."""
+"""Quality gates: row validation with Pandera, dataset audits and the circuit breaker (rule models: spec/quality.py)."""

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl_platform.errors import EtlError, TransformError
-from etl_platform.quality.rules import CircuitBreaker, Rule, VolumeCheck
 from etl_platform.quality.schema_registry import Drift, Schema, compare
 from etl_platform.quality.validator import SAMPLES, RuleStats
+from etl_platform.spec.quality import CircuitBreaker, Rule, VolumeCheck
 from etl_platform.warehouse import Warehouse
 from etl_platform.warehouse.publish import recent_load_sizes
 

@@ -16,11 +16,13 @@ import pyarrow.compute as pc
 
 from etl_platform.errors import TransformError
 from etl_platform.ml.quality_score import quality_scores
-from etl_platform.quality.rules import CUSTOM_CHECKS, TYPE_NAMES, Rule
 from etl_platform.sources.base import SOURCE_FILE, SOURCE_LINE
+from etl_platform.spec.quality import CUSTOM_CHECKS, Rule
 from etl_platform.transforms.base import Rejected, StepOutput
 
 SAMPLES = 10
+# The polars type that rule Type casts to, for each of spec.quality.RULE_TYPES.
+POLARS_TYPES = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean, "date": pl.Date, "timestamp": pl.Datetime}
 
 
 @dataclass
@@ -58,7 +60,7 @@ def _column_check(rule: Rule, name: str) -> pa_polars.Check:
     if rule.rule == "Length":
         return pa_polars.Check.str_length(low, high, name=name)
     if rule.rule == "Type":
-        target = TYPE_NAMES[rule.type_name()]
+        target = POLARS_TYPES[rule.type_name()]
         return expression(lambda column: column.cast(target, strict=False).is_not_null())
     return expression(CUSTOM_CHECKS[rule.rule])
 

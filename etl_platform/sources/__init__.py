@@ -8,7 +8,7 @@ from etl_platform.sources.fileset import FileSetSource
 from etl_platform.sources.json import JsonArrayFileSource, JsonLinesFileSource
 from etl_platform.sources.parquet import ParquetFileSource
 from etl_platform.sources.sql import SqlQuerySource
-from etl_platform.spec.models import CsvSource, JsonLinesSource, JsonSource, ParquetSource
+from etl_platform.spec.sources import CsvSource, JsonLinesSource, JsonSource, ParquetSource
 from etl_platform.state.files import ProcessedFiles
 from etl_platform.stores import FileStore, StoredFile
 

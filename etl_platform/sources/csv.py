@@ -19,7 +19,7 @@ from etl_platform.errors import SourceError
 from etl_platform.sources.base import BadLine, SourceChunk, with_provenance
 from etl_platform.sources.compression import open_binary
 from etl_platform.sources.fileset import FileSetSource
-from etl_platform.spec.models import CsvSource
+from etl_platform.spec.sources import CsvSource
 from etl_platform.state.files import ProcessedFiles
 from etl_platform.stores import FileStore, StoredFile
 

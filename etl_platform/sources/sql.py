@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from etl_platform.errors import SourceError, one_line
 from etl_platform.fingerprint import ContentHash
 from etl_platform.sources.base import SourceChunk, with_provenance
-from etl_platform.spec.models import SqlSource
+from etl_platform.spec.sources import SqlSource
 from etl_platform.state.cursor import HighWater, Mark, cursor_position, later
 from etl_platform.state.positions import Position
 from etl_platform.warehouse.base import Warehouse

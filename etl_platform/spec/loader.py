@@ -17,7 +17,9 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from etl_platform.errors import SpecError
-from etl_platform.spec.models import SOURCE_TYPES, TRANSFORM_STEPS, PipelineSpec
+from etl_platform.spec.pipeline import PipelineSpec
+from etl_platform.spec.sources import SOURCE_TYPES
+from etl_platform.spec.steps import TRANSFORM_STEPS
 
 PIPELINE_SUFFIXES = (".yaml", ".yml")
 
@@ -116,7 +118,9 @@ def spec_from_document(document: Any, origin: Path | None = None) -> PipelineSpe
             lines.append(f"{prefix}: {_message(error, loc, document)}")
         raise SpecError("\n".join(lines)) from None
     if origin is not None and spec.source.type == "frame":
-        raise SpecError(f"{where}: source type `frame` is for pipelines declared in Python with assets.frames.frame_asset")
+        raise SpecError(
+            f"{where}: source type `frame` is for pipelines declared in Python with `@frame_pipeline` (etl_platform.spec)"
+        )
     spec._file = origin
     return spec
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from etl_platform.errors import SpecError
-from etl_platform.spec.models import PipelineSpec
+from etl_platform.spec.pipeline import PipelineSpec
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ import sqlglot
 
 from etl_platform.errors import SpecError
 from etl_platform.spec.loader import load_pipeline_files, pipeline_files
-from etl_platform.spec.models import LookupStep, PipelineSpec, SqlSource
+from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.spec.python import FramePipeline, load_python_pipelines
+from etl_platform.spec.sources import SqlSource
+from etl_platform.spec.steps import LookupStep
 
 
 def datasets_read(spec: PipelineSpec) -> set[str]:

@@ -7,8 +7,9 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from etl_platform.spec.models import (
-    CanonicalizeStep,
+from etl_platform.spec.base import single_key
+from etl_platform.spec.ml import CanonicalizeStep
+from etl_platform.spec.steps import (
     CastStep,
     DeriveStep,
     DropNullsStep,
@@ -65,7 +66,7 @@ class TransformChain:
         self.steps: list[Step] = []
         self.names: list[str] = []
         for index, step in enumerate(steps):
-            kind = next(iter(type(step).model_fields))
+            kind = single_key(step)
             where = f"{context.origin}: transforms[{index}] ({kind})"
             self.steps.append(_STEP_TYPES[type(step)](step, where, context))
             self.names.append(f"transforms[{index}].{kind}")

@@ -13,7 +13,7 @@ import threading
 import pyarrow as pa
 
 from etl_platform.ml.matching import EmbeddingMatcher, LlmMatcher, Match, Matcher
-from etl_platform.spec.models import CanonicalizeStep, CanonicalSpec
+from etl_platform.spec.ml import CanonicalizeStep, CanonicalSpec
 from etl_platform.transforms.base import Rejected, StepOutput, TransformContext, require_columns
 
 

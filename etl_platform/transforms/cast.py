@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl_platform.spec.models import CastStep
+from etl_platform.spec.steps import CastStep
 from etl_platform.transforms.base import Rejected, StepOutput, TransformContext, ident, require_columns, run_sql
 from etl_platform.types import duckdb_type
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from etl_platform.spec.models import DeriveStep, FilterStep
+from etl_platform.spec.steps import DeriveStep, FilterStep
 from etl_platform.transforms.base import StepOutput, TransformContext, ident, run_sql
 
 

@@ -7,7 +7,7 @@ import itertools
 import pyarrow as pa
 
 from etl_platform.errors import TransformError
-from etl_platform.spec.models import LookupStep
+from etl_platform.spec.steps import LookupStep
 from etl_platform.transforms.base import StepOutput, TransformContext, ident, require_columns, run_sql
 
 _counter = itertools.count()

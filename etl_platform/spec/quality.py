@@ -1,9 +1,10 @@
-"""Quality rules as a pipeline declares them, and custom checks registered by name.
+"""Quality rules as a pipeline declares them, the volume check, the circuit breaker, and custom rule names.
 
 A rule reads like the seed roadmaps' example, `{field: age, rule: Range, args: [18, 120]}`;
 options may also be named (`min`, `max`, `inclusive`, `values`, `pattern`, `max_age`, `sql`).
 Row-level rules judge each row (failing rows are quarantined when the severity is `error`);
-dataset-level rules judge the load as a whole before it is published.
+dataset-level rules judge the load as a whole before it is published. How rules are evaluated
+is the quality package's business (`etl_platform/quality/validator.py` and `audit.py`).
 """
 
 from __future__ import annotations
@@ -11,17 +12,22 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from etl_platform.spec.base import Strict, parse_duration
+
+if TYPE_CHECKING:
+    import polars as pl
 
 ROW_RULES = ("NotNull", "Range", "Regex", "Email", "IsIn", "Length", "Type")
 DATASET_RULES = ("Unique", "RowCount", "Freshness", "CustomQuery")
-TYPE_NAMES = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean, "date": pl.Date, "timestamp": pl.Datetime}
+RULE_TYPES = ("int", "float", "bool", "date", "timestamp")  # what rule Type can check; validator.py maps each
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 # Custom row checks: name -> function from a column expression to "row is valid" booleans.
+# Declared here, not in the quality package, because a rule naming one is validated when the spec loads.
 CUSTOM_CHECKS: dict[str, Callable[[pl.Expr], pl.Expr]] = {}
 
 
@@ -39,19 +45,8 @@ def register_check(name: str) -> Callable[[Callable[[pl.Expr], pl.Expr]], Callab
     return register
 
 
-def parse_duration(text: str) -> datetime.timedelta:
-    """`90s`, `15m`, `6h`, `2d` or `1w` as a timedelta."""
-    match = re.fullmatch(r"(\d+)\s*([smhdw])", text.strip())
-    if not match:
-        raise ValueError(f"duration {text!r} must look like 90s, 15m, 6h, 2d or 1w")
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match[2]]
-    return datetime.timedelta(**{unit: int(match[1])})
-
-
-class Rule(BaseModel):
+class Rule(Strict):
     """One quality rule; `args` are positional options, named options win over them."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     rule: str
     field: str | None = None
@@ -84,7 +79,7 @@ class Rule(BaseModel):
             "IsIn": lambda: bool(self.allowed_values()) or "IsIn needs the allowed values: `args: [a, b]`",
             "Length": lambda: self.bounds() != (None, None) or "Length needs a minimum, a maximum or both",
             "Regex": lambda: self._valid_pattern(),
-            "Type": lambda: self.type_name() in TYPE_NAMES or f"Type needs one of {', '.join(TYPE_NAMES)}",
+            "Type": lambda: self.type_name() in RULE_TYPES or f"Type needs one of {', '.join(RULE_TYPES)}",
             "Freshness": lambda: bool(self.age()) or "Freshness needs `max_age` (e.g. 2d)",
             "CustomQuery": lambda: bool(self.sql) or "CustomQuery needs `sql:` (or `args: [<sql>]`) returning failing rows",
         }
@@ -159,19 +154,15 @@ class Rule(BaseModel):
         return f"{', '.join(self.columns())} {text}".strip()
 
 
-class CircuitBreaker(BaseModel):
+class CircuitBreaker(Strict):
     """Stop the publish when more than `error_threshold` percent of the rows read failed."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     error_threshold: float = Field(ge=0, le=100, description="percent of rows read")
     min_record_count: int = Field(0, ge=0, description="below this many rows read, the breaker never trips")
 
 
-class VolumeCheck(BaseModel):
+class VolumeCheck(Strict):
     """Compare a load's row count with the median of the dataset's recent loads."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     min_ratio: float = Field(0.5, ge=0, description="fail below median x min_ratio (0 rows where 1,000 are usual fails)")
     max_ratio: float | None = Field(None, gt=0, description="fail above median x max_ratio (unset: no upper bound)")
@@ -180,9 +171,7 @@ class VolumeCheck(BaseModel):
     severity: Literal["error", "warn"] = "error"
 
 
-class QualitySpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class QualitySpec(Strict):
     circuit_breaker: CircuitBreaker | None = None
     volume: VolumeCheck | None = None
     rules: list[Rule] = Field(default_factory=list)

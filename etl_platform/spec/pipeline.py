@@ -1,0 +1,156 @@
+"""The pipeline spec: one declared pipeline, from its source through steps and quality to its destination.
+
+Each part is a model of its own module (sources, steps, quality, destinations, triggers); this
+module puts them together and checks what spans parts, such as the order of whole-load steps
+or a lookback that needs a merge.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, PrivateAttr, StringConstraints, model_validator
+
+from etl_platform.spec.base import Identifier, Strict, single_key
+from etl_platform.spec.destinations import Destination
+from etl_platform.spec.ml import DetectAnomaliesSpec, DetectAnomaliesStep
+from etl_platform.spec.quality import QualitySpec
+from etl_platform.spec.sources import Source
+from etl_platform.spec.steps import WHOLE_LOAD_STEPS, Transform
+from etl_platform.spec.triggers import FileArrival, FileArrivalTrigger, Schedule, Trigger, WebhookTrigger
+
+# Dagster's rules for asset tags, checked here so a bad tag is a pipeline-file error with a line.
+TagKey = Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9_.-]{1,63}/)?[A-Za-z0-9_.-]{1,63}$")]
+TagValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{0,63}$")]
+
+
+class SchemaPolicy(Strict):
+    on_drift: Literal["fail", "warn", "evolve"] = Field(
+        "warn", description="fail: stop before publishing; warn: report and go on; evolve: add new columns to the target"
+    )
+
+
+class Execution(Strict):
+    chunk_rows: int | Literal["auto"] = Field(
+        100_000, description="rows per streamed chunk (1,000 to 5,000,000), or auto: chosen from past loads"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Execution:
+        if self.chunk_rows != "auto" and not 1_000 <= self.chunk_rows <= 5_000_000:
+            raise ValueError("chunk_rows must be between 1,000 and 5,000,000, or auto")
+        return self
+
+
+OWNER = re.compile(r"^(team:[A-Za-z0-9_-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
+
+
+class PipelineSpec(Strict):
+    """One declared pipeline: source, ordered transforms, quality, destination and triggers."""
+
+    id: Identifier
+    description: str = ""
+    group: Identifier = "default"
+    owner: str | None = Field(None, description="an email address or team:name")
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict, description="letters, digits, _ . - only")
+    tenant: Identifier | None = None
+    source: Source
+    transforms: list[Transform] = Field(default_factory=list)
+    quality: QualitySpec = Field(default_factory=QualitySpec, description="quality rules and circuit breaker")
+    destination: Destination
+    dependencies: list[Identifier] = Field(default_factory=list)
+    schedule: Schedule | None = None
+    triggers: list[Trigger] = Field(default_factory=list)
+    execution: Execution = Field(default_factory=Execution)
+    schema_policy: SchemaPolicy = Field(default_factory=SchemaPolicy, alias="schema")
+
+    _file: Path | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineSpec:
+        if self.owner is not None and not OWNER.match(self.owner):
+            raise ValueError(f"owner {self.owner!r} must be an email address or `team:name`")
+        if self.id in self.dependencies:
+            raise ValueError(f"pipeline {self.id!r} lists itself in `dependencies`")
+        self._check_file_location()
+        kinds = [single_key(t) for t in self.transforms]
+        first_whole = next((i for i, k in enumerate(kinds) if k in WHOLE_LOAD_STEPS), len(kinds))
+        if kinds.count("detect_anomalies") > 1 or kinds.count("aggregate") > 1:
+            raise ValueError("use at most one detect_anomalies and one aggregate step")
+        if "aggregate" in kinds and kinds[-1] != "aggregate":
+            raise ValueError("`aggregate` must be the last step: the steps after it would see groups, not records")
+        late = [k for k in kinds[first_whole:] if k not in WHOLE_LOAD_STEPS]
+        if late:
+            raise ValueError(
+                f"`{kinds[first_whole]}` sees the whole load, so it comes after the row-by-row transforms; move {late} before it"
+            )
+        incremental = getattr(self.source, "incremental", None)
+        if incremental and incremental.lookback and self.destination.write != "merge":
+            raise ValueError("an incremental source with `lookback` reads some rows twice: use write: merge with a primary_key")
+        sql_rules = [r.check_name for r in self.quality.rules if r.rule in ("Unique", "CustomQuery")]
+        if self.destination.is_file and sql_rules:
+            raise ValueError(f"rules {sql_rules} query a warehouse table; a file destination supports the others")
+        return self
+
+    def _check_file_location(self) -> None:
+        """Where the files are is said once: in `source.path`, or by the file_arrival trigger."""
+        arrivals = [t.file_arrival for t in self.triggers if isinstance(t, FileArrivalTrigger)]
+        if len(arrivals) > 1:
+            raise ValueError("declare one file_arrival trigger per pipeline")
+        path = getattr(self.source, "path", None)
+        if self.source.type in ("sql", "frame"):
+            if arrivals:
+                raise ValueError(f"a file_arrival trigger needs a file source, not {self.source.type}")
+            return
+        if arrivals and arrivals[0].names_location:
+            if path is not None:
+                raise ValueError("say where the files are once: drop `source.path`, the file_arrival trigger names them")
+        elif path is None:
+            raise ValueError("`source.path` is required (or a file_arrival trigger with `prefix`)")
+
+    @property
+    def file_arrival(self) -> FileArrival | None:
+        return next((t.file_arrival for t in self.triggers if isinstance(t, FileArrivalTrigger)), None)
+
+    @property
+    def file_path(self) -> str | None:
+        """The path or URL glob a file source reads: `source.path`, or the trigger's location."""
+        path = getattr(self.source, "path", None)
+        if path is None and self.file_arrival is not None:
+            return self.file_arrival.location()
+        return path
+
+    @property
+    def streaming_transforms(self) -> list:
+        """The row-by-row transforms, applied chunk by chunk."""
+        return [t for t in self.transforms if single_key(t) not in WHOLE_LOAD_STEPS]
+
+    @property
+    def whole_load_transforms(self) -> list:
+        """The steps after them that see every row of the load at once (validated to come last)."""
+        return self.transforms[len(self.streaming_transforms) :]
+
+    @property
+    def anomaly_detection(self) -> DetectAnomaliesSpec | None:
+        return next((t.detect_anomalies for t in self.transforms if isinstance(t, DetectAnomaliesStep)), None)
+
+    @property
+    def webhook_datasets(self) -> list[str]:
+        return [t.webhook.dataset for t in self.triggers if isinstance(t, WebhookTrigger)]
+
+    @property
+    def incremental_files(self) -> bool:
+        """File sources of append and merge pipelines read only files not processed before; replace reads all."""
+        return self.file_path is not None and self.destination.write != "replace"
+
+    @property
+    def file(self) -> Path | None:
+        """The YAML file this pipeline was loaded from, or None for a Python declaration."""
+        return self._file
+
+    @property
+    def origin(self) -> str:
+        """Where the pipeline was declared, for error messages."""
+        return str(self._file) if self._file else f"pipeline {self.id!r} (declared in Python)"
