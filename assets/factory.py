@@ -12,6 +12,7 @@ import warnings
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    AssetObservation,
     AssetsDefinition,
     AssetSpec,
     AutomationCondition,
@@ -40,7 +41,10 @@ from etl_platform.sources.frame import frame_source
 from etl_platform.spec import FramePipeline, PipelineRegistry, PipelineSpec
 from resources import EmbeddingModelResource, LandingZoneResource, WarehouseResource
 
+# dagster-postgres opens a connection per stored event: a long load reports progress every 2 s at most.
 PROGRESS_EVERY_SECONDS = 2.0
+# The progress observation's metadata (`etl run` draws its bars from these; the UI plots them).
+ROWS_READ, BYTES_READ, TOTAL_BYTES = "etl/rows_read", "etl/bytes_read", "etl/total_bytes"
 
 
 class LoadConfig(Config):
@@ -56,23 +60,25 @@ def dataset_key(dataset: str) -> AssetKey:
     return AssetKey(dataset.split("."))
 
 
-def progress_message(progress: Progress) -> str:
-    """The progress line an asset logs; `etl run` reads its numbers back to draw a bar."""
-    share = f" ({progress.bytes_read / progress.total_bytes:.0%} of input)" if progress.total_bytes else ""
-    return f"progress: {progress.rows_read:,} rows read{share}"
+def progress_observation(key: AssetKey, progress: Progress) -> AssetObservation:
+    """A load's progress as a structured event of its asset, which `etl run` reads from the event log."""
+    metadata = {ROWS_READ: progress.rows_read, BYTES_READ: progress.bytes_read}
+    if progress.total_bytes:
+        metadata[TOTAL_BYTES] = progress.total_bytes
+    return AssetObservation(asset_key=key, metadata=metadata)
 
 
-def _progress_logger(context: AssetExecutionContext):
+def _progress_reporter(context: AssetExecutionContext, key: AssetKey):
     last = 0.0
 
-    def log(progress: Progress) -> None:
+    def report(progress: Progress) -> None:
         nonlocal last
         now = time.monotonic()
         if now - last >= PROGRESS_EVERY_SECONDS:
             last = now
-            context.log.info(progress_message(progress))
+            context.log_event(progress_observation(key, progress))
 
-    return log
+    return report
 
 
 def definition_metadata(spec: PipelineSpec, python: FramePipeline | None) -> dict:
@@ -148,7 +154,7 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
             frame = frame_source(python, warehouse.url) if python else None
             options = RunOptions(
                 run_id=context.run.run_id,
-                progress=_progress_logger(context),
+                progress=_progress_reporter(context, key),
                 files=config.files,
                 full_refresh=config.full_refresh,
                 source=given(frame) if frame else None,

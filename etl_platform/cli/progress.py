@@ -1,13 +1,12 @@
 """Follow a Dagster run through its event log: a progress bar per pipeline, then a summary.
 
 `etl run` executes through Dagster, so steps may run in other processes; the event log is the
-one place that sees all of them. Each pipeline asset logs progress lines (see
-assets.factory.progress_message), which are read back here.
+one place that sees all of them. Each pipeline asset reports its progress as an asset observation
+(see assets.factory.progress_observation), whose metadata is read back here.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,11 +16,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from assets.factory import BYTES_READ, ROWS_READ, TOTAL_BYTES
 from etl_platform.dagster_metadata import plain_values
 from etl_platform.engine.report import NOTHING_TO_PUBLISH
 
-_ASSET_EVENTS = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
-_PROGRESS = re.compile(r"progress: ([\d,]+) rows read(?: \((\d+)% of input\))?")
+_ASSET_EVENTS = {
+    DagsterEventType.ASSET_MATERIALIZATION,
+    DagsterEventType.ASSET_CHECK_EVALUATION,
+    DagsterEventType.ASSET_OBSERVATION,
+}
 
 
 @dataclass
@@ -52,8 +55,8 @@ class CheckStatus:
 class RunFollower:
     """Polls the instance for the run tagged `invocation` and updates each asset's AssetStatus.
 
-    Step events (start, success, failure, progress lines) apply to every asset of the step;
-    materializations and check evaluations to the asset they name.
+    Step events (start, success, failure) apply to every asset of the step; materializations,
+    check evaluations and progress observations to the asset they name.
     """
 
     def __init__(self, instance: DagsterInstance, invocation: str, statuses: list[AssetStatus]):
@@ -88,7 +91,9 @@ class RunFollower:
             status = self._by_dataset.get(".".join(key.path))
             if status is None:
                 continue
-            if checked:
+            if event.event_type == DagsterEventType.ASSET_OBSERVATION:
+                self._apply_progress(status, plain_values(event.asset_observation_data.asset_observation.metadata))
+            elif checked:
                 evaluation = event.event_specific_data
                 meta = plain_values(evaluation.metadata)
                 status.checks.append(
@@ -107,15 +112,20 @@ class RunFollower:
         self._seen = len(logs)
 
     @staticmethod
+    def _apply_progress(status: AssetStatus, metadata: dict) -> None:
+        """A progress observation (see assets.factory.progress_observation): rows read, share of the input."""
+        if ROWS_READ not in metadata:
+            return  # not a progress observation
+        status.rows_read = metadata[ROWS_READ]
+        total = metadata.get(TOTAL_BYTES)
+        status.percent = min(100, round(100 * metadata[BYTES_READ] / total)) if total else None
+
+    @staticmethod
     def _apply_step_entry(status: AssetStatus, entry, partly_built: bool) -> None:
         event = entry.dagster_event
         if event is None:
-            match = _PROGRESS.search(entry.user_message)
             if entry.user_message.startswith(NOTHING_TO_PUBLISH):
                 status.metadata["skipped"] = entry.user_message.removeprefix(NOTHING_TO_PUBLISH).strip()
-            elif match:
-                status.rows_read = int(match[1].replace(",", ""))
-                status.percent = int(match[2]) if match[2] else None
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             if status.state != "done":
                 status.state = "skipped" if partly_built else "failed"

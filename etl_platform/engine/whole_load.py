@@ -19,6 +19,7 @@ from etl_platform.ml.anomaly import AnomalyDetector
 from etl_platform.ml.dedup import CLUSTER, SIMILARITY, SURVIVOR_ROW, Deduplicator
 from etl_platform.ml.embeddings import Embedder
 from etl_platform.quality.audit import CheckOutcome
+from etl_platform.quality.plan import anomaly_check
 from etl_platform.sources.base import PROVENANCE, SOURCE_FILE, SOURCE_LINE, SOURCE_ROW
 from etl_platform.spec.ml import AggregateStep, DeduplicateStep, DetectAnomaliesSpec, DetectAnomaliesStep
 from etl_platform.spec.pipeline import PipelineSpec
@@ -26,17 +27,12 @@ from etl_platform.transforms.base import data_columns
 from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.metadata import DEDUP_AUDIT_SCHEMA, META_SCHEMA
 
-ANOMALY_RATE = "anomaly_rate"
-
 
 def anomaly_outcome(spec: DetectAnomaliesSpec, tagged: int, rows: int) -> CheckOutcome:
     """The anomaly_rate check: the share of tagged rows against its bound."""
     rate = tagged / rows if rows else 0.0
     return CheckOutcome(
-        ANOMALY_RATE,
-        f"at most {spec.max_rate:.1%} of rows are anomalous in {', '.join(spec.columns)}",
-        spec.severity,
-        spec.severity == "error",
+        anomaly_check(spec),
         rate <= spec.max_rate,
         rows_checked=rows,
         rows_failed=tagged,

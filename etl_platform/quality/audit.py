@@ -10,35 +10,57 @@ from __future__ import annotations
 
 import datetime
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl_platform.errors import EtlError, TransformError
+from etl_platform.quality.plan import (
+    PlannedCheck,
+    breaker_check,
+    drift_check,
+    model_check,
+    rule_check,
+    volume_check,
+)
 from etl_platform.quality.schema_registry import Drift, Schema, compare
 from etl_platform.quality.validator import SAMPLES, RuleStats
 from etl_platform.spec.quality import CircuitBreaker, Rule, VolumeCheck
 from etl_platform.warehouse import Warehouse
 from etl_platform.warehouse.publish import recent_load_sizes
 
-BREAKER = "circuit_breaker"
-VOLUME = "volume_anomaly"
-
 
 @dataclass
 class CheckOutcome:
-    """One rule's verdict on one load: becomes a Dagster asset check result."""
+    """One planned check's verdict on one load: becomes a Dagster asset check result.
 
-    name: str
-    description: str
-    severity: str
-    blocking: bool
+    Name, description, blocking and severity come from the check's plan (quality.plan), never
+    written here, so a result always matches the asset check Dagster declared for it.
+    """
+
+    check: PlannedCheck
     passed: bool
     rows_checked: int | None = None
     rows_failed: int | None = None
     samples: list[dict] = field(default_factory=list)
     detail: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.check.name
+
+    @property
+    def description(self) -> str:
+        return self.check.description
+
+    @property
+    def blocking(self) -> bool:
+        return self.check.blocking
+
+    @property
+    def severity(self) -> str:
+        return self.check.severity
 
     @property
     def failure_rate(self) -> float | None:
@@ -60,10 +82,7 @@ def row_rule_outcomes(rules: list[Rule], stats: dict[str, RuleStats]) -> list[Ch
     """Row-level rules: failing `error` rows were quarantined; the breaker decides about the load."""
     return [
         CheckOutcome(
-            rule.check_name,
-            rule.describe(),
-            rule.severity,
-            blocking=False,
+            rule_check(rule),
             passed=stats[rule.check_name].rows_failed == 0,
             rows_checked=stats[rule.check_name].rows_checked,
             rows_failed=stats[rule.check_name].rows_failed,
@@ -78,10 +97,7 @@ def model_outcomes(names: dict[str, str], stats: dict[str, RuleStats]) -> list[C
     """A Pandera model's checks: failing rows were quarantined, like an error rule's."""
     return [
         CheckOutcome(
-            name,
-            description,
-            "error",
-            blocking=False,
+            model_check(name, description),
             passed=stats[name].rows_failed == 0,
             rows_checked=stats[name].rows_checked,
             rows_failed=stats[name].rows_failed,
@@ -104,10 +120,7 @@ def breaker_outcome(breaker: CircuitBreaker, rows_read: int, quarantined_by_rule
         else f"{rows_read:,} rows read, fewer than min_record_count {breaker.min_record_count}: not judged"
     )
     return CheckOutcome(
-        BREAKER,
-        f"at most {breaker.error_threshold}% of rows fail (from {breaker.min_record_count} rows)",
-        "error",
-        blocking=True,
+        breaker_check(breaker),
         passed=not tripped,
         rows_checked=rows_read,
         rows_failed=rows_quarantined,
@@ -115,30 +128,23 @@ def breaker_outcome(breaker: CircuitBreaker, rows_read: int, quarantined_by_rule
     )
 
 
-DRIFT = "schema_drift"
-
-
 def drift_outcome(policy: str, latest: tuple[int, Schema] | None, incoming: Schema) -> CheckOutcome:
     """The load's schema against the latest registered version, under the pipeline's drift policy."""
     drift = compare(latest[1], incoming) if latest else Drift()
     outcome = CheckOutcome(
-        DRIFT,
-        f"schema matches the latest version (on_drift: {policy})",
-        "error" if policy == "fail" else "warn",
-        blocking=policy == "fail",
+        drift_check(policy),
         passed=not drift,
         detail=(f"against version {latest[0]}: {drift.describe()}" if latest else "first version of this dataset"),
     )
     if policy == "evolve" and drift and not drift.additive:
-        outcome.severity, outcome.blocking = "error", True
+        outcome.check = replace(outcome.check, severity="error", blocking=True)  # the one escalation past the plan
         outcome.detail += "; evolve applies added and removed columns only, not type changes"
     return outcome
 
 
 def volume_outcome(volume: VolumeCheck, rows: int, recent: list[int]) -> CheckOutcome:
     """This load's row count against the median of recent loads (not judged without enough history)."""
-    outcome = CheckOutcome(VOLUME, volume_description(volume), volume.severity, blocking=volume.severity == "error", passed=True)
-    outcome.rows_checked = rows
+    outcome = CheckOutcome(volume_check(volume), passed=True, rows_checked=rows)
     if len(recent) < volume.min_history:
         outcome.detail = f"{rows:,} rows; {len(recent)} earlier loads, fewer than min_history {volume.min_history}: not judged"
         return outcome
@@ -149,11 +155,6 @@ def volume_outcome(volume: VolumeCheck, rows: int, recent: list[int]) -> CheckOu
     bounds = f"{low:,.0f} to {high:,.0f}" if high is not None else f"at least {low:,.0f}"
     outcome.detail = f"{rows:,} rows; median of the last {len(recent)} loads {median:,.0f}; expected {bounds}"
     return outcome
-
-
-def volume_description(volume: VolumeCheck) -> str:
-    upper = f" and at most {volume.max_ratio}x" if volume.max_ratio else ""
-    return f"row count at least {volume.min_ratio}x{upper} the median of the last {volume.history} loads"
 
 
 class DatasetAudit:
@@ -201,7 +202,7 @@ class DatasetAudit:
         return outcomes
 
     def _judge(self, rule: Rule, warehouse: Warehouse) -> CheckOutcome:
-        outcome = CheckOutcome(rule.check_name, rule.describe(), rule.severity, blocking=rule.severity == "error", passed=True)
+        outcome = CheckOutcome(rule_check(rule), passed=True)
         if rule.rule == "RowCount":
             low, high = rule.bounds()
             outcome.rows_checked = self.rows

@@ -1,0 +1,84 @@
+"""A pipeline's planned checks: the one declaration of every check's name, description, blocking and severity.
+
+Dagster's asset check specs (assets/checks.py) and the engine's check outcomes (quality.audit,
+engine.whole_load) are both made from these, so the checks an asset declares and the results its
+loads report cannot drift apart. Each kind of check has one function here; `plan_checks` lists
+them all for a spec, and each outcome builder calls the function of its own kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from etl_platform.quality.model_validator import model_check_names
+from etl_platform.spec.ml import DetectAnomaliesSpec
+from etl_platform.spec.pipeline import PipelineSpec
+from etl_platform.spec.quality import CircuitBreaker, Rule, VolumeCheck
+
+BREAKER = "circuit_breaker"
+VOLUME = "volume_anomaly"
+DRIFT = "schema_drift"
+ANOMALY_RATE = "anomaly_rate"
+
+Severity = Literal["error", "warn"]
+
+
+@dataclass(frozen=True)
+class PlannedCheck:
+    """One check an asset declares; `blocking` failures stop the publish (and Dagster's downstream runs)."""
+
+    name: str
+    description: str
+    blocking: bool
+    severity: Severity
+
+
+def rule_check(rule: Rule) -> PlannedCheck:
+    """Row rules quarantine their failing rows (the breaker judges the load); failing `error` dataset rules block."""
+    blocking = not rule.is_row_rule and rule.severity == "error"
+    return PlannedCheck(rule.check_name, rule.describe(), blocking, rule.severity)
+
+
+def model_check(name: str, description: str) -> PlannedCheck:
+    """One of a Pandera model's checks (see model_check_names): failing rows are quarantined like an `error` row rule's."""
+    return PlannedCheck(name, description, False, "error")
+
+
+def drift_check(policy: str) -> PlannedCheck:
+    """Under `fail`, drift stops the load; `evolve` still stops on a type change (its outcome escalates)."""
+    blocking = policy == "fail"
+    description = f"schema matches the latest registered version (on_drift: {policy})"
+    return PlannedCheck(DRIFT, description, blocking, "error" if blocking else "warn")
+
+
+def volume_check(volume: VolumeCheck) -> PlannedCheck:
+    upper = f" and at most {volume.max_ratio}x" if volume.max_ratio else ""
+    description = f"row count at least {volume.min_ratio}x{upper} the median of the last {volume.history} loads"
+    return PlannedCheck(VOLUME, description, volume.severity == "error", volume.severity)
+
+
+def anomaly_check(anomalies: DetectAnomaliesSpec) -> PlannedCheck:
+    description = f"at most {anomalies.max_rate:.1%} of rows tagged anomalous in {', '.join(anomalies.columns)}"
+    return PlannedCheck(ANOMALY_RATE, description, anomalies.severity == "error", anomalies.severity)
+
+
+def breaker_check(breaker: CircuitBreaker) -> PlannedCheck:
+    description = f"at most {breaker.error_threshold}% of rows fail (judged from {breaker.min_record_count} rows)"
+    return PlannedCheck(BREAKER, description, True, "error")
+
+
+def plan_checks(spec: PipelineSpec, model: type | None = None) -> list[PlannedCheck]:
+    """Every check a load of `spec` (validated by the Pandera `model`, if any) reports, in a stable order."""
+    quality = spec.quality
+    checks = [rule_check(rule) for rule in quality.rules]
+    if model is not None:
+        checks += [model_check(name, text) for name, text in model_check_names(model).items()]
+    checks.append(drift_check(spec.schema_policy.on_drift))
+    if quality.volume:
+        checks.append(volume_check(quality.volume))
+    if spec.anomaly_detection is not None:
+        checks.append(anomaly_check(spec.anomaly_detection))
+    if quality.circuit_breaker:
+        checks.append(breaker_check(quality.circuit_breaker))
+    return checks
