@@ -6,10 +6,11 @@ transaction; this module only decides the input from it, and how the publish adv
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import SourceError
 from etl_platform.sources import Source, SqlQuerySource, open_file_source
 from etl_platform.spec.models import FileArrival, PipelineSpec, SqlSource
@@ -28,8 +29,10 @@ class LoadInput:
     advance: Callable[[Warehouse, str], None] = lambda warehouse, run_id: None
 
 
-def watched_location(spec: PipelineSpec, landing: FileStore, s3_client: Callable[[], Any]) -> FileLocation:
-    return FileLocation.of(spec.file_path, landing, s3_client)
+def watched_location(
+    spec: PipelineSpec, landing: FileStore, s3_client: Callable[[], Any], breakers: BreakerBoard
+) -> FileLocation:
+    return FileLocation.of(spec.file_path, landing, s3_client, breakers)
 
 
 def dead_letter_prefix(location: FileLocation, arrival: FileArrival | None) -> str:
@@ -72,7 +75,7 @@ def plan_files(
     return LoadInput(open_file_source(spec.source, files, location.store), files, advance=advance)
 
 
-def plan_query(spec: PipelineSpec, warehouse: Warehouse, full_refresh: bool) -> LoadInput:
+def plan_query(spec: PipelineSpec, warehouse: Warehouse, full_refresh: bool, secrets: Mapping[str, str]) -> LoadInput:
     """A SQL source; incremental ones read from the high-water mark minus the look-back."""
     source_spec: SqlSource = spec.source
     incremental = source_spec.incremental
@@ -81,7 +84,7 @@ def plan_query(spec: PipelineSpec, warehouse: Warehouse, full_refresh: bool) -> 
         since = mark.minus(incremental.lookback_value) if mark is not None else None
     except ValueError as exc:
         raise SourceError(f"{spec.origin}: source.incremental.lookback: {exc}") from None
-    source = SqlQuerySource(source_spec, warehouse, since)
+    source = SqlQuerySource(source_spec, warehouse, secrets, since)
     if incremental is None:
         return LoadInput(source)
 

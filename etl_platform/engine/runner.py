@@ -15,14 +15,14 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl_platform.breaker import SystemUnavailable
+from etl_platform.breaker import BreakerBoard, SystemUnavailable
 from etl_platform.destinations import Destination
 from etl_platform.destinations.files import FileDestination
 from etl_platform.destinations.table import TableDestination
@@ -46,6 +46,7 @@ from etl_platform.quality.audit import (
 from etl_platform.quality.model_validator import ModelValidator, model_check_names
 from etl_platform.quality.schema_registry import infer_schema
 from etl_platform.quality.validator import RowValidator, RuleStats
+from etl_platform.settings import Secrets
 from etl_platform.sources import PROVENANCE, FileSetSource, SourceChunk
 from etl_platform.sources.base import numbered
 from etl_platform.spec.models import PipelineSpec, SqlSource
@@ -78,18 +79,34 @@ ProgressCallback = Callable[[Progress], None]
 
 @dataclass(frozen=True)
 class Environment:
-    """Where a run reads and writes: the resources' values, without Dagster."""
+    """Where a run reads and writes, and what it calls with: the resources' values, without Dagster.
+
+    `breakers` is the process's board (the stores were opened on it too); `secrets` are the
+    named secrets of the settings, for masks, LLM keys and `${VAR}` in SQL source URLs.
+    """
 
     warehouse_url: str
     landing: FileStore
     lake: FileStore
     s3_client: Callable[[], Any] = s3_client
     embedder: Callable[[], Embedder] = shared_embedder
+    breakers: BreakerBoard = field(default_factory=BreakerBoard)
+    secrets: Secrets = field(default_factory=Secrets)
 
     @classmethod
-    def at(cls, warehouse_url: str, landing: str | Path, lake: str | Path, client: Callable[[], Any] = s3_client) -> Environment:
+    def at(
+        cls,
+        warehouse_url: str,
+        landing: str | Path,
+        lake: str | Path,
+        client: Callable[[], Any] = s3_client,
+        breakers: BreakerBoard | None = None,
+        secrets: Secrets | None = None,
+    ) -> Environment:
         """From locations: folders, or s3://bucket/prefix URLs."""
-        return cls(warehouse_url, open_store(str(landing), client), open_store(str(lake), client), client)
+        board = breakers or BreakerBoard()
+        stores = open_store(str(landing), client, board), open_store(str(lake), client, board)
+        return cls(warehouse_url, *stores, client, shared_embedder, board, secrets or Secrets())
 
 
 def plan_input(
@@ -97,10 +114,10 @@ def plan_input(
 ) -> LoadInput:
     """This load's source: the pipeline's files or query, narrowed by incremental state."""
     if spec.file_path is not None:
-        location = watched_location(spec, environment.landing, environment.s3_client)
+        location = watched_location(spec, environment.landing, environment.s3_client, environment.breakers)
         return plan_files(spec, warehouse, location, files, full_refresh)
     if isinstance(spec.source, SqlSource):
-        return plan_query(spec, warehouse, full_refresh)
+        return plan_query(spec, warehouse, full_refresh, environment.secrets)
     raise SourceError("a frame pipeline's rows come from its Python function: run it through Dagster (etl run)")
 
 
@@ -182,7 +199,7 @@ def run_pipeline(
         spec = spec.model_copy(update={"destination": spec.destination.model_copy(update={"write": "replace"})})
     dataset = spec.destination.dataset
     report = LoadReport(spec.id, dataset, run_id, spec.destination.write)
-    warehouse = open_warehouse(environment.warehouse_url)
+    warehouse = open_warehouse(environment.warehouse_url, environment.breakers)
     try:
         warehouse.ensure_metadata()
         load_input = (
@@ -238,7 +255,9 @@ def _load(
             truncate=full_refresh,
         )
     )
-    context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin), environment.embedder)
+    context = TransformContext(
+        spec.origin, dataset_reader(warehouse, spec.origin), environment.embedder, environment.secrets, environment.breakers
+    )
     chain = TransformChain(spec.streaming_transforms, context)
     rules = spec.quality.rules
     score_column = spec.quality.score_column
