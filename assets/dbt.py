@@ -10,7 +10,6 @@ through the pipelines to the marts without a seam.
 import contextlib
 import io
 import logging
-import os
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, AutomationCondition, DagsterLogManager, Failure
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from etl_platform.dbt_layer import dbt_executable, dbt_profile_env, prepare_manifest
+from etl_platform.dbt_layer import dbt_executable, prepare_manifest, profiles_dir
 from etl_platform.errors import SpecError
 from resources import WarehouseResource
 
@@ -70,25 +69,16 @@ def release_adapter(adapter: Any) -> None:
 
 
 def dbt_resource(project_dir: Path) -> DbtCliResource:
-    """The dbt CLI of this environment, on the project whose profiles.yml reads the warehouse URL's variables."""
-    return DbtCliResource(
-        project_dir=DbtProject(project_dir=project_dir, profiles_dir=project_dir), dbt_executable=dbt_executable()
-    )
+    """The dbt CLI of this environment on the project; each build gets its profile from the warehouse (`profiled`)."""
+    return DbtCliResource(project_dir=str(project_dir), dbt_executable=dbt_executable())
 
 
 @contextlib.contextmanager
-def profile_environment(variables: dict[str, str]) -> Iterator[None]:
-    """Set the profile's variables for dbt and dagster-dbt's adapter, and take them away after (a password among them)."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def profiled(dbt: DbtCliResource, warehouse_url: str) -> Iterator[DbtCliResource]:
+    """`dbt` with a profiles folder of this build's own, for dbt and dagster-dbt's in-process adapter alike,
+    rendered from the warehouse URL and deleted after the build (the password among its values)."""
+    with profiles_dir(Path(dbt.project_dir), warehouse_url) as folder:
+        yield DbtCliResource(project_dir=dbt.project_dir, dbt_executable=dbt.dbt_executable, profiles_dir=str(folder))
 
 
 def _result_line(result: dict) -> str:
@@ -108,26 +98,26 @@ def build_failure(invocation: Any) -> Failure:
     )
 
 
-def dbt_models(project_dir: Path, warehouse_url: str) -> AssetsDefinition | None:
+def dbt_models(project_dir: Path, warehouse_url: str, environment: Mapping[str, str]) -> AssetsDefinition | None:
     """One multi-asset for the dbt project, built by `dbt build` (models, then their tests); None, with a
     warning, when the project cannot be loaded here (no dbt adapter for the warehouse, a project that never parsed)."""
     try:
-        manifest = prepare_manifest(project_dir, warehouse_url)
+        manifest = prepare_manifest(project_dir, warehouse_url, environment)
     except SpecError as unavailable:
         logger.warning("The dbt models are left out of the code location: %s", unavailable)
         return None
 
     @dbt_assets(
         manifest=manifest,
-        project=DbtProject(project_dir=project_dir, profiles_dir=project_dir),
+        project=DbtProject(project_dir=project_dir),
         name=DBT_ASSETS_NAME,
         dagster_dbt_translator=PlatformDbtTranslator(),
         pool="dbt_project",
     )
     def _dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
-        # The profile's connection comes from the warehouse URL; dbt and dagster-dbt's adapter read it from the environment.
-        with profile_environment(dbt_profile_env(warehouse.url)):
-            invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+        # The profile's connection comes from the warehouse URL, in a profiles folder of this build's own.
+        with profiled(dbt, warehouse.url) as build:
+            invocation = build.cli(["build"], context=context, raise_on_error=False)
             try:
                 with contextlib.redirect_stdout(DbtOutputToRunLog(context.log)):
                     yield from invocation.stream().fetch_row_counts().fetch_column_metadata()

@@ -22,6 +22,7 @@ from dagster import (
     Failure,
     Jitter,
     MaterializeResult,
+    ResourceParam,
     RetryPolicy,
     multi_asset,
 )
@@ -30,13 +31,14 @@ from pydantic import Field
 
 from assets.checks import check_result, check_specs
 from assets.metadata import lineage_metadata, materialization_metadata
-from etl_platform.breaker import SystemUnavailable
+from etl_platform.breaker import BreakerBoard, SystemUnavailable
 from etl_platform.engine.options import Progress, RunOptions, given
 from etl_platform.engine.report import NOTHING_TO_PUBLISH
 from etl_platform.engine.runner import Environment, run_pipeline
 from etl_platform.errors import EtlError, WarehouseUnavailable
 from etl_platform.lineage import column_lineage
 from etl_platform.quality.audit import QualityGateFailed
+from etl_platform.settings import Secrets
 from etl_platform.sources.frame import frame_source
 from etl_platform.spec import FramePipeline, PipelineRegistry, PipelineSpec
 from resources import EmbeddingModelResource, LandingZoneResource, WarehouseResource
@@ -140,6 +142,8 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
         warehouse: WarehouseResource,
         landing_zone: LandingZoneResource,
         embedding_model: EmbeddingModelResource,
+        breakers: ResourceParam[BreakerBoard],
+        secrets: ResourceParam[Secrets],
     ):
         if key not in context.selected_asset_keys:
             raise Failure(
@@ -147,7 +151,13 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
                 allow_retries=False,
             )
         environment = Environment(
-            warehouse.url, landing_zone.store(), warehouse.lake_store(), landing_zone.s3.get_client, embedding_model.embedder
+            warehouse.url,
+            landing_zone.store(breakers),
+            warehouse.lake_store(breakers),
+            landing_zone.s3.get_client,
+            embedding_model.embedder,
+            breakers,
+            secrets,
         )
         python = registry.frames.get(spec.id)
         try:

@@ -1,8 +1,10 @@
 """The composition root: the one place that joins the engine with the Dagster layer.
 
-`defs` is what workspace.yaml, `dagster dev`, `dagster job launch` and `etl run` load. It is
-built from the environment (Settings), so the same code serves the embedded default and
-production; a pipeline file with an error fails the code location load with the file and line.
+`defs` is what workspace.yaml, `dagster dev` and `dagster job launch` load: a lazy definitions
+function (Dagster's `@definitions`), so importing this module reads no pipeline file and runs no
+dbt parse; Dagster calls it when it loads the code location. It is built from the environment
+(Settings), so the same code serves the embedded default and production; a pipeline file with an
+error fails the code location load with the file and line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dagster import (
     DefaultSensorStatus,
     Definitions,
     define_asset_job,
+    definitions,
     in_process_executor,
     multi_or_in_process_executor,
 )
@@ -23,6 +26,7 @@ from dagster_aws.s3 import S3Resource
 
 from assets import dataset_key, pipeline_asset
 from assets.dbt import dbt_models, dbt_resource
+from etl_platform.breaker import BreakerBoard
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry, PipelineSpec
 from resources import EmbeddingModelResource, LandingZoneResource, WarehouseResource
@@ -54,13 +58,17 @@ def webhook_assets(registry: PipelineRegistry) -> list[AssetSpec]:
 
 
 def build_definitions(settings: Settings | None = None, python_pipelines: Iterable[PipelineSpec] = ()) -> Definitions:
-    """Assets, jobs, schedules, sensors and resources for every pipeline in the pipelines folder."""
+    """Assets, jobs, schedules, sensors and resources for every pipeline in the pipelines folder.
+
+    Besides the configurable resources, two plain objects are resources: `breakers`, the one
+    BreakerBoard of the process (steps and sensors share it), and `secrets`, the settings' named secrets.
+    """
     settings = settings or Settings.from_env()
     registry = PipelineRegistry.from_folder(settings.pipelines_dir, python_pipelines)
     s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, max_attempts=5)
     warehouse = WarehouseResource(url=settings.warehouse_url, lake=settings.lake, s3=s3)
     assets = [pipeline_asset(spec, registry, warehouse.kind) for spec in registry]
-    models = dbt_models(settings.dbt_project_dir, settings.warehouse_url)
+    models = dbt_models(settings.dbt_project_dir, settings.warehouse_url, settings.subprocess_environment())
     # One step per pipeline job: spawning a process for it would only add start-up time.
     jobs = {
         spec.id: define_asset_job(
@@ -111,8 +119,13 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
             "s3": s3,
             "embedding_model": EmbeddingModelResource(),
             "dbt": dbt_resource(settings.dbt_project_dir),
+            "breakers": BreakerBoard(settings.breakers),
+            "secrets": settings.secrets,
         },
     )
 
 
-defs = build_definitions()
+@definitions
+def defs() -> Definitions:
+    """The code location, built when Dagster loads it (not on import)."""
+    return build_definitions(Settings.from_env())

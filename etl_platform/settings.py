@@ -1,23 +1,59 @@
-"""Where things live, read from environment variables with embedded defaults.
+"""Every setting the platform takes from the environment, read here and only here.
 
 One place decides between the embedded default (DuckDB file, local folders, SQLite-backed
 Dagster instance) and production (PostgreSQL, S3, dagster-postgres): the environment. Code never
-branches on an environment name. ETL_LANDING_DIR and ETL_LAKE_DIR are folders or s3://bucket/prefix
-URLs; the S3 endpoint (moto, MinIO) comes from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL.
+branches on an environment name, and no other module reads or writes `os.environ`: the values
+are passed down (to resources, the engine's Environment, breakers, sources and transforms), and
+subprocesses get an environment built from these settings (docs/architecture.md).
+ETL_LANDING_DIR and ETL_LAKE_DIR are folders or s3://bucket/prefix URLs; the S3 endpoint (moto,
+MinIO) comes from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
+class Secrets(Mapping[str, str]):
+    """The environment's variables as read when the settings were made, looked up by name.
+
+    Pipelines name their secrets (a mask's salt, an LLM's API key, `${VAR}` in a SQL source's
+    URL); they are found here. Read-only, and its repr shows no value, so logging the settings
+    or an Environment never prints a password.
+    """
+
+    def __init__(self, values: Mapping[str, str] | None = None):
+        self._values = dict(values or {})
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Secrets(<{len(self)} names, values hidden>)"
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    """A circuit breaker opens after `failures` transient failures in a row, for `cooldown_seconds`."""
+
+    failures: int = 5
+    cooldown_seconds: float = 30.0
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Resolved locations of the project's inputs and outputs."""
+    """Resolved locations of the project's inputs and outputs, breaker settings and named secrets."""
 
     project_dir: Path
     pipelines_dir: Path
@@ -28,11 +64,13 @@ class Settings:
     warehouse_url: str
     dagster_home: Path
     s3_endpoint_url: str | None
+    breakers: BreakerSettings = BreakerSettings()
+    secrets: Secrets = field(default_factory=Secrets)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ETL_* variables and DAGSTER_HOME; unset ones fall back to the embedded layout."""
-        env = os.environ if environ is None else environ
+        env = dict(os.environ if environ is None else environ)
         project = Path(env.get("ETL_PROJECT_DIR", PROJECT_DIR)).resolve()
         data = Path(env.get("ETL_DATA_DIR", project / "data")).resolve()
         return cls(
@@ -45,4 +83,13 @@ class Settings:
             warehouse_url=env.get("ETL_WAREHOUSE_URL", f"duckdb:///{data / 'warehouse.duckdb'}"),
             dagster_home=Path(env.get("DAGSTER_HOME", project / ".dagster_home")),
             s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+            breakers=BreakerSettings(
+                failures=int(env.get("ETL_BREAKER_FAILURES", BreakerSettings.failures)),
+                cooldown_seconds=float(env.get("ETL_BREAKER_COOLDOWN_SECONDS", BreakerSettings.cooldown_seconds)),
+            ),
+            secrets=Secrets(env),
         )
+
+    def subprocess_environment(self, **extra: str) -> dict[str, str]:
+        """The environment a child process (dagster dev, dbt) gets: these settings', DAGSTER_HOME set."""
+        return {**self.secrets, "DAGSTER_HOME": str(self.dagster_home), **extra}

@@ -7,6 +7,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 from sqlalchemy.engine import make_url
 
+from etl_platform.breaker import BreakerBoard
 from etl_platform.stores import FileStore, open_store
 
 
@@ -23,5 +24,6 @@ class WarehouseResource(ConfigurableResource):
         backend = make_url(self.url).get_backend_name()
         return {"postgresql": "postgres"}.get(backend, backend)
 
-    def lake_store(self) -> FileStore:
-        return open_store(self.lake, self.s3.get_client)
+    def lake_store(self, breakers: BreakerBoard) -> FileStore:
+        """The lake, its S3 calls behind the process's breakers (the `breakers` resource)."""
+        return open_store(self.lake, self.s3.get_client, breakers)

@@ -18,6 +18,7 @@ from dagster import (
     AssetObservation,
     DagsterRunStatus,
     DefaultSensorStatus,
+    ResourceParam,
     RunRequest,
     RunsFilter,
     SensorDefinition,
@@ -29,6 +30,7 @@ from dagster import (
 
 from assets import dataset_key
 from etl_platform.arrivals import file_token, finished_tokens, move_to_dead_letter, plan_arrivals
+from etl_platform.breaker import BreakerBoard
 from etl_platform.engine.inputs import watched_location
 from etl_platform.errors import EtlError
 from etl_platform.spec import PipelineSpec
@@ -65,7 +67,12 @@ def file_arrival_sensor(spec: PipelineSpec, job: UnresolvedAssetJobDefinition) -
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Runs pipeline {spec.id} when files arrive at {spec.file_path}",
     )
-    def _sensor(context: SensorEvaluationContext, warehouse: WarehouseResource, landing_zone: LandingZoneResource):
+    def _sensor(
+        context: SensorEvaluationContext,
+        warehouse: WarehouseResource,
+        landing_zone: LandingZoneResource,
+        breakers: ResourceParam[BreakerBoard],
+    ):
         cursor = json.loads(context.cursor) if context.cursor else {"seq": 0, "in_flight": {}}
         in_flight: dict[str, str] = cursor["in_flight"]
         cursor.setdefault("requested_at", {})
@@ -82,9 +89,9 @@ def file_arrival_sensor(spec: PipelineSpec, job: UnresolvedAssetJobDefinition) -
         for token in finished_tokens(in_flight, run_finished):
             del in_flight[token]
         cursor["requested_at"] = {key: at for key, at in cursor["requested_at"].items() if key in in_flight.values()}
-        location = watched_location(spec, landing_zone.store(), landing_zone.s3.get_client)
+        location = watched_location(spec, landing_zone.store(breakers), landing_zone.s3.get_client, breakers)
         try:
-            store = open_warehouse(warehouse.url)
+            store = open_warehouse(warehouse.url, breakers)
         except EtlError as exc:
             return SkipReason(f"cannot read the processed-file state: {exc}")
         try:

@@ -17,7 +17,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from etl_platform.breaker import BreakerBoard
 from etl_platform.engine.runner import Environment
+from etl_platform.settings import Settings
 from etl_platform.spec import PipelineSpec, spec_from_document
 from etl_platform.warehouse import open_warehouse
 
@@ -80,8 +82,9 @@ def landing(tmp_path: Path) -> Path:
     return path
 
 
-def environment_for(url: str, landing: Path) -> Environment:
-    return Environment.at(url, landing, landing.parent / "lake")
+def environment_for(url: str, landing: Path, breakers: BreakerBoard | None = None) -> Environment:
+    """A run's environment on `landing`, with the test process's variables as its secrets."""
+    return Environment.at(url, landing, landing.parent / "lake", breakers=breakers, secrets=Settings.from_env().secrets)
 
 
 def pipeline(**fields) -> PipelineSpec:
@@ -140,12 +143,10 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "A
 @pytest.fixture
 def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A new bucket; the environment points boto3 (and the platform's settings) at the moto endpoint."""
-    from etl_platform.breaker import reset_breakers
     from etl_platform.stores.s3 import s3_client
 
     for key, value in {**S3_ENV, "AWS_ENDPOINT_URL_S3": s3_endpoint}.items():
         monkeypatch.setenv(key, value)
-    reset_breakers()
     name = f"bucket-{uuid.uuid4().hex[:12]}"
     s3_client().create_bucket(Bucket=name)
     return name
@@ -179,7 +180,7 @@ def parsed_dbt_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     copy = tmp_path_factory.mktemp("dbt") / "dbt_project"
     shutil.copytree(REPO / "dbt_project", copy, ignore=shutil.ignore_patterns("target", "logs"))
-    prepare_manifest(copy, f"duckdb:///{copy.parent / 'warehouse.duckdb'}")
+    prepare_manifest(copy, f"duckdb:///{copy.parent / 'warehouse.duckdb'}", dict(os.environ))
     return copy
 
 

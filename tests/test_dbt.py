@@ -25,6 +25,7 @@ from tests.test_cli import etl
 
 STAGING = {name: AssetKey(["staging", f"stg_{name}"]) for name in ("orders", "customers", "products")}
 REPORT = AssetKey(["marts", "daily_report"])
+ENVIRONMENT = dict(os.environ)  # dbt parse's process environment
 
 
 def check_results(result) -> dict[tuple[str, str], tuple[bool, str]]:
@@ -223,29 +224,31 @@ def test_the_warehouse_url_is_the_only_place_that_configures_dbt(tmp_path: Path)
 
 def test_the_manifest_is_parsed_only_when_the_project_changed(project: dict, caplog: pytest.LogCaptureFixture) -> None:
     folder = Path(project["ETL_DBT_PROJECT_DIR"])
-    manifest = prepare_manifest(folder, project["ETL_WAREHOUSE_URL"])
+    manifest = prepare_manifest(folder, project["ETL_WAREHOUSE_URL"], ENVIRONMENT)
     parsed_at = manifest.stat().st_mtime_ns
-    assert prepare_manifest(folder, project["ETL_WAREHOUSE_URL"]).stat().st_mtime_ns == parsed_at  # current: no parse
+    assert (
+        prepare_manifest(folder, project["ETL_WAREHOUSE_URL"], ENVIRONMENT).stat().st_mtime_ns == parsed_at
+    )  # current: no parse
 
     model = folder / "models" / "marts" / "daily_report.sql"
     model.write_text(model.read_text().replace("as customers", "as buyers"))
-    prepare_manifest(folder, project["ETL_WAREHOUSE_URL"])
+    prepare_manifest(folder, project["ETL_WAREHOUSE_URL"], ENVIRONMENT)
     assert "as buyers" in json.loads(manifest.read_text())["nodes"]["model.etl_platform.daily_report"]["raw_code"]
 
     # A model removed counts as a change too (its file's time would not tell).
     (folder / "models" / "marts" / "category_sales.sql").unlink()
-    prepare_manifest(folder, project["ETL_WAREHOUSE_URL"])
+    prepare_manifest(folder, project["ETL_WAREHOUSE_URL"], ENVIRONMENT)
     assert "model.etl_platform.category_sales" not in json.loads(manifest.read_text())["nodes"]
 
     # A project that stops parsing keeps its last good manifest, so the pipelines still load; with none, it says why.
     model.write_text("select * from {{ ref('no_such_model') }}")
     with caplog.at_level(logging.WARNING):
-        assert prepare_manifest(folder, project["ETL_WAREHOUSE_URL"]) == manifest
+        assert prepare_manifest(folder, project["ETL_WAREHOUSE_URL"], ENVIRONMENT) == manifest
     assert "no_such_model" in caplog.text and "keep the last manifest that parsed" in caplog.text
     assert "as buyers" in manifest.read_text()
     shutil.rmtree(folder / "target")
     with pytest.raises(SpecError, match="dbt could not parse the project") as failure:
-        prepare_manifest(folder, project["ETL_WAREHOUSE_URL"])
+        prepare_manifest(folder, project["ETL_WAREHOUSE_URL"], ENVIRONMENT)
     assert "no_such_model" in str(failure.value)
     defs = build_definitions(Settings.from_env())  # the code location loads without the dbt models
     assert AssetKey(["analytics", "orders"]) in defs.resolve_asset_graph().get_all_asset_keys()

@@ -19,9 +19,11 @@ def chunk(**columns) -> pa.Table:
     return with_provenance(table, "input.csv", pa.array(range(2, 2 + len(table)), pa.int64()))
 
 
-def apply(transforms: list[dict], table: pa.Table):
+def apply(transforms: list[dict], table: pa.Table, secrets: dict[str, str] | None = None):
     spec = pipeline(transforms=transforms)
-    return TransformChain(spec.transforms, TransformContext(spec.origin, lambda dataset, columns: None)).apply(table)
+    return TransformChain(
+        spec.transforms, TransformContext(spec.origin, lambda dataset, columns: None, secrets=secrets or {})
+    ).apply(table)
 
 
 def data(output) -> list[dict]:
@@ -94,18 +96,20 @@ def test_normalize_strings() -> None:
     assert data(out) == [{"name": "jose da silva"}]
 
 
-def test_mask_salted_sha256_and_redaction(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ETL_PII_SALT", "pepper")
-    out = apply([{"mask": {"email": "sha256", "phone": "redact"}}], chunk(email=["a@x.com", None], phone=["123", None]))
+def test_mask_salted_sha256_and_redaction() -> None:
+    out = apply(
+        [{"mask": {"email": "sha256", "phone": "redact"}}],
+        chunk(email=["a@x.com", None], phone=["123", None]),
+        secrets={"ETL_PII_SALT": "pepper"},
+    )
     import hashlib
 
     assert data(out) == [
         {"email": hashlib.sha256(b"peppera@x.com").hexdigest(), "phone": "[REDACTED]"},
         {"email": None, "phone": None},
     ]
-    monkeypatch.delenv("ETL_PII_SALT")
     with pytest.raises(TransformError, match="secret ETL_PII_SALT is not set; export ETL_PII_SALT=<value>"):
-        apply([{"mask": {"email": "sha256"}}], chunk(email=["a@x.com"]))
+        apply([{"mask": {"email": "sha256"}}], chunk(email=["a@x.com"]), secrets={})
 
 
 def test_lookup_enriches_from_a_published_dataset(warehouse_url: str, landing: Path) -> None:

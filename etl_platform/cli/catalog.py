@@ -7,12 +7,11 @@ import json
 import sys
 
 import click
-from dagster import DagsterInstance
 from rich.console import Console
 from rich.table import Table
 
 from etl_platform.catalog import CatalogEntry, build_catalog
-from etl_platform.cli.common import settings
+from etl_platform.cli.common import instance, settings
 
 
 def _age(published: datetime.datetime | None, now: datetime.datetime) -> str:
@@ -55,10 +54,11 @@ def catalog(search: str | None, as_json: bool) -> None:
     DAGSTER_HOME its schema and row count as last published, when that was, and its checks'
     latest results.
     """
-    settings()
-    from etl_platform.definitions import defs
+    resolved = settings()
+    from etl_platform.definitions import build_definitions
 
-    entries = [e for e in build_catalog(defs, DagsterInstance.get()) if search is None or e.matches(search)]
+    found = build_catalog(build_definitions(resolved), instance(resolved))
+    entries = [e for e in found if search is None or e.matches(search)]
     if as_json:
         click.echo(json.dumps([e.as_json() for e in entries], indent=2))
         return

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import SpecError
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry
 from etl_platform.stores.s3 import s3_client
 
 if TYPE_CHECKING:
+    from dagster import DagsterInstance
+
     from etl_platform.engine.runner import Environment
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -45,18 +47,31 @@ def ensure_dagster_home(home: Path) -> None:
 
 
 def settings() -> Settings:
-    """Settings from the environment; DAGSTER_HOME is exported so Dagster (and its subprocesses) agree."""
+    """Settings from the environment, with the Dagster instance folder made if it is missing."""
     resolved = Settings.from_env()
     ensure_dagster_home(resolved.dagster_home)
-    os.environ["DAGSTER_HOME"] = str(resolved.dagster_home)
     return resolved
+
+
+def instance(resolved: Settings) -> DagsterInstance:
+    """The Dagster instance at the settings' DAGSTER_HOME (read from its folder; no variable is set)."""
+    from dagster import DagsterInstance  # imported here: `etl list` or `etl validate` never need Dagster
+
+    return DagsterInstance.from_config(str(resolved.dagster_home))
 
 
 def environment(resolved: Settings) -> Environment:
     # Imported here: the engine pulls in scikit-learn and torch, which `etl lineage` or `etl list` never need.
     from etl_platform.engine.runner import Environment
 
-    return Environment.at(resolved.warehouse_url, resolved.landing, resolved.lake, lambda: s3_client(resolved.s3_endpoint_url))
+    return Environment.at(
+        resolved.warehouse_url,
+        resolved.landing,
+        resolved.lake,
+        lambda: s3_client(resolved.s3_endpoint_url),
+        BreakerBoard(resolved.breakers),
+        resolved.secrets,
+    )
 
 
 def registry(resolved: Settings) -> PipelineRegistry:

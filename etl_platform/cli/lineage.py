@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 import click
-from dagster import DagsterInstance
 
-from etl_platform.cli.common import EXIT_USAGE, settings
+from etl_platform.cli.common import EXIT_USAGE, instance, settings
 from etl_platform.lineage_graph import ColumnRef, LineageGraph, render_dot, render_json, render_text, walk
 
 RENDERERS = {"text": render_text, "json": render_json, "dot": render_dot}
@@ -35,10 +34,11 @@ def lineage(dataset: str, columns: tuple[str, ...], direction: str | None, outpu
     show as `schema.table@input`. Without --upstream or --downstream, both directions are shown.
     Exit code 2 if the dataset or a column was never materialized.
     """
-    settings()
-    from etl_platform.definitions import defs
+    resolved = settings()
+    from etl_platform.definitions import build_definitions
 
-    graph = LineageGraph.from_instance(DagsterInstance.get(), defs.resolve_asset_graph().get_all_asset_keys())
+    keys = build_definitions(resolved).resolve_asset_graph().get_all_asset_keys()
+    graph = LineageGraph.from_instance(instance(resolved), keys)
     if dataset not in graph.columns:
         known = (
             ", ".join(sorted(d for d in graph.columns if not d.endswith("@input"))) or "none yet: materialize some assets first"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def run(pipelines: tuple[str, ...], run_all: bool, dry_run: bool, sample: int, p
     specs.sort(key=lambda s: order.index(s.id))
     from etl_platform.cli.run import run_through_dagster
 
-    success, statuses = run_through_dagster(specs, parallel, console, full_refresh, with_dbt=run_all)
+    success, statuses = run_through_dagster(resolved, specs, parallel, console, full_refresh, with_dbt=run_all)
     print_failures(statuses)
     sys.exit(EXIT_OK if success else EXIT_FAILED)
 
@@ -176,26 +177,26 @@ def ui(port: int) -> None:
     dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
     workspace = resolved.project_dir / "workspace.yaml"
     os.chdir(resolved.project_dir)
-    os.execv(dagster, [dagster, "dev", "-w", str(workspace), "-p", str(port)])
+    os.execve(dagster, [dagster, "dev", "-w", str(workspace), "-p", str(port)], resolved.subprocess_environment())
 
 
 @cli.command()
 @click.option("--parallel", default=1, show_default=True, help="Run up to N independent pipelines in parallel processes.")
 def demo(parallel: int) -> None:
     """Write the demo data set into the landing zone, materialize every demo pipeline, then build the dbt models."""
-    from etl_platform.cli.run import run_through_dagster
     from etl_platform.demo import write_demo_data
 
     resolved = settings()
-    if not os.environ.get("ETL_PII_SALT"):
-        os.environ["ETL_PII_SALT"] = "demo-only-salt"
+    registry(resolved)  # an invalid pipelines folder stops here, before any data is written
+    salt = {}
+    if not resolved.secrets.get("ETL_PII_SALT"):
+        salt = {"ETL_PII_SALT": "demo-only-salt"}
         console.print("[yellow]ETL_PII_SALT is not set: using a demo-only salt (set your own secret in production).[/yellow]")
     files = write_demo_data(Path(resolved.landing))
     console.print(f"Demo data written to {resolved.landing} ({len(files)} files)")
-    available = registry(resolved)
-    specs = [available.get(p) for level in available.levels() for p in level]
-    success, statuses = run_through_dagster(specs, parallel, console, with_dbt=True)
-    print_failures(statuses)
+    # `etl run --all` in a process of its own: the demo salt reaches it through that process's environment.
+    command = [sys.executable, "-m", "etl_platform.cli.main", "run", "--all", "--parallel", str(parallel)]
+    success = subprocess.run(command, env=resolved.subprocess_environment(**salt), check=False).returncode == EXIT_OK
     console.print(
         f"Warehouse: {resolved.warehouse_url}\nQuarantined rows: SELECT * FROM _etl.quarantine\n"
         "Open the Dagster UI to browse assets, runs and metadata: make ui (or .venv/bin/etl ui), then http://127.0.0.1:3000"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import uuid
 
-from dagster import AssetKey, DagsterInstance, build_reconstructable_job, execute_job
+from dagster import AssetKey, DagsterInstance, Definitions, build_reconstructable_job, execute_job
 from rich.console import Console
 
 from etl_platform.cli.progress import AssetStatus, RunFollower, checks_table, follow, models_table, summary_table
+from etl_platform.settings import Settings
 from etl_platform.spec import PipelineSpec
 
 # The terminal shows progress bars and a summary; Dagster's own step log stays in the instance (and the UI).
@@ -16,16 +17,15 @@ QUIET_CONSOLE = {"console": {"config": {"log_level": "CRITICAL"}}}
 
 
 def pipeline_job(job: str):
-    """Reconstruct a job of the composition root by name (Dagster calls this in step processes)."""
-    from etl_platform.definitions import defs
+    """Reconstruct a job of the composition root by name (Dagster calls this here and in step processes)."""
+    from etl_platform.definitions import build_definitions
 
-    return defs.resolve_job_def(job)
+    return build_definitions(Settings.from_env()).resolve_job_def(job)
 
 
-def dbt_model_statuses() -> list[AssetStatus]:
+def dbt_model_statuses(defs: Definitions) -> list[AssetStatus]:
     """One status per dbt model, in the order dbt builds them, all of the one dbt step."""
     from assets.dbt import DBT_ASSETS_NAME
-    from etl_platform.definitions import defs
 
     graph = defs.resolve_asset_graph()
     models = [
@@ -37,7 +37,12 @@ def dbt_model_statuses() -> list[AssetStatus]:
 
 
 def run_through_dagster(
-    specs: list[PipelineSpec], parallel: int, console: Console, full_refresh: bool = False, with_dbt: bool = False
+    settings: Settings,
+    specs: list[PipelineSpec],
+    parallel: int,
+    console: Console,
+    full_refresh: bool = False,
+    with_dbt: bool = False,
 ) -> tuple[bool, list[AssetStatus]]:
     """Run `specs` in the instance at DAGSTER_HOME, then (`with_dbt`) a dbt build, following each run;
     print the summary, return success and every asset's status.
@@ -46,7 +51,8 @@ def run_through_dagster(
     pipeline had nothing new, leaving marts stale beside a pipeline that did publish.
     """
     from assets import dataset_key
-    from etl_platform.definitions import ALL_PIPELINES_JOB, DBT_JOB, job_name
+    from etl_platform.cli.common import instance
+    from etl_platform.definitions import ALL_PIPELINES_JOB, DBT_JOB, build_definitions, job_name
 
     pipelines = [
         AssetStatus(s.id, s.destination.dataset, dataset_key(s.destination.dataset).to_python_identifier()) for s in specs
@@ -59,10 +65,11 @@ def run_through_dagster(
     }
     tags = {"etl/trigger": "cli", **({"etl/full_refresh": "true"} if full_refresh else {})}
     job = job_name(specs[0].id) if single else ALL_PIPELINES_JOB
-    success = _follow_run(job, pipelines, run_config, tags, console, subset=not single)
-    models = dbt_model_statuses() if with_dbt else []
+    runs = instance(settings)
+    success = _follow_run(runs, job, pipelines, run_config, tags, console, subset=not single)
+    models = dbt_model_statuses(build_definitions(settings)) if with_dbt else []
     if models and success:
-        success = _follow_run(DBT_JOB, models, {"loggers": QUIET_CONSOLE}, {"etl/trigger": "cli"}, console, subset=False)
+        success = _follow_run(runs, DBT_JOB, models, {"loggers": QUIET_CONSOLE}, {"etl/trigger": "cli"}, console, subset=False)
     for model in models if not success else []:
         model.state = "not run" if model.state == "waiting" else model.state
     console.print(summary_table(pipelines))
@@ -78,10 +85,11 @@ def _executor(parallel: int) -> dict:
     return {"multiprocess": {"max_concurrent": parallel}} if parallel > 1 else {"in_process": {}}
 
 
-def _follow_run(job: str, statuses: list[AssetStatus], run_config: dict, tags: dict, console: Console, subset: bool) -> bool:
+def _follow_run(
+    instance: DagsterInstance, job: str, statuses: list[AssetStatus], run_config: dict, tags: dict, console: Console, subset: bool
+) -> bool:
     """Execute `job` (only the statuses' assets, `subset`) in a thread while drawing its progress; True if it succeeded."""
     invocation = uuid.uuid4().hex
-    instance = DagsterInstance.get()
     outcome: dict = {}
 
     def work() -> None:

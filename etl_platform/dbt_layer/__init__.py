@@ -1,6 +1,6 @@
 """The dbt project on top of the pipelines: its profile from the warehouse URL, its manifest prepared offline."""
 
 from etl_platform.dbt_layer.manifest import dbt_executable, prepare_manifest
-from etl_platform.dbt_layer.profile import dbt_profile_env
+from etl_platform.dbt_layer.profile import dbt_profile, dbt_profile_env, profiles_dir
 
-__all__ = ["dbt_executable", "dbt_profile_env", "prepare_manifest"]
+__all__ = ["dbt_executable", "dbt_profile", "dbt_profile_env", "prepare_manifest", "profiles_dir"]

@@ -17,9 +17,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
-from etl_platform.dbt_layer.profile import dbt_profile_env
+from etl_platform.dbt_layer.profile import dbt_profile_env, profiles_dir
 from etl_platform.errors import SpecError
 
 PROJECT_FILES = ("*.yml", "models/**/*", "tests/**/*", "macros/**/*", "seeds/**/*", "snapshots/**/*")
@@ -44,14 +45,16 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else shutil.which("dbt") or "dbt"
 
 
-def _parse(project_dir: Path, profile: dict[str, str], manifest: Path) -> None:
-    with tempfile.TemporaryDirectory(prefix="parse-", dir=manifest.parent) as scratch:
+def _parse(project_dir: Path, warehouse_url: str, environment: Mapping[str, str], manifest: Path) -> None:
+    with (
+        tempfile.TemporaryDirectory(prefix="parse-", dir=manifest.parent) as scratch,
+        profiles_dir(project_dir, warehouse_url) as profiles,
+    ):
         try:
             parsed = subprocess.run(
-                [dbt_executable(), "parse", "--project-dir", str(project_dir), "--profiles-dir", str(project_dir)],
+                [dbt_executable(), "parse", "--project-dir", str(project_dir), "--profiles-dir", str(profiles)],
                 env={
-                    **os.environ,
-                    **profile,
+                    **environment,
                     "DBT_TARGET_PATH": scratch,
                     "DBT_LOG_PATH": scratch,
                     "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
@@ -69,22 +72,24 @@ def _parse(project_dir: Path, profile: dict[str, str], manifest: Path) -> None:
         os.replace(Path(scratch) / "manifest.json", manifest)
 
 
-def prepare_manifest(project_dir: Path, warehouse_url: str) -> Path:
+def prepare_manifest(project_dir: Path, warehouse_url: str, environment: Mapping[str, str]) -> Path:
     """Path of a manifest.json for `project_dir` built on the warehouse's dialect, parsing the project if it changed.
+
+    `environment` is dbt's process environment (Settings.subprocess_environment); the profile is
+    passed as a profiles folder of the parse's own, never through variables.
 
     A project that no longer parses keeps its last good manifest (with a warning), so one broken
     model does not stop the code location, and every pipeline, from loading; without one, it raises.
     """
-    profile = dbt_profile_env(warehouse_url)
     # One manifest per dialect: a DuckDB laptop and a PostgreSQL test run beside it do not re-parse each other's.
-    manifest = project_dir / "target" / profile["ETL_DBT_TARGET"] / "manifest.json"
+    manifest = project_dir / "target" / dbt_profile_env(warehouse_url)["ETL_DBT_TARGET"] / "manifest.json"
     stamp = manifest.with_name("project.fingerprint")
     fingerprint = project_fingerprint(project_dir)  # taken before parsing: an edit during the parse shows next time
     if manifest.exists() and stamp.exists() and stamp.read_text() == fingerprint:
         return manifest
     manifest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _parse(project_dir, profile, manifest)
+        _parse(project_dir, warehouse_url, environment, manifest)
     except SpecError as failure:
         if not manifest.exists():
             raise

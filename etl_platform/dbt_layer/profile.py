@@ -1,13 +1,21 @@
-"""The warehouse URL as the variables of dbt_project/profiles.yml.
+"""dbt's profile from the warehouse URL, written for one dbt invocation and deleted after it.
 
-ETL_WAREHOUSE_URL is the one setting that chooses the warehouse; dbt reads its connection from
-these variables, so there is no second place where a user configures where the marts are built.
+ETL_WAREHOUSE_URL is the one setting that chooses the warehouse; dbt's connection is derived
+from it, so there is no second place where a user configures where the marts are built. Each
+dbt invocation (a parse, a build) gets a profiles.yml of its own, with the values written in, in
+a private temporary folder that is removed when the invocation ends: the process environment is
+never changed, and the password never outlives the build on disk. dbt_project/profiles.yml
+reads the same values from `ETL_DBT_*` variables, for running dbt by hand.
 """
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -19,7 +27,7 @@ POSTGRES_OPTIONS = {"sslmode", "host"}
 
 
 def dbt_profile_env(warehouse_url: str) -> dict[str, str]:
-    """Environment variables that point dbt's profile at the warehouse `warehouse_url` names."""
+    """The `ETL_DBT_*` values (as dbt_project/profiles.yml names them) of the warehouse `warehouse_url` names."""
     try:
         url = make_url(warehouse_url)
     except ArgumentError:
@@ -52,3 +60,41 @@ def dbt_profile_env(warehouse_url: str) -> dict[str, str]:
         "ETL_DBT_PG_DATABASE": url.database or "",
         "ETL_DBT_PG_SSLMODE": str(url.query.get("sslmode") or "prefer"),
     }
+
+
+def profile_name(project_dir: Path) -> str:
+    """The profile the dbt project asks for (`profile:` in its dbt_project.yml)."""
+    try:
+        return yaml.safe_load((project_dir / "dbt_project.yml").read_text())["profile"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        raise SpecError(f"{project_dir / 'dbt_project.yml'} names no `profile:`; dbt needs one to connect") from None
+
+
+def dbt_profile(project_dir: Path, warehouse_url: str) -> dict:
+    """profiles.yml's document for the project: one target, the warehouse's, its values written in."""
+    values = dbt_profile_env(warehouse_url)
+    target = values["ETL_DBT_TARGET"]
+    if target == "duckdb":
+        output = {"type": "duckdb", "path": values["ETL_DBT_DUCKDB_PATH"], "schema": "main", "threads": 1}
+    else:
+        output = {
+            "type": "postgres",
+            "host": values["ETL_DBT_PG_HOST"],
+            "port": int(values["ETL_DBT_PG_PORT"]),
+            "user": values["ETL_DBT_PG_USER"],
+            "password": values["ETL_DBT_PG_PASSWORD"],
+            "dbname": values["ETL_DBT_PG_DATABASE"],
+            "sslmode": values["ETL_DBT_PG_SSLMODE"],
+            "schema": "public",
+            "threads": 2,
+        }
+    return {profile_name(project_dir): {"target": target, "outputs": {target: output}}}
+
+
+@contextlib.contextmanager
+def profiles_dir(project_dir: Path, warehouse_url: str) -> Iterator[Path]:
+    """A folder holding the profiles.yml for one dbt invocation (readable by this user only), removed after it."""
+    profile = dbt_profile(project_dir, warehouse_url)
+    with tempfile.TemporaryDirectory(prefix="etl-dbt-profile-") as folder:
+        (Path(folder) / "profiles.yml").write_text(yaml.safe_dump(profile, sort_keys=False))
+        yield Path(folder)

@@ -30,7 +30,7 @@ class StageView:
 
 def dry_run(spec: PipelineSpec, environment: Environment, sample_rows: int = 1_000) -> list[StageView]:
     """The first `sample_rows` rows of the source, then the output of every transform in turn."""
-    warehouse = open_warehouse(environment.warehouse_url)
+    warehouse = open_warehouse(environment.warehouse_url, environment.breakers)
     try:
         # Every matching file and every row, whatever incremental state says: a preview writes no state.
         source = plan_input(spec, environment, warehouse, RunOptions(full_refresh=True)).source
@@ -39,7 +39,9 @@ def dry_run(spec: PipelineSpec, environment: Environment, sample_rows: int = 1_0
             return [StageView("source (no rows)", pa.table({}))]
         sample = sample.slice(0, sample_rows)
         stages = [StageView(f"source ({spec.source.type})", sample)]
-        context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin), environment.embedder)
+        context = TransformContext(
+            spec.origin, dataset_reader(warehouse, spec.origin), environment.embedder, environment.secrets, environment.breakers
+        )
         chain = TransformChain(spec.streaming_transforms, context)  # whole-load steps need every row: not previewed
         table = sample
         for name, step in zip(chain.names, chain.steps, strict=True):

@@ -6,10 +6,11 @@ from it; the source's checkpoint advances that state in the publish transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from etl_platform.breaker import BreakerBoard
 from etl_platform.engine.options import RunOptions
 from etl_platform.errors import SourceError
 from etl_platform.sources import Source, SqlQuerySource, open_file_source
@@ -34,8 +35,10 @@ class LoadInput:
     nothing_new: str | None = None
 
 
-def watched_location(spec: PipelineSpec, landing: FileStore, s3_client: Callable[[], Any]) -> FileLocation:
-    return FileLocation.of(spec.file_path, landing, s3_client)
+def watched_location(
+    spec: PipelineSpec, landing: FileStore, s3_client: Callable[[], Any], breakers: BreakerBoard
+) -> FileLocation:
+    return FileLocation.of(spec.file_path, landing, s3_client, breakers)
 
 
 def dead_letter_prefix(location: FileLocation, arrival: FileArrival | None) -> str:
@@ -49,10 +52,10 @@ def plan_input(spec: PipelineSpec, environment: Environment, warehouse: Warehous
         saved = None if options.full_refresh else saved_position(warehouse, spec.id)
         return LoadInput(options.source(saved))
     if spec.file_path is not None:
-        location = watched_location(spec, environment.landing, environment.s3_client)
+        location = watched_location(spec, environment.landing, environment.s3_client, environment.breakers)
         return plan_files(spec, warehouse, location, options.files, options.full_refresh)
     if isinstance(spec.source, SqlSource):
-        return plan_query(spec, warehouse, options.full_refresh)
+        return plan_query(spec, warehouse, options.full_refresh, environment.secrets)
     raise SourceError("a frame pipeline's rows come from its Python function: run it through Dagster (etl run)")
 
 
@@ -84,15 +87,15 @@ def plan_files(
     return LoadInput(open_file_source(spec.source, files, location.store, processed), files)
 
 
-def plan_query(spec: PipelineSpec, warehouse: Warehouse, full_refresh: bool) -> LoadInput:
+def plan_query(spec: PipelineSpec, warehouse: Warehouse, full_refresh: bool, secrets: Mapping[str, str]) -> LoadInput:
     """A SQL source; incremental ones read from the high-water mark minus the look-back."""
     source_spec: SqlSource = spec.source
     incremental = source_spec.incremental
     if incremental is None:
-        return LoadInput(SqlQuerySource(source_spec, warehouse))
+        return LoadInput(SqlQuerySource(source_spec, warehouse, secrets))
     mark = None if full_refresh else saved_mark(saved_position(warehouse, spec.id), incremental.cursor)
     try:
         since = mark.minus(incremental.lookback_value) if mark is not None else None
     except ValueError as exc:
         raise SourceError(f"{spec.origin}: source.incremental.lookback: {exc}") from None
-    return LoadInput(SqlQuerySource(source_spec, warehouse, since, mark, reset=full_refresh))
+    return LoadInput(SqlQuerySource(source_spec, warehouse, secrets, since, mark, reset=full_refresh))

@@ -91,7 +91,8 @@ class Load:
         self.chunk_rows, self.threads = self._chunking()
         self.quarantine = Quarantine(spec.id, self.dataset, report.run_id)
         self.destination = self._destination(environment)
-        self.context = TransformContext(spec.origin, dataset_reader(warehouse, spec.origin), environment.embedder)
+        reader = dataset_reader(warehouse, spec.origin)
+        self.context = TransformContext(spec.origin, reader, environment.embedder, environment.secrets, environment.breakers)
         self.transform = ChunkTransformer(TransformChain(spec.streaming_transforms, self.context), self._validators())
         self.rule_stats = {r.check_name: RuleStats() for r in spec.quality.rules if r.is_row_rule}
         self.rule_stats.update({name: RuleStats() for name in self._model_checks()})

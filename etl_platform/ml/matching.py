@@ -8,15 +8,15 @@ an item of the list, is a miss. A miss is never replaced.
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from typing import Protocol
 
 import jellyfish
 import numpy as np
 
-from etl_platform.breaker import guarded
+from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import TransformError
 from etl_platform.ml.embeddings import Embedder
 from etl_platform.ml.text import normalized
@@ -57,16 +57,19 @@ def _is_transient(exc: BaseException) -> bool:
 class LlmMatcher:
     """Ask an OpenAI-compatible endpoint; an answer outside the reference list counts as a miss."""
 
-    def __init__(self, reference: list[str], provider: LlmProvider, where: str):
+    def __init__(
+        self, reference: list[str], provider: LlmProvider, where: str, secrets: Mapping[str, str], breakers: BreakerBoard
+    ):
         self.reference = reference
+        self.breakers = breakers
         self.provider = provider
         self.where = where
         self.url = provider.url.rstrip("/") + "/chat/completions"
         self.key = ""
         if provider.api_key_secret:
-            if not os.environ.get(provider.api_key_secret):
+            if not secrets.get(provider.api_key_secret):
                 raise TransformError(f"{where}: secret {provider.api_key_secret} is not set; export it before running")
-            self.key = os.environ[provider.api_key_secret]
+            self.key = secrets[provider.api_key_secret]
 
     def _ask(self, value: str) -> str:
         prompt = (
@@ -82,7 +85,7 @@ class LlmMatcher:
                 return json.load(answer)["choices"][0]["message"]["content"].strip()
 
         try:
-            return guarded(f"LLM at {self.url}", lambda: with_backoff(call, _is_transient), _is_transient)
+            return self.breakers.guarded(f"LLM at {self.url}", lambda: with_backoff(call, _is_transient), _is_transient)
         except (urllib.error.URLError, TimeoutError, ConnectionError, KeyError, json.JSONDecodeError) as exc:
             raise TransformError(f"{self.where}: the LLM at {self.url} did not answer usably: {exc}") from None
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,14 +30,14 @@ from etl_platform.warehouse.dbapi import described_batches
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def expand_env(text: str) -> str:
-    """Replace `${VAR}` with the environment variable's value; a missing variable is an error."""
+def expand_env(text: str, secrets: Mapping[str, str]) -> str:
+    """Replace `${VAR}` with the secret (environment variable) of that name; a missing one is an error."""
 
     def value(match: re.Match[str]) -> str:
         name = match[1]
-        if name not in os.environ:
+        if name not in secrets:
             raise SourceError(f"environment variable {name} is not set; it is used in {text!r}")
-        return os.environ[name]
+        return secrets[name]
 
     return _ENV.sub(value, text)
 
@@ -58,6 +57,7 @@ class SqlQuerySource:
         self,
         spec: SqlSource,
         warehouse: Warehouse,
+        secrets: Mapping[str, str],
         since: Mark | None = None,
         saved: HighWater | None = None,
         reset: bool = False,
@@ -69,7 +69,9 @@ class SqlQuerySource:
         if self.cursor and since is not None:
             # Quoted in the source's own dialect (MySQL's backticks, everyone else's double quotes).
             quote = (
-                warehouse.quote if spec.url is None else make_url(expand_env(spec.url)).get_dialect()().identifier_preparer.quote
+                warehouse.quote
+                if spec.url is None
+                else make_url(expand_env(spec.url, secrets)).get_dialect()().identifier_preparer.quote
             )
             query = f"SELECT * FROM ({query}) AS _etl_incremental WHERE {quote(self.cursor)} > {sql_literal(since)}"
         self.query = query
@@ -77,7 +79,7 @@ class SqlQuerySource:
         self.saved = saved
         self.reset = reset
         self.seen_max: Mark | None = None
-        self.url = expand_env(spec.url) if spec.url else None
+        self.url = expand_env(spec.url, secrets) if spec.url else None
         self.warehouse = None if spec.url else warehouse
         where = make_url(self.url).render_as_string(hide_password=True) if self.url else f"warehouse {warehouse.safe_url}"
         self.label = f"{where}: {spec.table or 'query'}"

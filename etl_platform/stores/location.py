@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import SourceError
 from etl_platform.stores.base import FileStore, StoredFile
 from etl_platform.stores.local import LocalStore
@@ -52,13 +53,13 @@ def glob_matcher(pattern: str) -> Callable[[str], bool]:
     return lambda relative: bool(compiled.match(relative))
 
 
-def open_store(url: str, s3_client: Callable[[], Any]) -> FileStore:
-    """A store from `s3://bucket/prefix` or a folder path."""
+def open_store(url: str, s3_client: Callable[[], Any], breakers: BreakerBoard) -> FileStore:
+    """A store from `s3://bucket/prefix` (behind the endpoint's breaker on `breakers`) or a folder path."""
     if url.startswith("s3://"):
         bucket, _, root = url.removeprefix("s3://").partition("/")
         if not bucket:
             raise SourceError(f"{url!r} names no bucket; write s3://bucket/prefix")
-        return S3Store(bucket, root, s3_client())
+        return S3Store(bucket, root, s3_client(), breakers)
     return LocalStore(Path(url))
 
 
@@ -69,14 +70,14 @@ class FileLocation:
     pattern: str
 
     @classmethod
-    def of(cls, path: str, landing: FileStore, s3_client: Callable[[], Any]) -> FileLocation:
+    def of(cls, path: str, landing: FileStore, s3_client: Callable[[], Any], breakers: BreakerBoard) -> FileLocation:
         """The location a source path names: relative to the landing zone, or in its own store."""
         prefix, pattern = split_glob(path)
         if not pattern:  # one file: its folder is the prefix, its name the pattern
             cut = path.rfind("/") + 1
             prefix, pattern = path[:cut], path[cut:]
         if path.startswith("s3://") or Path(path).is_absolute():
-            return cls(open_store(prefix, s3_client), "", pattern)
+            return cls(open_store(prefix, s3_client, breakers), "", pattern)
         return cls(landing, prefix, pattern)
 
     @property

@@ -22,7 +22,7 @@ import botocore.config
 import botocore.exceptions
 import orjson
 
-from etl_platform.breaker import SystemUnavailable, guarded
+from etl_platform.breaker import BreakerBoard, SystemUnavailable
 from etl_platform.errors import SourceError
 from etl_platform.fingerprint import ContentHash
 from etl_platform.stores.base import FileStore, StoredFile
@@ -59,8 +59,9 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class S3Store(FileStore):
-    def __init__(self, bucket: str, root: str, client: Any):
+    def __init__(self, bucket: str, root: str, client: Any, breakers: BreakerBoard):
         self.bucket = bucket
+        self.breakers = breakers
         self.root = root.strip("/") + "/" if root.strip("/") else ""
         self.client = client
         self.url = f"s3://{bucket}/{self.root}"
@@ -69,7 +70,7 @@ class S3Store(FileStore):
     def _call(self, what: str, action: Callable[[], T]) -> T:
         """One S3 request through the endpoint's breaker, with errors that say what to fix."""
         try:
-            return guarded(self.system, action, is_transient)
+            return self.breakers.guarded(self.system, action, is_transient)
         except botocore.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if is_transient(exc):  # still throttled or failing after botocore's retries: an outage, not the data

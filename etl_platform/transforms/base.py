@@ -7,14 +7,14 @@ removed on purpose. No row disappears without being counted in one of the three.
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
 
+from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import TransformError
 from etl_platform.ml.embeddings import Embedder, shared_embedder
 from etl_platform.sources.base import PROVENANCE
@@ -40,7 +40,7 @@ class StepOutput:
 
 @dataclass
 class TransformContext:
-    """What steps need from outside the chunk: where errors point, datasets, secrets.
+    """What steps need from outside the chunk: where errors point, datasets, secrets, breakers.
 
     Chunks may be transformed on several threads at once; each thread evaluates SQL on its own
     cursor of one in-memory DuckDB database, where lookup datasets are shared tables.
@@ -49,6 +49,8 @@ class TransformContext:
     origin: str
     read_dataset: Callable[[str, list[str]], pa.Table]
     embedder: Callable[[], Embedder] = shared_embedder  # loaded on first use, once per process
+    secrets: Mapping[str, str] = field(default_factory=dict)  # named secrets (Settings.secrets)
+    breakers: BreakerBoard = field(default_factory=BreakerBoard)  # the run's, shared with its other calls
     connection: duckdb.DuckDBPyConnection = field(default_factory=duckdb.connect)
     _local: threading.local = field(default_factory=threading.local)
     _cursors: list[duckdb.DuckDBPyConnection] = field(default_factory=list)
@@ -68,9 +70,9 @@ class TransformContext:
         self.connection.close()
 
     def secret(self, name: str) -> str:
-        if not os.environ.get(name):
+        if not self.secrets.get(name):
             raise TransformError(f"{self.origin}: secret {name} is not set; export {name}=<value> before running")
-        return os.environ[name]
+        return self.secrets[name]
 
 
 def ident(name: str) -> str:

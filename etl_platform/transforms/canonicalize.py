@@ -30,7 +30,7 @@ class Canonicalize:
         with self._lock:
             if column not in self._matchers:
                 self._matchers[column] = (
-                    LlmMatcher(spec.reference, spec.llm, self.where)
+                    LlmMatcher(spec.reference, spec.llm, self.where, self.context.secrets, self.context.breakers)
                     if spec.provider == "llm"
                     else EmbeddingMatcher(spec.reference, self.context.embedder())
                 )

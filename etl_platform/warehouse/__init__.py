@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import WarehouseUnavailable
 from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.metadata import QUARANTINE_SCHEMA
@@ -13,8 +14,12 @@ from etl_platform.warehouse.publish import PublishResult
 __all__ = ["QUARANTINE_SCHEMA", "PublishResult", "Warehouse", "open_warehouse"]
 
 
-def open_warehouse(url: str) -> Warehouse:
-    """Connect to the warehouse; the URL's scheme picks the dialect."""
+def open_warehouse(url: str, breakers: BreakerBoard | None = None) -> Warehouse:
+    """Connect to the warehouse; the URL's scheme picks the dialect.
+
+    A server's connection goes through its breaker on `breakers`, the process's board (a run's,
+    a sensor's); a one-off connection (a CLI query, a test) gets a board of its own.
+    """
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError:
@@ -22,7 +27,7 @@ def open_warehouse(url: str) -> Warehouse:
     if backend == "postgresql":
         from etl_platform.warehouse.postgres import PostgresWarehouse
 
-        return PostgresWarehouse(url)
+        return PostgresWarehouse(url, breakers or BreakerBoard())
     if backend == "duckdb":
         from etl_platform.warehouse.duckdb import DuckDBWarehouse
 

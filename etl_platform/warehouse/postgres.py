@@ -13,7 +13,7 @@ import pyarrow as pa
 from pgpq import ArrowToPostgresBinaryEncoder
 from sqlalchemy.engine import make_url
 
-from etl_platform.breaker import guarded
+from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import WarehouseUnavailable, one_line
 from etl_platform.retry import with_backoff
 from etl_platform.warehouse.base import Warehouse
@@ -46,7 +46,7 @@ class PostgresWarehouse(Warehouse):
     dialect = "postgresql"
     staging_options = "UNLOGGED"
 
-    def __init__(self, url: str, connect_attempts: int = 4):
+    def __init__(self, url: str, breakers: BreakerBoard, connect_attempts: int = 4):
         super().__init__(url)
         parsed = make_url(url)
         self.safe_url = parsed.render_as_string(hide_password=True)
@@ -63,7 +63,7 @@ class PostgresWarehouse(Warehouse):
         system = f"PostgreSQL at {self._params['host']}:{self._params['port']}"
         try:
             # Retried with backoff, behind the server's circuit breaker: a down server fails fast after a few runs.
-            self.connection = guarded(
+            self.connection = breakers.guarded(
                 system,
                 lambda: with_backoff(
                     lambda: psycopg.connect(**self._params, autocommit=True), _is_transient, attempts=connect_attempts
