@@ -21,6 +21,7 @@ from etl_platform.breaker import BreakerBoard
 from etl_platform.engine.runner import Environment
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineSpec, spec_from_document
+from etl_platform.spec.quality import CustomChecks
 from etl_platform.warehouse import open_warehouse
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -87,15 +88,15 @@ def environment_for(url: str, landing: Path, breakers: BreakerBoard | None = Non
     return Environment.at(url, landing, landing.parent / "lake", breakers=breakers, secrets=Settings.from_env().secrets)
 
 
-def pipeline(**fields) -> PipelineSpec:
-    """A validated spec; defaults make a CSV-to-table append of `input.csv`."""
+def pipeline(custom_checks: CustomChecks | None = None, **fields) -> PipelineSpec:
+    """A validated spec; defaults make a CSV-to-table append of `input.csv`; rules may name `custom_checks`."""
     document = {
         "id": "test_pipeline",
         "source": {"type": "csv", "path": "input.csv"},
         "destination": {"dataset": "analytics.target", "write": "append"},
         **fields,
     }
-    return spec_from_document(document)
+    return spec_from_document(document, custom_checks=custom_checks)
 
 
 def _free_port() -> int:

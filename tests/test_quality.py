@@ -12,7 +12,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 from etl_platform.engine.options import RunOptions, given
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.quality.audit import QualityGateFailed
-from etl_platform.spec.quality import Rule, register_check
+from etl_platform.spec.quality import CustomChecks, Rule
 from tests.conftest import environment_for, pipeline, rows, write_csv
 
 HEADER = "id,age,email,code,status,name,n,country\n"
@@ -35,7 +35,10 @@ ROW_RULES = [
 ]
 
 
-@register_check("european")
+CHECKS = CustomChecks()
+
+
+@CHECKS.register("european")
 def _european(column: pl.Expr) -> pl.Expr:
     return column.is_in(["DE", "FR", "ES"])
 
@@ -44,7 +47,7 @@ def load(url: str, landing: Path, lines: list[str], rules: list[dict], breaker: 
     write_csv(landing, "input.csv", HEADER + "".join(line + "\n" for line in lines))
     quality = {"rules": rules, **({"circuit_breaker": breaker} if breaker else {})}
     destination = {"dataset": "analytics.people", "write": write, **({"primary_key": ["id"]} if write == "merge" else {})}
-    spec = pipeline(transforms=CASTS, quality=quality, destination=destination)
+    spec = pipeline(custom_checks=CHECKS, transforms=CASTS, quality=quality, destination=destination)
     return run_pipeline(spec, environment_for(url, landing))
 
 
@@ -55,7 +58,8 @@ def by_name(report) -> dict:
 def test_every_row_rule_passes_on_clean_rows(warehouse_url: str, landing: Path) -> None:
     report = load(warehouse_url, landing, CLEAN, ROW_RULES)
     assert all(c.passed for c in report.checks)
-    assert {c.name for c in report.checks} == {Rule(**r).check_name for r in ROW_RULES} | {"schema_drift"}
+    rules = [Rule.model_validate(r, context={"custom_checks": CHECKS}) for r in ROW_RULES]
+    assert {c.name for c in report.checks} == {r.check_name for r in rules} | {"schema_drift"}
     assert (report.rows_published, report.rows_quarantined) == (2, 0)
 
 

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from etl_platform.errors import TransformError
 from etl_platform.ml.quality_score import quality_scores
 from etl_platform.sources.base import SOURCE_FILE, SOURCE_LINE
-from etl_platform.spec.quality import CUSTOM_CHECKS, Rule
+from etl_platform.spec.quality import Rule
 from etl_platform.transforms.base import Rejected, StepOutput
 
 SAMPLES = 10
@@ -62,7 +62,7 @@ def _column_check(rule: Rule, name: str) -> pa_polars.Check:
     if rule.rule == "Type":
         target = POLARS_TYPES[rule.type_name()]
         return expression(lambda column: column.cast(target, strict=False).is_not_null())
-    return expression(CUSTOM_CHECKS[rule.rule])
+    return expression(rule.custom_check)
 
 
 class RowValidator:

@@ -18,6 +18,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from etl_platform.errors import SpecError
 from etl_platform.spec.pipeline import PipelineSpec
+from etl_platform.spec.quality import CustomChecks
 from etl_platform.spec.sources import SOURCE_TYPES
 from etl_platform.spec.steps import TRANSFORM_STEPS
 
@@ -102,13 +103,16 @@ def _message(error: dict[str, Any], loc: tuple[Any, ...], document: Any) -> str:
     return f"{_field_path(loc)}: {message}" if loc else message
 
 
-def spec_from_document(document: Any, origin: Path | None = None) -> PipelineSpec:
-    """Validate one parsed pipeline document; errors name `origin`, the line and the field."""
+def spec_from_document(document: Any, origin: Path | None = None, custom_checks: CustomChecks | None = None) -> PipelineSpec:
+    """Validate one parsed pipeline document; errors name `origin`, the line and the field.
+
+    Rules may name the checks of `custom_checks` (the pipeline registry's, in a folder's load).
+    """
     where = str(origin) if origin else "pipeline"
     if not isinstance(document, dict):
         raise SpecError(f"{where}: a pipeline file must be a mapping with keys such as id, source, destination")
     try:
-        spec = PipelineSpec.model_validate(document)
+        spec = PipelineSpec.model_validate(document, context={"custom_checks": custom_checks})
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -125,8 +129,8 @@ def spec_from_document(document: Any, origin: Path | None = None) -> PipelineSpe
     return spec
 
 
-def load_pipeline_file(path: Path) -> PipelineSpec:
-    """Parse and validate one pipeline YAML file."""
+def load_pipeline_file(path: Path, custom_checks: CustomChecks | None = None) -> PipelineSpec:
+    """Parse and validate one pipeline YAML file, whose rules may name the checks of `custom_checks`."""
     try:
         document = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
     except MarkedYAMLError as exc:
@@ -136,7 +140,7 @@ def load_pipeline_file(path: Path) -> PipelineSpec:
         raise SpecError(f"{path}{line}: invalid YAML: {problem}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read pipeline file: {exc}") from None
-    return spec_from_document(document, path)
+    return spec_from_document(document, path, custom_checks)
 
 
 def pipeline_files(folder: Path, suffixes: tuple[str, ...] = PIPELINE_SUFFIXES) -> list[Path]:
@@ -146,12 +150,12 @@ def pipeline_files(folder: Path, suffixes: tuple[str, ...] = PIPELINE_SUFFIXES) 
     return sorted(p for p in folder.iterdir() if p.suffix in suffixes and p.is_file() and not p.name.startswith("_"))
 
 
-def load_pipeline_files(paths: Iterable[Path]) -> list[PipelineSpec]:
+def load_pipeline_files(paths: Iterable[Path], custom_checks: CustomChecks | None = None) -> list[PipelineSpec]:
     """Load every file, collecting all errors into one SpecError so a user fixes them in one go."""
     specs, errors = [], []
     for path in paths:
         try:
-            specs.append(load_pipeline_file(path))
+            specs.append(load_pipeline_file(path, custom_checks))
         except SpecError as exc:
             errors.append(str(exc))
     if errors:

@@ -1,7 +1,8 @@
 """Pipelines declared in Python: specs, and frame pipelines whose rows a function computes.
 
-A `.py` file in the pipelines folder may define `PipelineSpec` objects and functions decorated
-with `@frame_pipeline(spec, model=...)`; the loader picks up every one at module level.
+A `.py` file in the pipelines folder may define `PipelineSpec` objects, functions decorated
+with `@frame_pipeline(spec, model=...)` and `CustomChecks` objects (custom row checks that the
+folder's YAML files may name); the loader picks up every one at module level.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from etl_platform.errors import SpecError
 from etl_platform.spec.pipeline import PipelineSpec
+from etl_platform.spec.quality import CustomChecks
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,11 @@ def frame_pipeline(spec: PipelineSpec, model: type | None = None) -> Callable[[C
     return decorate
 
 
-def load_python_pipelines(path: Path) -> list[PipelineSpec | FramePipeline]:
-    """Import a pipelines module by path and collect its specs and frame pipelines."""
+def load_python_pipelines(path: Path, custom_checks: CustomChecks) -> list[PipelineSpec | FramePipeline]:
+    """Import a pipelines module by path and collect its specs and frame pipelines.
+
+    The module's `CustomChecks` objects are merged into `custom_checks`, the registry's own.
+    """
     name = f"etl_pipelines_{path.stem}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
@@ -52,6 +57,11 @@ def load_python_pipelines(path: Path) -> list[PipelineSpec | FramePipeline]:
         raise
     except Exception as exc:
         raise SpecError(f"{path}: cannot load pipelines module: {type(exc).__name__}: {exc}") from exc
+    for checks in (v for v in vars(module).values() if isinstance(v, CustomChecks)):
+        try:
+            custom_checks.merge(checks)
+        except SpecError as exc:
+            raise SpecError(f"{path}: {exc}") from None
     found = [v for v in vars(module).values() if isinstance(v, PipelineSpec | FramePipeline)]
     wrapped = {id(f.spec) for f in found if isinstance(f, FramePipeline)}
     return [f for f in found if not (isinstance(f, PipelineSpec) and id(f) in wrapped)]

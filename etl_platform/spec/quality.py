@@ -1,4 +1,4 @@
-"""Quality rules as a pipeline declares them, the volume check, the circuit breaker, and custom rule names.
+"""Quality rules as a pipeline declares them, the volume check, the circuit breaker, and custom checks.
 
 A rule reads like the seed roadmaps' example, `{field: age, rule: Range, args: [18, 120]}`;
 options may also be named (`min`, `max`, `inclusive`, `values`, `pattern`, `max_age`, `sql`).
@@ -14,8 +14,9 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
+from etl_platform.errors import SpecError
 from etl_platform.spec.base import Strict, parse_duration
 
 if TYPE_CHECKING:
@@ -26,27 +27,70 @@ DATASET_RULES = ("Unique", "RowCount", "Freshness", "CustomQuery")
 RULE_TYPES = ("int", "float", "bool", "date", "timestamp")  # what rule Type can check; validator.py maps each
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
-# Custom row checks: name -> function from a column expression to "row is valid" booleans.
-# Declared here, not in the quality package, because a rule naming one is validated when the spec loads.
-CUSTOM_CHECKS: dict[str, Callable[[pl.Expr], pl.Expr]] = {}
+CustomCheck = Callable[["pl.Expr"], "pl.Expr"]  # a column expression -> "row is valid" booleans
 
 
-def register_check(name: str) -> Callable[[Callable[[pl.Expr], pl.Expr]], Callable[[pl.Expr], pl.Expr]]:
-    """Register a custom row-level check usable as `{field: x, rule: <name>}` in pipeline files.
+class CustomChecks:
+    """Custom row checks by name, usable as `{field: x, rule: <name>}` in pipeline files.
 
-    The function receives the column as a polars expression and returns a boolean expression
-    that is true for valid values, e.g. `lambda column: column.str.starts_with("DE")`.
+    An object, not a module global, so that each pipeline registry (and each test) sees only the
+    checks declared for it: a Python pipeline file declares `checks = CustomChecks()` and decorates
+    functions with `@checks.register("european")`; the registry merges every such object it finds
+    before validating the YAML files, which name checks through the validation context (see Rule).
+    Declared here, not in the quality package, because a rule naming one is resolved when the spec loads.
     """
 
-    def register(function: Callable[[pl.Expr], pl.Expr]) -> Callable[[pl.Expr], pl.Expr]:
-        CUSTOM_CHECKS[name] = function
-        return function
+    def __init__(self) -> None:
+        self._checks: dict[str, CustomCheck] = {}
 
-    return register
+    def register(self, name: str) -> Callable[[CustomCheck], CustomCheck]:
+        """Decorate a function that receives the column as a polars expression and returns a boolean
+        expression that is true for valid values, e.g. `lambda column: column.str.starts_with("DE")`."""
+
+        def register(function: CustomCheck) -> CustomCheck:
+            self._add(name, function)
+            return function
+
+        return register
+
+    def _add(self, name: str, function: CustomCheck) -> None:
+        """Register `function` as `name`; one name may not mean two different functions."""
+        if name in ROW_RULES or name in DATASET_RULES:
+            raise SpecError(f"custom check {name!r} would hide the built-in rule of that name; choose another name")
+        known = self._checks.get(name)
+        if known is not None and known is not function:
+            raise SpecError(
+                f"custom check {name!r} is registered twice, by {_qualified(known)} and {_qualified(function)}; "
+                "rename one of them"
+            )
+        self._checks[name] = function
+
+    def merge(self, other: CustomChecks) -> None:
+        """Add every check of `other` (a pipelines module's checks into the registry's)."""
+        for name, function in other._checks.items():
+            self._add(name, function)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._checks
+
+    def __getitem__(self, name: str) -> CustomCheck:
+        return self._checks[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._checks)
+
+
+def _qualified(function: CustomCheck) -> str:
+    return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', repr(function))}"
 
 
 class Rule(Strict):
-    """One quality rule; `args` are positional options, named options win over them."""
+    """One quality rule; `args` are positional options, named options win over them.
+
+    A rule naming a custom check is validated with the registry's `CustomChecks` in pydantic's
+    validation context (`model_validate(document, context={"custom_checks": checks})`) and keeps
+    the resolved function, so the engine evaluates it without any registry at run time.
+    """
 
     rule: str
     field: str | None = None
@@ -62,12 +106,20 @@ class Rule(Strict):
     type: str | None = None
     max_age: str | None = None
     sql: str | None = None
+    _custom_check: CustomCheck | None = PrivateAttr(None)
 
     @model_validator(mode="after")
-    def _check(self) -> Rule:
+    def _check(self, info: ValidationInfo) -> Rule:
         known = (*ROW_RULES, *DATASET_RULES)
-        if self.rule not in known and self.rule not in CUSTOM_CHECKS:
-            raise ValueError(f"unknown rule {self.rule!r}; built in: {', '.join(known)}; or register_check() a custom one")
+        if self.rule not in known:
+            custom: CustomChecks = (info.context or {}).get("custom_checks") or CustomChecks()
+            if self.rule not in custom:
+                registered = f"custom: {', '.join(custom.names())}" if custom.names() else "no custom checks registered"
+                raise ValueError(
+                    f"unknown rule {self.rule!r}; built in: {', '.join(known)}; {registered} "
+                    "(a Python file in the pipelines folder declares them: `@checks.register(name)` on a CustomChecks)"
+                )
+            self._custom_check = custom[self.rule]
         needs_field = self.rule not in ("RowCount", "CustomQuery", "Unique")
         if needs_field and not self.field:
             raise ValueError(f"rule {self.rule} needs `field: <column>`")
@@ -108,7 +160,14 @@ class Rule(Strict):
 
     @property
     def is_row_rule(self) -> bool:
-        return self.rule in ROW_RULES or self.rule in CUSTOM_CHECKS
+        return self.rule in ROW_RULES or self._custom_check is not None
+
+    @property
+    def custom_check(self) -> CustomCheck:
+        """The custom check this rule names, resolved when the spec loaded."""
+        if self._custom_check is None:
+            raise ValueError(f"rule {self.rule!r} is not a custom check")
+        return self._custom_check
 
     def columns(self) -> list[str]:
         return list(self.fields) if self.fields else ([self.field] if self.field else [])

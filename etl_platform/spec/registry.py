@@ -17,6 +17,7 @@ from etl_platform.errors import SpecError
 from etl_platform.spec.loader import load_pipeline_files, pipeline_files
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.spec.python import FramePipeline, load_python_pipelines
+from etl_platform.spec.quality import CustomChecks
 from etl_platform.spec.sources import SqlSource
 from etl_platform.spec.steps import LookupStep
 
@@ -39,6 +40,7 @@ class PipelineRegistry:
 
     def __init__(self, specs: Iterable[PipelineSpec]):
         self.frames: dict[str, FramePipeline] = {}  # frame pipelines' functions, by pipeline id
+        self.custom_checks = CustomChecks()  # the checks its pipeline files may name (see from_folder)
         self._specs: dict[str, PipelineSpec] = {}
         by_dataset: dict[str, PipelineSpec] = {}
         errors = []
@@ -75,13 +77,17 @@ class PipelineRegistry:
 
     @classmethod
     def from_folder(cls, folder: Path, extra: Iterable[PipelineSpec | FramePipeline] = ()) -> PipelineRegistry:
-        """Load the YAML and Python pipeline files of `folder`, plus pipelines declared elsewhere in Python."""
-        python = [p for path in pipeline_files(folder, (".py",)) for p in load_python_pipelines(path)]
+        """Load the YAML and Python pipeline files of `folder`, plus pipelines declared elsewhere in Python.
+
+        The Python files load first: the custom checks they declare are what the YAML files' rules may name.
+        """
+        custom_checks = CustomChecks()
+        python = [p for path in pipeline_files(folder, (".py",)) for p in load_python_pipelines(path, custom_checks)]
         declared = [*python, *extra]
-        registry = cls(
-            [*load_pipeline_files(pipeline_files(folder)), *(p.spec if isinstance(p, FramePipeline) else p for p in declared)]
-        )
+        yaml = load_pipeline_files(pipeline_files(folder), custom_checks)
+        registry = cls([*yaml, *(p.spec if isinstance(p, FramePipeline) else p for p in declared)])
         registry.frames = {p.spec.id: p for p in declared if isinstance(p, FramePipeline)}
+        registry.custom_checks = custom_checks
         return registry
 
     def _compute_levels(self) -> list[list[str]]:
