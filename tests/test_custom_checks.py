@@ -103,3 +103,19 @@ def test_two_python_files_giving_one_name_two_functions_fail(tmp_path: Path) -> 
     folder = _folder(tmp_path, "pipelines", {"a_checks.py": CHECKS_MODULE, "b_checks.py": other})
     with pytest.raises(SpecError, match=r"b_checks.py: custom check 'european' is registered twice"):
         PipelineRegistry.from_folder(folder)
+
+
+def test_etl_validate_knows_the_checks_of_the_folders_python_files(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from etl_platform.cli.main import cli
+
+    folder = _folder(tmp_path, "pipelines", {"checks.py": CHECKS_MODULE, "people.yaml": PEOPLE})
+    result = CliRunner().invoke(cli, ["validate"], env={"ETL_PIPELINES_DIR": str(folder)})
+    assert result.exit_code == 0, result.output
+    assert "ok  people" in result.output
+    result = CliRunner().invoke(cli, ["validate", str(folder / "people.yaml")], env={"ETL_PIPELINES_DIR": str(folder)})
+    assert result.exit_code == 0, result.output
+    (folder / "checks.py").unlink()
+    result = CliRunner().invoke(cli, ["validate"], env={"ETL_PIPELINES_DIR": str(folder)})
+    assert result.exit_code == 1 and "unknown rule 'european'" in result.output

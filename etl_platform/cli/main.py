@@ -25,6 +25,7 @@ from etl_platform.cli.quarantine import quarantine
 from etl_platform.errors import EtlError, SpecError
 from etl_platform.spec import PipelineRegistry
 from etl_platform.spec.loader import load_pipeline_files, pipeline_files
+from etl_platform.spec.registry import load_python_folder, specs_of
 
 # Pinned to the real stdout: the dbt step sends dbt's own output lines to the run's log instead.
 console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
@@ -72,9 +73,10 @@ def validate(files: tuple[Path, ...]) -> None:
     """
     resolved = settings()
     try:
-        given = load_pipeline_files(files) if files else []
+        python, custom_checks = load_python_folder(resolved.pipelines_dir)
+        given = load_pipeline_files(files, custom_checks) if files else []
         folder = [p for p in pipeline_files(resolved.pipelines_dir) if p.resolve() not in {f.resolve() for f in files}]
-        pipelines = PipelineRegistry([*load_pipeline_files(folder), *given])
+        pipelines = PipelineRegistry([*load_pipeline_files(folder, custom_checks), *given, *specs_of(python)])
     except SpecError as exc:
         click.secho(str(exc), fg="red", err=True)
         sys.exit(EXIT_FAILED)

@@ -35,6 +35,17 @@ def datasets_read(spec: PipelineSpec) -> set[str]:
     return read
 
 
+def load_python_folder(folder: Path) -> tuple[list[PipelineSpec | FramePipeline], CustomChecks]:
+    """The Python pipeline files of `folder`: their pipelines, and the custom checks YAML rules may name."""
+    custom_checks = CustomChecks()
+    python = [p for path in pipeline_files(folder, (".py",)) for p in load_python_pipelines(path, custom_checks)]
+    return python, custom_checks
+
+
+def specs_of(declared: Iterable[PipelineSpec | FramePipeline]) -> list[PipelineSpec]:
+    return [p.spec if isinstance(p, FramePipeline) else p for p in declared]
+
+
 class PipelineRegistry:
     """Pipelines by id, with upstream edges resolved and checked."""
 
@@ -81,11 +92,10 @@ class PipelineRegistry:
 
         The Python files load first: the custom checks they declare are what the YAML files' rules may name.
         """
-        custom_checks = CustomChecks()
-        python = [p for path in pipeline_files(folder, (".py",)) for p in load_python_pipelines(path, custom_checks)]
+        python, custom_checks = load_python_folder(folder)
         declared = [*python, *extra]
         yaml = load_pipeline_files(pipeline_files(folder), custom_checks)
-        registry = cls([*yaml, *(p.spec if isinstance(p, FramePipeline) else p for p in declared)])
+        registry = cls([*yaml, *specs_of(declared)])
         registry.frames = {p.spec.id: p for p in declared if isinstance(p, FramePipeline)}
         registry.custom_checks = custom_checks
         return registry
