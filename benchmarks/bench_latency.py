@@ -88,6 +88,7 @@ def published(connection: psycopg.Connection, drop: int) -> bool:
 def reference_seconds(warehouse_url: str, body: bytes, workdir: Path) -> float:
     """The same load with no orchestration: run_pipeline in this process, from a local file."""
     from etl_platform.engine.runner import Environment, run_pipeline
+    from etl_platform.settings import Settings
     from etl_platform.spec import spec_from_document
 
     (workdir / "reference").mkdir()
@@ -101,7 +102,9 @@ def reference_seconds(warehouse_url: str, body: bytes, workdir: Path) -> float:
         }
     )
     started = time.perf_counter()
-    run_pipeline(spec, Environment.at(warehouse_url, workdir / "reference", workdir / "lake"))
+    run_pipeline(
+        spec, Environment.at(warehouse_url, workdir / "reference", workdir / "lake", secrets=Settings.from_env().secrets)
+    )
     return time.perf_counter() - started
 
 

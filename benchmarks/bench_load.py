@@ -294,12 +294,13 @@ def run_child(args: argparse.Namespace) -> None:
         raise SystemExit("--child needs --input PATH_TO_CSV")
     os.environ.setdefault("ETL_PII_SALT", PII_SALT)
     from etl_platform.engine.runner import Environment, run_pipeline
+    from etl_platform.settings import Settings
     from etl_platform.spec.loader import spec_from_document
 
     prepare_platform_target(args.pg_url, args.child)  # here, so a standalone (profiled) child is a first load too
     path = Path(args.input).resolve()
     spec = spec_from_document(platform_document(args.child, path.name, args.chunk_rows))
-    environment = Environment.at(args.pg_url, path.parent, args.workdir.resolve() / "lake")
+    environment = Environment.at(args.pg_url, path.parent, args.workdir.resolve() / "lake", secrets=Settings.from_env().secrets)
     started = time.perf_counter()
     report = run_pipeline(spec, environment)
     seconds = time.perf_counter() - started

@@ -30,6 +30,7 @@ RULES = [
 def run_once(path: Path, workdir: Path, with_rules: bool) -> float:
     """One first load (replace) of the file; returns the seconds run_pipeline took."""
     from etl_platform.engine.runner import Environment, run_pipeline
+    from etl_platform.settings import Settings
     from etl_platform.spec.loader import spec_from_document
 
     document = {
@@ -39,7 +40,9 @@ def run_once(path: Path, workdir: Path, with_rules: bool) -> float:
         "quality": {"rules": RULES if with_rules else []},
         "destination": {"dataset": "bench.orders_quality", "write": "replace"},
     }
-    environment = Environment.at(f"duckdb:///{workdir / 'bench_quality.duckdb'}", path.parent, workdir / "lake")
+    environment = Environment.at(
+        f"duckdb:///{workdir / 'bench_quality.duckdb'}", path.parent, workdir / "lake", secrets=Settings.from_env().secrets
+    )
     started = time.perf_counter()
     report = run_pipeline(spec_from_document(document), environment)
     seconds = time.perf_counter() - started
