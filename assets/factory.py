@@ -33,7 +33,7 @@ from etl_platform.breaker import SystemUnavailable
 from etl_platform.engine.report import NOTHING_TO_PUBLISH
 from etl_platform.engine.runner import Environment, Progress, run_pipeline
 from etl_platform.errors import EtlError, WarehouseUnavailable
-from etl_platform.lineage import column_lineage
+from etl_platform.lineage.columns import column_lineage
 from etl_platform.quality.audit import QualityGateFailed
 from etl_platform.sources.frame import frame_source
 from etl_platform.spec import FramePipeline, PipelineRegistry, PipelineSpec

@@ -197,7 +197,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parsed_dbt_project:
     import shutil
 
     from etl_platform.cli.common import ensure_dagster_home
-    from etl_platform.demo import write_demo_data
+    from etl_platform.cli.demo import write_demo_data
 
     pipelines = tmp_path / "pipelines"
     shutil.copytree(REPO / "assets" / "pipelines", pipelines)

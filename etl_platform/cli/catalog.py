@@ -11,8 +11,8 @@ from dagster import DagsterInstance
 from rich.console import Console
 from rich.table import Table
 
-from etl_platform.catalog import CatalogEntry, build_catalog
 from etl_platform.cli.common import settings
+from etl_platform.instance.catalog import CatalogEntry, build_catalog
 
 
 def _age(published: datetime.datetime | None, now: datetime.datetime) -> str:

@@ -8,7 +8,8 @@ import click
 from dagster import DagsterInstance
 
 from etl_platform.cli.common import EXIT_USAGE, settings
-from etl_platform.lineage_graph import ColumnRef, LineageGraph, render_dot, render_json, render_text, walk
+from etl_platform.instance.lineage import read_lineage_graph
+from etl_platform.lineage.graph import ColumnRef, render_dot, render_json, render_text, walk
 
 RENDERERS = {"text": render_text, "json": render_json, "dot": render_dot}
 
@@ -38,7 +39,7 @@ def lineage(dataset: str, columns: tuple[str, ...], direction: str | None, outpu
     settings()
     from etl_platform.definitions import defs
 
-    graph = LineageGraph.from_instance(DagsterInstance.get(), defs.resolve_asset_graph().get_all_asset_keys())
+    graph = read_lineage_graph(DagsterInstance.get(), defs.resolve_asset_graph().get_all_asset_keys())
     if dataset not in graph.columns:
         known = (
             ", ".join(sorted(d for d in graph.columns if not d.endswith("@input"))) or "none yet: materialize some assets first"

@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from etl_platform.dagster_metadata import plain_values
 from etl_platform.engine.report import NOTHING_TO_PUBLISH
+from etl_platform.instance.metadata import plain_values
 
 _ASSET_EVENTS = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
 _PROGRESS = re.compile(r"progress: ([\d,]+) rows read(?: \((\d+)% of input\))?")

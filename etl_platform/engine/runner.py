@@ -56,8 +56,8 @@ from etl_platform.transforms import ChainOutput, Rejected, TransformChain, Trans
 from etl_platform.warehouse import Warehouse, open_warehouse
 
 if TYPE_CHECKING:
-    from etl_platform.engine.replay import ReplaySource
     from etl_platform.sources.frame import FrameSource
+    from etl_platform.sources.quarantine import ReplaySource
 
 log = logging.getLogger(__name__)
 

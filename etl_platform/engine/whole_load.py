@@ -21,7 +21,7 @@ from etl_platform.ml.embeddings import Embedder
 from etl_platform.quality.audit import CheckOutcome
 from etl_platform.sources.base import PROVENANCE, SOURCE_FILE, SOURCE_LINE, SOURCE_ROW
 from etl_platform.spec.models import AggregateStep, DeduplicateStep, DetectAnomaliesSpec, DetectAnomaliesStep, PipelineSpec
-from etl_platform.transforms.base import data_columns
+from etl_platform.tables import data_columns
 from etl_platform.warehouse.base import DEDUP_AUDIT_SCHEMA, META_SCHEMA, Warehouse
 
 ANOMALY_RATE = "anomaly_rate"
