@@ -18,7 +18,8 @@ setup: $(STAMP)  ## Create .venv and install the platform with its dev tools
 demo: setup  ## Write the demo data and materialize every demo pipeline on the embedded default
 	$(BIN)/etl demo
 
-test: setup services  ## Run the whole test suite against the machine's real services
+test: setup services  ## Check the import contracts (lint-imports, pyproject.toml), then run the whole test suite against the machine's real services
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup  ## ruff lint and format check

@@ -32,11 +32,12 @@ from pydantic import Field
 from assets.checks import check_result, check_specs
 from assets.metadata import lineage_metadata, materialization_metadata
 from etl_platform.breaker import BreakerBoard, SystemUnavailable
+from etl_platform.engine.environment import Environment
 from etl_platform.engine.options import Progress, RunOptions, given
 from etl_platform.engine.report import NOTHING_TO_PUBLISH
-from etl_platform.engine.runner import Environment, run_pipeline
+from etl_platform.engine.runner import run_pipeline
 from etl_platform.errors import EtlError, WarehouseUnavailable
-from etl_platform.lineage import column_lineage
+from etl_platform.lineage.columns import column_lineage
 from etl_platform.quality.audit import QualityGateFailed
 from etl_platform.settings import Secrets
 from etl_platform.sources.frame import frame_source

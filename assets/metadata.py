@@ -8,7 +8,7 @@ import pyarrow as pa
 from dagster import AssetKey, MetadataValue, TableColumn, TableColumnDep, TableColumnLineage, TableSchema
 
 from etl_platform.engine.report import LoadReport
-from etl_platform.lineage import ColumnTrace, Lineage
+from etl_platform.lineage.columns import ColumnTrace, Lineage
 from etl_platform.types import sql_type
 
 

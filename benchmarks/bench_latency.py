@@ -87,7 +87,8 @@ def published(connection: psycopg.Connection, drop: int) -> bool:
 
 def reference_seconds(warehouse_url: str, body: bytes, workdir: Path) -> float:
     """The same load with no orchestration: run_pipeline in this process, from a local file."""
-    from etl_platform.engine.runner import Environment, run_pipeline
+    from etl_platform.engine.environment import Environment
+    from etl_platform.engine.runner import run_pipeline
     from etl_platform.settings import Settings
     from etl_platform.spec import spec_from_document
 

@@ -293,7 +293,8 @@ def run_child(args: argparse.Namespace) -> None:
     if not args.input:
         raise SystemExit("--child needs --input PATH_TO_CSV")
     os.environ.setdefault("ETL_PII_SALT", PII_SALT)
-    from etl_platform.engine.runner import Environment, run_pipeline
+    from etl_platform.engine.environment import Environment
+    from etl_platform.engine.runner import run_pipeline
     from etl_platform.settings import Settings
     from etl_platform.spec.loader import spec_from_document
 

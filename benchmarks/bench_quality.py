@@ -29,7 +29,8 @@ RULES = [
 
 def run_once(path: Path, workdir: Path, with_rules: bool) -> float:
     """One first load (replace) of the file; returns the seconds run_pipeline took."""
-    from etl_platform.engine.runner import Environment, run_pipeline
+    from etl_platform.engine.environment import Environment
+    from etl_platform.engine.runner import run_pipeline
     from etl_platform.settings import Settings
     from etl_platform.spec.loader import spec_from_document
 

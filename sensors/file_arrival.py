@@ -2,7 +2,7 @@
 
 Each tick lists the watched prefix (a folder, or S3 through dagster-aws's client), asks the
 warehouse which files are processed, and requests runs of the pipeline's job for the rest
-(etl_platform.arrivals decides). The cursor holds only the files handed to unfinished runs.
+(etl_platform.engine.arrivals decides). The cursor holds only the files handed to unfinished runs.
 Dagster ticks carry no metadata, so the lag (age of the oldest unprocessed file) goes into the
 tick's log and skip message, and into an observation of the asset, which the UI plots.
 """
@@ -29,8 +29,8 @@ from dagster import (
 )
 
 from assets import dataset_key
-from etl_platform.arrivals import file_token, finished_tokens, move_to_dead_letter, plan_arrivals
 from etl_platform.breaker import BreakerBoard
+from etl_platform.engine.arrivals import file_token, finished_tokens, move_to_dead_letter, plan_arrivals
 from etl_platform.engine.inputs import watched_location
 from etl_platform.errors import EtlError
 from etl_platform.spec import PipelineSpec

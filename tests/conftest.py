@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from etl_platform.breaker import BreakerBoard
-from etl_platform.engine.runner import Environment
+from etl_platform.engine.environment import Environment
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineSpec, spec_from_document
 from etl_platform.spec.quality import CustomChecks
@@ -199,7 +199,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parsed_dbt_project:
     import shutil
 
     from etl_platform.cli.common import ensure_dagster_home
-    from etl_platform.demo import write_demo_data
+    from etl_platform.cli.demo import write_demo_data
 
     pipelines = tmp_path / "pipelines"
     shutil.copytree(REPO / "assets" / "pipelines", pipelines)

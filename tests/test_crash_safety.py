@@ -36,7 +36,8 @@ def spec_document(path: str) -> dict:
 CHILD = """
 import json, sys
 from pathlib import Path
-from etl_platform.engine.runner import Environment, run_pipeline
+from etl_platform.engine.environment import Environment
+from etl_platform.engine.runner import run_pipeline
 from etl_platform.spec import spec_from_document
 url, landing, document = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
 run_pipeline(spec_from_document(document), Environment.at(url, landing, landing.parent / "lake"))

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance, evaluate_automation_conditions
 
-from etl_platform.catalog import build_catalog
 from etl_platform.dbt_layer import dbt_profile_env, prepare_manifest
 from etl_platform.definitions import build_definitions
 from etl_platform.errors import SpecError
-from etl_platform.lineage_graph import ColumnRef, LineageGraph, render_text, walk
+from etl_platform.instance.catalog import build_catalog
+from etl_platform.instance.lineage import add_asset_lineage, read_lineage_graph
+from etl_platform.lineage.graph import ColumnRef, LineageGraph, render_text, walk
 from etl_platform.settings import Settings
 from etl_platform.warehouse import open_warehouse
 from tests.conftest import rows
@@ -74,7 +75,7 @@ def test_marts_build_on_the_pipelines_and_lineage_runs_from_file_to_mart(
     assert checks[("marts/daily_report", "daily_report_one_row_per_day_and_country")] == (True, "ERROR")
 
     # Column lineage from the instance: a rename, a cast and a derive in the pipeline, then two dbt models.
-    graph = LineageGraph.from_instance(instance, defs.resolve_asset_graph().get_all_asset_keys())
+    graph = read_lineage_graph(instance, defs.resolve_asset_graph().get_all_asset_keys())
     order_date = walk(graph, ColumnRef("marts.daily_report", "order_date"), "upstream")
     assert chain(order_date) == [
         ("staging.stg_orders.order_date", ("dbt model marts.daily_report",)),
@@ -265,7 +266,8 @@ def test_a_warehouse_without_a_dbt_adapter_loads_the_pipelines_alone(project: di
 
 def test_lineage_keeps_column_names_with_dots_whole() -> None:
     graph = LineageGraph()
-    graph._add(
+    add_asset_lineage(
+        graph,
         AssetKey(["shop", "prices"]),
         {
             "etl/column_sources": {
@@ -284,7 +286,7 @@ def test_lineage_keeps_column_names_with_dots_whole() -> None:
 def test_a_lineage_cycle_stops_where_it_repeats() -> None:
     graph = LineageGraph()
     # A merge pipeline that reads its own target (a lookup on itself) makes a cycle.
-    graph._add(AssetKey(["a", "t"]), {"etl/column_sources": {"x": [{"dataset": "b.u", "column": "y"}]}})
-    graph._add(AssetKey(["b", "u"]), {"etl/column_sources": {"y": [{"dataset": "a.t", "column": "x"}]}})
+    add_asset_lineage(graph, AssetKey(["a", "t"]), {"etl/column_sources": {"x": [{"dataset": "b.u", "column": "y"}]}})
+    add_asset_lineage(graph, AssetKey(["b", "u"]), {"etl/column_sources": {"y": [{"dataset": "a.t", "column": "x"}]}})
     tree = walk(graph, ColumnRef("a.t", "x"), "upstream")
     assert [(str(parent.column), str(child.column)) for parent, child in tree.walk()] == [("a.t.x", "b.u.y")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from etl_platform.demo import write_demo_data
+from etl_platform.cli.demo import write_demo_data
 from etl_platform.engine.options import RunOptions, given
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.sources.frame import frame_source

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from etl_platform.lineage import ColumnSource, column_lineage
+from etl_platform.lineage.columns import ColumnSource, column_lineage
 from tests.conftest import pipeline
 
 

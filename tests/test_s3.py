@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from etl_platform.engine.environment import Environment
 from etl_platform.engine.options import RunOptions
-from etl_platform.engine.runner import Environment, run_pipeline
+from etl_platform.engine.runner import run_pipeline
 from etl_platform.errors import SourceError
 from etl_platform.stores.s3 import s3_client
 from tests.conftest import moto_server, pipeline, rows

@@ -10,8 +10,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from etl_platform.catalog import CatalogEntry, build_catalog
 from etl_platform.cli.common import instance, settings
+from etl_platform.instance.catalog import CatalogEntry, build_catalog
 
 
 def _age(published: datetime.datetime | None, now: datetime.datetime) -> str:

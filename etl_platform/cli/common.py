@@ -17,7 +17,7 @@ from etl_platform.stores.s3 import s3_client
 if TYPE_CHECKING:
     from dagster import DagsterInstance
 
-    from etl_platform.engine.runner import Environment
+    from etl_platform.engine.environment import Environment
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -62,7 +62,7 @@ def instance(resolved: Settings) -> DagsterInstance:
 
 def environment(resolved: Settings) -> Environment:
     # Imported here: the engine pulls in scikit-learn and torch, which `etl lineage` or `etl list` never need.
-    from etl_platform.engine.runner import Environment
+    from etl_platform.engine.environment import Environment
 
     return Environment.at(
         resolved.warehouse_url,

@@ -7,7 +7,8 @@ import sys
 import click
 
 from etl_platform.cli.common import EXIT_USAGE, instance, settings
-from etl_platform.lineage_graph import ColumnRef, LineageGraph, render_dot, render_json, render_text, walk
+from etl_platform.instance.lineage import read_lineage_graph
+from etl_platform.lineage.graph import ColumnRef, render_dot, render_json, render_text, walk
 
 RENDERERS = {"text": render_text, "json": render_json, "dot": render_dot}
 
@@ -38,7 +39,7 @@ def lineage(dataset: str, columns: tuple[str, ...], direction: str | None, outpu
     from etl_platform.definitions import build_definitions
 
     keys = build_definitions(resolved).resolve_asset_graph().get_all_asset_keys()
-    graph = LineageGraph.from_instance(instance(resolved), keys)
+    graph = read_lineage_graph(instance(resolved), keys)
     if dataset not in graph.columns:
         known = (
             ", ".join(sorted(d for d in graph.columns if not d.endswith("@input"))) or "none yet: materialize some assets first"

@@ -186,7 +186,7 @@ def ui(port: int) -> None:
 @click.option("--parallel", default=1, show_default=True, help="Run up to N independent pipelines in parallel processes.")
 def demo(parallel: int) -> None:
     """Write the demo data set into the landing zone, materialize every demo pipeline, then build the dbt models."""
-    from etl_platform.demo import write_demo_data
+    from etl_platform.cli.demo import write_demo_data
 
     resolved = settings()
     registry(resolved)  # an invalid pipelines folder stops here, before any data is written

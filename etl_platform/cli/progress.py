@@ -17,8 +17,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from assets.factory import BYTES_READ, ROWS_READ, TOTAL_BYTES
-from etl_platform.dagster_metadata import plain_values
 from etl_platform.engine.report import NOTHING_TO_PUBLISH
+from etl_platform.instance.metadata import plain_values
 
 _ASSET_EVENTS = {
     DagsterEventType.ASSET_MATERIALIZATION,

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from etl_platform.engine.chunks import dataset_reader
+from etl_platform.engine.environment import Environment
 from etl_platform.engine.inputs import plan_input
 from etl_platform.engine.options import RunOptions
-from etl_platform.engine.runner import Environment
 from etl_platform.sources import PROVENANCE
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.transforms import TransformChain, TransformContext

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from etl_platform.breaker import BreakerBoard
+from etl_platform.engine.environment import Environment
 from etl_platform.engine.options import RunOptions
 from etl_platform.errors import SourceError
 from etl_platform.sources import Source, SqlQuerySource, open_file_source
@@ -21,9 +22,6 @@ from etl_platform.state import FileState, ProcessedFiles, saved_position
 from etl_platform.state.cursor import saved_mark
 from etl_platform.stores import FileLocation, FileStore, StoredFile
 from etl_platform.warehouse import Warehouse
-
-if TYPE_CHECKING:
-    from etl_platform.engine.runner import Environment
 
 
 @dataclass

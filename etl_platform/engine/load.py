@@ -15,7 +15,6 @@ import datetime
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,6 +23,7 @@ from etl_platform.destinations import Destination
 from etl_platform.destinations.files import FileDestination
 from etl_platform.destinations.table import TableDestination
 from etl_platform.engine.chunks import TRANSFORM_THREADS, ChunkTransformer, Transformed, dataset_reader, transformed_chunks
+from etl_platform.engine.environment import Environment
 from etl_platform.engine.options import Progress, RunOptions
 from etl_platform.engine.quarantine import Quarantine
 from etl_platform.engine.report import LoadReport
@@ -49,9 +49,6 @@ from etl_platform.state.files import AlreadyProcessed
 from etl_platform.transforms import Rejected, TransformChain, TransformContext
 from etl_platform.warehouse import Warehouse
 from etl_platform.warehouse.publish import latest_registered_schema, replace_quarantine
-
-if TYPE_CHECKING:
-    from etl_platform.engine.runner import Environment
 
 log = logging.getLogger(__name__)
 

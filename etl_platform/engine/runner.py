@@ -14,60 +14,21 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from etl_platform.breaker import BreakerBoard, SystemUnavailable
+from etl_platform.breaker import SystemUnavailable
+from etl_platform.engine.environment import Environment
 from etl_platform.engine.inputs import plan_input
 from etl_platform.engine.load import Load
 from etl_platform.engine.options import RunOptions
 from etl_platform.engine.report import LoadReport
 from etl_platform.errors import WarehouseUnavailable, one_line
-from etl_platform.ml.embeddings import Embedder, shared_embedder
 from etl_platform.quality.audit import QualityGateFailed
-from etl_platform.settings import Secrets
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.state.files import FileState
-from etl_platform.stores import FileStore, open_store
-from etl_platform.stores.s3 import s3_client
 from etl_platform.warehouse import Warehouse, open_warehouse
 from etl_platform.warehouse.metadata import ensure_metadata
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Environment:
-    """Where a run reads and writes, and what it calls with: the resources' values, without Dagster.
-
-    `breakers` is the process's board (the stores were opened on it too); `secrets` are the
-    named secrets of the settings, for masks, LLM keys and `${VAR}` in SQL source URLs.
-    """
-
-    warehouse_url: str
-    landing: FileStore
-    lake: FileStore
-    s3_client: Callable[[], Any] = s3_client
-    embedder: Callable[[], Embedder] = shared_embedder
-    breakers: BreakerBoard = field(default_factory=BreakerBoard)
-    secrets: Secrets = field(default_factory=Secrets)
-
-    @classmethod
-    def at(
-        cls,
-        warehouse_url: str,
-        landing: str | Path,
-        lake: str | Path,
-        client: Callable[[], Any] = s3_client,
-        breakers: BreakerBoard | None = None,
-        secrets: Secrets | None = None,
-    ) -> Environment:
-        """From locations: folders, or s3://bucket/prefix URLs."""
-        board = breakers or BreakerBoard()
-        stores = open_store(str(landing), client, board), open_store(str(lake), client, board)
-        return cls(warehouse_url, *stores, client, shared_embedder, board, secrets or Secrets())
 
 
 def record_file_failure(warehouse: Warehouse, spec: PipelineSpec, files: list, run_id: str, error: BaseException) -> None:

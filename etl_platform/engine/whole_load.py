@@ -23,7 +23,7 @@ from etl_platform.quality.plan import anomaly_check
 from etl_platform.sources.base import PROVENANCE, SOURCE_FILE, SOURCE_LINE, SOURCE_ROW
 from etl_platform.spec.ml import AggregateStep, DeduplicateStep, DetectAnomaliesSpec, DetectAnomaliesStep
 from etl_platform.spec.pipeline import PipelineSpec
-from etl_platform.transforms.base import data_columns
+from etl_platform.tables import data_columns
 from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.metadata import DEDUP_AUDIT_SCHEMA, META_SCHEMA
 

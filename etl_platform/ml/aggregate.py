@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from etl_platform.errors import TransformError
 from etl_platform.spec.ml import AggregateSpec
-from etl_platform.transforms.base import ident
+from etl_platform.tables import ident
 
 _FUNCTIONS = {"sum": "sum({})", "mean": "avg({})", "min": "min({})", "max": "max({})", "count_distinct": "count(DISTINCT {})"}
 WINDOW_START, WINDOW_END = "window_start", "window_end"

@@ -23,7 +23,7 @@ from etl_platform.ml.quality_score import completeness
 from etl_platform.ml.text import blocking_key, normalized
 from etl_platform.sources.base import PROVENANCE
 from etl_platform.spec.ml import DeduplicateSpec
-from etl_platform.transforms.base import require_columns
+from etl_platform.tables import require_columns
 
 # Columns added to the kept rows, and to the dropped rows' audit.
 CLUSTER, MEMBERS, MIN_SIMILARITY = "dedup_cluster", "dedup_members", "dedup_min_similarity"

@@ -17,7 +17,7 @@ import pyarrow as pa
 from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import TransformError
 from etl_platform.ml.embeddings import Embedder, shared_embedder
-from etl_platform.sources.base import PROVENANCE
+from etl_platform.tables import data_columns
 
 
 @dataclass(frozen=True)
@@ -73,24 +73,6 @@ class TransformContext:
         if not self.secrets.get(name):
             raise TransformError(f"{self.origin}: secret {name} is not set; export {name}=<value> before running")
         return self.secrets[name]
-
-
-def ident(name: str) -> str:
-    """Quote an identifier for DuckDB."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def data_columns(table: pa.Table) -> list[str]:
-    return [n for n in table.column_names if n not in PROVENANCE]
-
-
-def require_columns(table: pa.Table, columns: list[str], where: str) -> None:
-    """Fail with the missing and the available column names."""
-    missing = [c for c in columns if c not in table.column_names]
-    if missing:
-        raise TransformError(
-            f"{where}: column(s) {', '.join(map(repr, missing))} not found; available: {', '.join(data_columns(table))}"
-        )
 
 
 def run_sql(context: TransformContext, table: pa.Table, sql: str, where: str) -> pa.Table:

@@ -14,7 +14,8 @@ import pyarrow as pa
 
 from etl_platform.ml.matching import EmbeddingMatcher, LlmMatcher, Match, Matcher
 from etl_platform.spec.ml import CanonicalizeStep, CanonicalSpec
-from etl_platform.transforms.base import Rejected, StepOutput, TransformContext, require_columns
+from etl_platform.tables import require_columns
+from etl_platform.transforms.base import Rejected, StepOutput, TransformContext
 
 
 class Canonicalize:

@@ -7,7 +7,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl_platform.spec.steps import CastStep
-from etl_platform.transforms.base import Rejected, StepOutput, TransformContext, ident, require_columns, run_sql
+from etl_platform.tables import ident, require_columns
+from etl_platform.transforms.base import Rejected, StepOutput, TransformContext, run_sql
 from etl_platform.types import duckdb_type
 
 

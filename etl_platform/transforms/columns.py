@@ -8,7 +8,8 @@ import pyarrow.compute as pc
 from etl_platform.errors import TransformError
 from etl_platform.sources.base import PROVENANCE
 from etl_platform.spec.steps import DropNullsStep, FillNullsStep, NormalizeStep, RenameStep, SelectStep
-from etl_platform.transforms.base import StepOutput, TransformContext, ident, require_columns, run_sql
+from etl_platform.tables import ident, require_columns
+from etl_platform.transforms.base import StepOutput, TransformContext, run_sql
 
 
 class Select:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from etl_platform.spec.steps import DeriveStep, FilterStep
-from etl_platform.transforms.base import StepOutput, TransformContext, ident, run_sql
+from etl_platform.tables import ident
+from etl_platform.transforms.base import StepOutput, TransformContext, run_sql
 
 
 class Filter:

@@ -8,7 +8,8 @@ import pyarrow as pa
 
 from etl_platform.errors import TransformError
 from etl_platform.spec.steps import LookupStep
-from etl_platform.transforms.base import StepOutput, TransformContext, ident, require_columns, run_sql
+from etl_platform.tables import ident, require_columns
+from etl_platform.transforms.base import StepOutput, TransformContext, run_sql
 
 _counter = itertools.count()
 

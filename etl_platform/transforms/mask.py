@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from etl_platform.spec.steps import MaskStep
-from etl_platform.transforms.base import StepOutput, TransformContext, ident, require_columns, run_sql
+from etl_platform.tables import ident, require_columns
+from etl_platform.transforms.base import StepOutput, TransformContext, run_sql
 
 
 class Mask:

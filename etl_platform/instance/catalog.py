@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, Definitions
 from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
 
-from etl_platform.dagster_metadata import plain_values
+from etl_platform.instance.metadata import plain_values
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,17 @@
-"""Column lineage across pipelines and dbt models, read back from the Dagster instance.
+"""Column lineage across pipelines and dbt models: one graph of column-to-column edges.
 
-Every pipeline materialization records `etl/column_sources` (each published column's sources as
-`{dataset, column}`, dataset null for its own input files) and `etl/column_steps` (the renames, casts and derives that made
-it); dbt models record `dagster/column_lineage` (dagster-dbt traces their SQL with sqlglot). The
-latest materialization of each asset is one layer of edges; joined, they answer "where does this
-column come from" and "what is computed from it" across the whole platform. Dagster's
-open-source UI does not draw column lineage, so the graph renders as text, JSON or Graphviz DOT.
+Each asset's latest materialization contributes one layer of edges (etl_platform.instance.lineage
+reads them from the Dagster instance); joined, they answer "where does this column come from" and
+"what is computed from it" across the whole platform. Dagster's open-source UI does not draw
+column lineage, so the graph renders as text, JSON or Graphviz DOT.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-
-from dagster import AssetKey, DagsterInstance, TableColumnLineage
-
-from etl_platform.dagster_metadata import plain_values
 
 INPUT_SUFFIX = "@input"
 
@@ -48,41 +42,8 @@ class LineageGraph:
     _into: dict[ColumnRef, list[Edge]] = field(default_factory=dict, repr=False)
     _out_of: dict[ColumnRef, list[Edge]] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_instance(cls, instance: DagsterInstance, keys: Iterable[AssetKey]) -> LineageGraph:
-        """The graph of the latest materializations of `keys` (the assets that exist now: an instance
-        remembers the materializations of assets since removed from the code)."""
-        graph = cls()
-        for key, entry in sorted(instance.get_latest_materialization_events(list(keys)).items(), key=lambda item: str(item[0])):
-            if entry is not None and entry.asset_materialization is not None:
-                graph._add(key, plain_values(entry.asset_materialization.metadata))
-        return graph
-
-    def _add(self, key: AssetKey, metadata: dict[str, Any]) -> None:
-        dataset = ".".join(key.path)
-        schema = metadata.get("dagster/column_schema")
-        sources: dict[str, list[dict]] | None = metadata.get("etl/column_sources")
-        lineage: TableColumnLineage | None = metadata.get("dagster/column_lineage")
-        if schema is not None:
-            self.columns[dataset] = [column.name for column in schema.columns]
-        elif sources or lineage:
-            self.columns[dataset] = sorted(sources or lineage.deps_by_column)
-        if sources is not None:
-            # A pipeline: its own sources and steps, its input files included.
-            steps = metadata.get("etl/column_steps") or {}
-            for column, column_sources in sources.items():
-                for source in column_sources:
-                    origin = source["dataset"] or f"{dataset}{INPUT_SUFFIX}"
-                    self._edge(ColumnRef(origin, source["column"]), ColumnRef(dataset, column), tuple(steps.get(column, ())))
-        elif lineage is not None:
-            # A dbt model: dagster-dbt's lineage through its SQL.
-            for column, deps in lineage.deps_by_column.items():
-                for dep in deps:
-                    renamed = f": {dep.column_name} -> {column}" if dep.column_name != column else ""
-                    via = (f"dbt model {dataset}{renamed}",)
-                    self._edge(ColumnRef(".".join(dep.asset_key.path), dep.column_name), ColumnRef(dataset, column), via)
-
-    def _edge(self, source: ColumnRef, target: ColumnRef, via: tuple[str, ...]) -> None:
+    def add_edge(self, source: ColumnRef, target: ColumnRef, via: tuple[str, ...]) -> None:
+        """`target` is computed from `source` by the steps `via`; input-file columns join their dataset's columns."""
         edge = Edge(source, target, via)
         self._into.setdefault(target, []).append(edge)
         self._out_of.setdefault(source, []).append(edge)

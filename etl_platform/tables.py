@@ -1,0 +1,30 @@
+"""Helpers for the Arrow chunks every step works on, shared by the transforms and the ML steps.
+
+A chunk carries provenance columns next to its data (etl_platform.sources.base); error messages
+list only the data columns. Steps evaluate SQL with DuckDB, so identifiers are quoted for it.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from etl_platform.errors import TransformError
+from etl_platform.sources.base import PROVENANCE
+
+
+def ident(name: str) -> str:
+    """Quote an identifier for DuckDB."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def data_columns(table: pa.Table) -> list[str]:
+    return [n for n in table.column_names if n not in PROVENANCE]
+
+
+def require_columns(table: pa.Table, columns: list[str], where: str) -> None:
+    """Fail with the missing and the available column names."""
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise TransformError(
+            f"{where}: column(s) {', '.join(map(repr, missing))} not found; available: {', '.join(data_columns(table))}"
+        )
