@@ -34,7 +34,6 @@ from assets.metadata import lineage_metadata, materialization_metadata
 from etl_platform.breaker import BreakerBoard, SystemUnavailable
 from etl_platform.engine.environment import Environment
 from etl_platform.engine.options import Progress, RunOptions, given
-from etl_platform.engine.report import NOTHING_TO_PUBLISH
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.errors import EtlError, WarehouseUnavailable
 from etl_platform.lineage.columns import column_lineage
@@ -48,6 +47,8 @@ from resources import EmbeddingModelResource, LandingZoneResource, WarehouseReso
 PROGRESS_EVERY_SECONDS = 2.0
 # The progress observation's metadata (`etl run` draws its bars from these; the UI plots them).
 ROWS_READ, BYTES_READ, TOTAL_BYTES = "etl/rows_read", "etl/bytes_read", "etl/total_bytes"
+# The observation of a load that published nothing: why (`etl run` shows it in its summary).
+SKIPPED = "etl/skipped"
 
 
 class LoadConfig(Config):
@@ -184,7 +185,8 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
             raise Failure(description=str(exc), allow_retries=False) from exc
         if report.rows_published == 0 and report.skipped_reason:
             # Nothing new was published: no materialization, so nothing downstream runs for it.
-            context.log.info(f"{NOTHING_TO_PUBLISH} {report.skipped_reason}")
+            context.log.info(f"{spec.id}: nothing to publish: {report.skipped_reason}")
+            context.log_event(AssetObservation(asset_key=key, metadata={SKIPPED: report.skipped_reason}))
             return
         context.log.info(
             f"{spec.id}: {report.rows_read:,} read, {report.rows_published:,} published, "

@@ -52,6 +52,23 @@ def test_replay_round_trip(warehouse_url: str, landing: Path) -> None:
     assert rows(warehouse_url, "SELECT count(*) AS n FROM analytics.orders")[0]["n"] == 2
 
 
+def test_replaying_rows_that_fail_again_keeps_one_record_of_each(warehouse_url: str, landing: Path) -> None:
+    """A replay that publishes nothing (only still-malformed lines) still consumes its records: the
+    quarantine holds each failing row once, with its latest reason, however often it is replayed."""
+    write_csv(landing, "input.csv", "id,amount\n1,10\n2,12,50\n3,4,5\n")
+    environment = environment_for(warehouse_url, landing)
+    run_pipeline(orders(), environment)
+    before = rows(warehouse_url, "SELECT quarantine_id, source_line FROM _etl.quarantine ORDER BY source_line")
+    assert [r["source_line"] for r in before] == [3, 4]
+    for _ in range(2):
+        report = replay(orders(), environment, QuarantineSelection())
+        assert (report.rows_read, report.rows_published, report.rows_quarantined) == (2, 0, 2)
+    after = rows(warehouse_url, "SELECT quarantine_id, source_line, reason FROM _etl.quarantine ORDER BY source_line")
+    assert [r["source_line"] for r in after] == [3, 4]
+    assert not {r["quarantine_id"] for r in before} & {r["quarantine_id"] for r in after}
+    assert all("still malformed" in r["reason"] for r in after)
+
+
 def test_replay_into_a_replace_dataset_appends(duckdb_url: str, landing: Path) -> None:
     write_csv(landing, "input.csv", "id,amount\n1,10\n2,abc\n")
     environment = environment_for(duckdb_url, landing)

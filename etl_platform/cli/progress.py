@@ -16,8 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from assets.factory import BYTES_READ, ROWS_READ, TOTAL_BYTES
-from etl_platform.engine.report import NOTHING_TO_PUBLISH
+from assets.factory import BYTES_READ, ROWS_READ, SKIPPED, TOTAL_BYTES
 from etl_platform.instance.metadata import plain_values
 
 _ASSET_EVENTS = {
@@ -92,7 +91,7 @@ class RunFollower:
             if status is None:
                 continue
             if event.event_type == DagsterEventType.ASSET_OBSERVATION:
-                self._apply_progress(status, plain_values(event.asset_observation_data.asset_observation.metadata))
+                self._apply_observation(status, plain_values(event.asset_observation_data.asset_observation.metadata))
             elif checked:
                 evaluation = event.event_specific_data
                 meta = plain_values(evaluation.metadata)
@@ -112,8 +111,10 @@ class RunFollower:
         self._seen = len(logs)
 
     @staticmethod
-    def _apply_progress(status: AssetStatus, metadata: dict) -> None:
-        """A progress observation (see assets.factory.progress_observation): rows read, share of the input."""
+    def _apply_observation(status: AssetStatus, metadata: dict) -> None:
+        """The asset's own observations (assets.factory): why it published nothing, or its progress."""
+        if SKIPPED in metadata:
+            status.metadata["skipped"] = metadata[SKIPPED]
         if ROWS_READ not in metadata:
             return  # not a progress observation
         status.rows_read = metadata[ROWS_READ]
@@ -124,9 +125,8 @@ class RunFollower:
     def _apply_step_entry(status: AssetStatus, entry, partly_built: bool) -> None:
         event = entry.dagster_event
         if event is None:
-            if entry.user_message.startswith(NOTHING_TO_PUBLISH):
-                status.metadata["skipped"] = entry.user_message.removeprefix(NOTHING_TO_PUBLISH).strip()
-        elif event.event_type == DagsterEventType.STEP_FAILURE:
+            return
+        if event.event_type == DagsterEventType.STEP_FAILURE:
             if status.state != "done":
                 status.state = "skipped" if partly_built else "failed"
             failure = event.step_failure_data

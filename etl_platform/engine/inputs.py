@@ -96,4 +96,4 @@ def plan_query(spec: PipelineSpec, warehouse: Warehouse, full_refresh: bool, sec
         since = mark.minus(incremental.lookback_value) if mark is not None else None
     except ValueError as exc:
         raise SourceError(f"{spec.origin}: source.incremental.lookback: {exc}") from None
-    return LoadInput(SqlQuerySource(source_spec, warehouse, secrets, since, mark, reset=full_refresh))
+    return LoadInput(SqlQuerySource(source_spec, warehouse, secrets, since, reset=full_refresh))

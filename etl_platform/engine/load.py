@@ -188,7 +188,7 @@ class Load:
             self.writer.submit(self.quarantine.add_rejected, step, rejected, chunk.table)
         report.rows_filtered += output.filtered
         table = output.table
-        if self.spec.destination.write == "merge":
+        if self.spec.destination.write == "merge" and len(table):  # a chunk of bad lines only has no key columns
             table, missing_key = split_null_keys(table, self.spec.destination.primary_key)
             if missing_key is not None:
                 self.writer.submit(self.quarantine.add_rejected, "destination", missing_key, chunk.table)

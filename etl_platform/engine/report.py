@@ -6,9 +6,6 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-# The log line of a load that published nothing; `etl run` reads the reason back for its summary.
-NOTHING_TO_PUBLISH = "nothing to publish:"
-
 
 @dataclass
 class LoadReport:

@@ -77,9 +77,10 @@ def run_pipeline(spec: PipelineSpec, environment: Environment, options: RunOptio
         if load_input.source is None:
             report.skipped_reason = load_input.nothing_new
             return report
-        load = Load(spec, environment, warehouse, load_input.source, options, report, lambda: time.monotonic() - started)
-        try:
-            return load.run()
+        try:  # building the load checks secrets and lookups: a failure there counts against the files too
+            return Load(
+                spec, environment, warehouse, load_input.source, options, report, lambda: time.monotonic() - started
+            ).run()
         except BaseException as error:
             record_file_failure(warehouse, spec, load_input.files, options.run_id, error)
             raise

@@ -65,7 +65,7 @@ class WholeLoad:
         tables = [t for t in self._tables if t.num_columns]
         self._tables = []
         if not tables:
-            return  # no rows reached the steps: nothing to publish (the runner reports it)
+            return  # no rows reached the steps: nothing to publish (the load reports it)
         table = pa.concat_tables(tables, promote_options="permissive")
         score_column = self.spec.quality.score_column
         for step in self.steps:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 SOURCE_FILE = "_etl_source_file"
 SOURCE_LINE = "_etl_source_line"
-# The row's position in its source chunk (added by the runner): finds the original of a rejected row.
+# The row's position in its source chunk (added by engine.chunks): finds the original of a rejected row.
 SOURCE_ROW = "_etl_source_row"
 PROVENANCE = (SOURCE_FILE, SOURCE_LINE, SOURCE_ROW)
 

@@ -22,8 +22,7 @@ from etl_platform.errors import SourceError, one_line
 from etl_platform.fingerprint import ContentHash
 from etl_platform.sources.base import SourceChunk, with_provenance
 from etl_platform.spec.sources import SqlSource
-from etl_platform.state.cursor import HighWater, Mark, cursor_position, later
-from etl_platform.state.positions import Position
+from etl_platform.state.cursor import CursorCheckpoint, Mark
 from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.dbapi import described_batches
 
@@ -59,7 +58,6 @@ class SqlQuerySource:
         warehouse: Warehouse,
         secrets: Mapping[str, str],
         since: Mark | None = None,
-        saved: HighWater | None = None,
         reset: bool = False,
     ):
         """`since` is where this read starts (the saved mark less the look-back); `reset` (a full
@@ -76,7 +74,6 @@ class SqlQuerySource:
             query = f"SELECT * FROM ({query}) AS _etl_incremental WHERE {quote(self.cursor)} > {sql_literal(since)}"
         self.query = query
         self.since = since
-        self.saved = saved
         self.reset = reset
         self.seen_max: Mark | None = None
         self.url = expand_env(spec.url, secrets) if spec.url else None
@@ -95,16 +92,13 @@ class SqlQuerySource:
         """Hash of the rows read; known once `read` is exhausted."""
         return self._hash.hexdigest()
 
-    def checkpoint(self) -> Position | None:
-        """The new high-water mark: the larger of the saved one and the largest cursor value read."""
-        if self.cursor is None:
+    def checkpoint(self) -> CursorCheckpoint | None:
+        """The largest cursor value read, to become the high-water mark when this load publishes."""
+        if self.cursor is None or (self.seen_max is None and not self.reset):
             return None
-        if self.seen_max is None:
-            return Position(None) if self.reset else None
-        mark = self.seen_max if self.saved is None or self.reset else later(self.seen_max, self.saved.value)
-        return Position(cursor_position(self.cursor, HighWater(mark)))
+        return CursorCheckpoint(self.cursor, self.seen_max, self.reset)
 
-    def acknowledge(self, checkpoint: Position) -> None:
+    def acknowledge(self, checkpoint: CursorCheckpoint) -> None:
         """A query consumes nothing: the database keeps its rows."""
 
     def read(self, chunk_rows: int) -> Iterator[SourceChunk]:

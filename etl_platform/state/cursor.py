@@ -12,6 +12,9 @@ import decimal
 import math
 from dataclasses import dataclass
 
+from etl_platform.state.positions import Position, saved_position
+from etl_platform.warehouse.base import Warehouse
+
 Mark = int | float | decimal.Decimal | str | datetime.datetime | datetime.date
 
 
@@ -65,6 +68,29 @@ def later(a: Mark, b: Mark) -> Mark:
         b_utc = b if b.tzinfo else b.replace(tzinfo=datetime.UTC)
         return a if a_utc >= b_utc else b
     return a if a >= b else b
+
+
+@dataclass(frozen=True)
+class CursorCheckpoint:
+    """A SQL source's checkpoint: the mark becomes the larger of the saved one and the largest value read.
+
+    The saved mark is read again inside the publish transaction, so two loads of one pipeline that
+    overlap (a CLI run beside a schedule) never move it backwards. `reset` (a full refresh) replaces it;
+    a full refresh that read nothing forgets it.
+    """
+
+    column: str
+    seen: Mark | None
+    reset: bool = False
+
+    def save(self, target: Warehouse, pipeline: str, run_id: str) -> None:
+        current = None if self.reset else saved_mark(saved_position(target, pipeline), self.column)
+        if self.seen is None:
+            if self.reset:
+                Position(None).save(target, pipeline, run_id)
+            return
+        mark = self.seen if current is None else later(self.seen, current.value)
+        Position(cursor_position(self.column, HighWater(mark))).save(target, pipeline, run_id)
 
 
 def cursor_position(column: str, mark: HighWater) -> dict:

@@ -179,6 +179,15 @@ def upgrade_cursor_state(warehouse: Warehouse) -> None:
     """
     if warehouse.columns(META_SCHEMA, "cursor_state") is None:
         return
+    try:
+        _move_cursor_marks(warehouse)
+    except Exception:
+        if warehouse.columns(META_SCHEMA, "cursor_state") is not None:
+            raise
+        # Another process (a sensor, a parallel run) upgraded the warehouse meanwhile: done.
+
+
+def _move_cursor_marks(warehouse: Warehouse) -> None:
     old = warehouse.relation(META_SCHEMA, "cursor_state")
     with warehouse.transaction():
         rows = warehouse.query(f"SELECT pipeline, cursor_column, high_water, run_id FROM {old}")
