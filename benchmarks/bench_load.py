@@ -278,11 +278,13 @@ def platform_document(mode: str, file_name: str, chunk_rows: int) -> dict[str, A
 
 
 def prepare_platform_target(pg_url: str, mode: str) -> None:
-    """Make the platform run a first load: no target, and no ledger entry that would skip the append."""
+    """Make the platform run a first load: no target, no ledger entry and no processed-file record that would skip it."""
     with connect(pg_url) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {DATASETS[mode]}")
         if conn.execute("SELECT to_regclass('_etl.load_ledger')").fetchone()[0] is not None:
             conn.execute("DELETE FROM _etl.load_ledger WHERE dataset = %s", (DATASETS[mode],))
+        if conn.execute("SELECT to_regclass('_etl.file_state')").fetchone()[0] is not None:
+            conn.execute("DELETE FROM _etl.file_state WHERE pipeline = %s", (f"bench_orders_{mode}",))
 
 
 def run_child(args: argparse.Namespace) -> None:
