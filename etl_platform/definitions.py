@@ -118,7 +118,7 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
             "landing_zone": LandingZoneResource(root=settings.landing, s3=s3),
             "s3": s3,
             "embedding_model": EmbeddingModelResource(),
-            "dbt": dbt_resource(settings.dbt_project_dir),
+            **({"dbt": dbt_resource(settings.dbt_project_dir)} if models else {}),
             "breakers": BreakerBoard(settings.breakers),
             "secrets": settings.secrets,
         },

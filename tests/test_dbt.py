@@ -290,3 +290,15 @@ def test_a_lineage_cycle_stops_where_it_repeats() -> None:
     add_asset_lineage(graph, AssetKey(["b", "u"]), {"etl/column_sources": {"y": [{"dataset": "a.t", "column": "x"}]}})
     tree = walk(graph, ColumnRef("a.t", "x"), "upstream")
     assert [(str(parent.column), str(child.column)) for parent, child in tree.walk()] == [("a.t.x", "b.u.y")]
+
+
+def test_a_project_without_a_dbt_project_runs_its_pipelines_without_the_dbt_layer(tmp_path: Path) -> None:
+    missing = tmp_path / "no_dbt_project"
+    settings = Settings.from_env({"ETL_DBT_PROJECT_DIR": str(missing), "ETL_DATA_DIR": str(tmp_path / "data")})
+    defs = build_definitions(settings)
+    assert "dbt" not in defs.resources
+    keys = {".".join(key.path) for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert "analytics.orders" in keys and "marts.daily_report" not in keys
+    assert not missing.exists()  # nothing written where a dbt project was expected
+    with pytest.raises(SpecError, match=r"no dbt project at .*no_dbt_project \(no dbt_project.yml\); set ETL_DBT_PROJECT_DIR"):
+        prepare_manifest(missing, "duckdb:///x.duckdb", {})

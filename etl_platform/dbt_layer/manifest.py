@@ -81,6 +81,8 @@ def prepare_manifest(project_dir: Path, warehouse_url: str, environment: Mapping
     A project that no longer parses keeps its last good manifest (with a warning), so one broken
     model does not stop the code location, and every pipeline, from loading; without one, it raises.
     """
+    if not (project_dir / "dbt_project.yml").is_file():
+        raise SpecError(f"no dbt project at {project_dir} (no dbt_project.yml); set ETL_DBT_PROJECT_DIR to build dbt models")
     # One manifest per dialect: a DuckDB laptop and a PostgreSQL test run beside it do not re-parse each other's.
     manifest = project_dir / "target" / dbt_profile_env(warehouse_url)["ETL_DBT_TARGET"] / "manifest.json"
     stamp = manifest.with_name("project.fingerprint")
