@@ -176,3 +176,11 @@ def test_lookbacks_windows_and_freshness_share_one_duration_syntax() -> None:
     ):
         with pytest.raises(ValueError, match="is not a duration such as '90s', '15m', '6h', '2d' or '1w'"):
             build()
+
+
+def test_rules_with_one_bound_are_described_in_words() -> None:
+    from etl_platform.spec.quality import Rule
+
+    assert Rule(rule="RowCount", min=100).describe() == "row count is at least 100"
+    assert Rule(rule="Range", field="amount", max=5).describe() == "amount is at most 5"
+    assert Rule(rule="Length", field="name", args=[3, 120]).describe() == "name has length between 3 and 120"

@@ -196,16 +196,19 @@ class Rule(Strict):
     def describe(self) -> str:
         """What the rule asks, in words, for messages and check descriptions."""
         low, high = self.bounds()
+        span = (
+            f"between {low} and {high}" if None not in (low, high) else f"at least {low}" if high is None else f"at most {high}"
+        )
         texts: dict[str, Callable[[], str]] = {
             "NotNull": lambda: "is not null",
-            "Range": lambda: f"is between {low} and {high}" + ("" if self.inclusive else " (exclusive)"),
+            "Range": lambda: f"is {span}" + ("" if self.inclusive else " (exclusive)"),
             "Regex": lambda: f"matches {self.regex()!r}",
             "Email": lambda: "is an email address",
             "IsIn": lambda: f"is one of {self.allowed_values()}",
-            "Length": lambda: f"has length between {low} and {high}",
+            "Length": lambda: f"has length {span}",
             "Type": lambda: f"parses as {self.type_name()}",
             "Unique": lambda: "has no duplicates",
-            "RowCount": lambda: f"row count is between {low} and {high}",
+            "RowCount": lambda: f"row count is {span}",
             "Freshness": lambda: f"newest value is at most {self.max_age or self.args[0]} old",
             "CustomQuery": lambda: "custom query returns no rows",
         }
