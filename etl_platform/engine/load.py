@@ -12,6 +12,7 @@ Load and finishes its report (duration, failure) in one place.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -58,8 +59,7 @@ SIZE_RULES = ("RowCount", "Freshness")
 
 def split_null_keys(table: pa.Table, primary_key: list[str]) -> tuple[pa.Table, Rejected | None]:
     """Separate rows a merge cannot place because a key column is null."""
-    null_masks = [pc.is_null(table[c]) for c in primary_key]
-    any_null = null_masks[0] if len(null_masks) == 1 else pc.or_(*null_masks)
+    any_null = functools.reduce(pc.or_, [pc.is_null(table[c]) for c in primary_key])
     if not pc.any(any_null).as_py():
         return table, None
     rows = table.filter(any_null)
