@@ -365,6 +365,24 @@ def bench_platform(args: argparse.Namespace, mode: str, path: Path, rows: int) -
 # --- report ----------------------------------------------------------------------------------
 
 
+def verify_loaded(results: dict[str, Result], rows: int) -> None:
+    """Refuse to print ratios of contenders that did not do the whole job (a skipped load is fast)."""
+    problems = []
+    if results["raw COPY"].target_rows != rows:
+        problems.append(f"raw COPY left {results['raw COPY'].target_rows} rows, not {rows:,}")
+    for mode in DATASETS:
+        result = results[f"platform {mode}"]
+        if result.details.get("rows_read") != rows:
+            problems.append(f"platform {mode} read {result.details.get('rows_read')} rows, not {rows:,}")
+    if results["platform merge"].target_rows != results["hand merge"].target_rows:
+        merged, by_hand = results["platform merge"].target_rows, results["hand merge"].target_rows
+        problems.append(f"platform merge left {merged} rows, the hand merge {by_hand}")
+    if results["platform append"].target_rows != results["platform append"].details.get("rows_published"):
+        problems.append("platform append's target does not hold the rows it published")
+    if problems:
+        raise SystemExit("the benchmark did not load what it measures: " + "; ".join(problems))
+
+
 def ratios(results: dict[str, Result]) -> list[dict[str, Any]]:
     """The three pass/fail checks: two throughput ratios and the memory ceiling."""
     append = results["platform append"].rows_per_second / results["raw COPY"].rows_per_second
@@ -460,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         r = result()
         results[r.name] = r
         print(f"  {r.name}: {r.seconds:.2f}s", flush=True)
+    verify_loaded(results, args.rows)
     checks = ratios(results)
     print()
     print(render(results, checks))
