@@ -43,6 +43,11 @@ class Secrets(Mapping[str, str]):
         return f"Secrets(<{len(self)} names, values hidden>)"
 
 
+def canonical_url(url: str) -> str:
+    """`postgres://` (Heroku's and many tools' spelling) as SQLAlchemy names it, `postgresql://`."""
+    return "postgresql://" + url.removeprefix("postgres://") if url.startswith("postgres://") else url
+
+
 @dataclass(frozen=True)
 class BreakerSettings:
     """A circuit breaker opens after `failures` transient failures in a row, for `cooldown_seconds`."""
@@ -80,7 +85,7 @@ class Settings:
             data_dir=data,
             landing=env.get("ETL_LANDING_DIR", str(data / "landing")),
             lake=env.get("ETL_LAKE_DIR", str(data / "lake")),
-            warehouse_url=env.get("ETL_WAREHOUSE_URL", f"duckdb:///{data / 'warehouse.duckdb'}"),
+            warehouse_url=canonical_url(env.get("ETL_WAREHOUSE_URL", f"duckdb:///{data / 'warehouse.duckdb'}")),
             dagster_home=Path(env.get("DAGSTER_HOME", project / ".dagster_home")),
             s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
             breakers=BreakerSettings(

@@ -112,3 +112,9 @@ def test_importing_the_definitions_reads_no_pipeline_file(tmp_path: Path) -> Non
     lines = done.stdout.splitlines()
     assert lines[0] == "imported"
     assert lines[1].startswith("SpecError") and "broken.yaml:3: invalid YAML" in lines[1], done.stdout
+
+
+def test_a_postgres_scheme_is_read_as_postgresql() -> None:
+    settings = Settings.from_env({"ETL_WAREHOUSE_URL": "postgres://user:pw@db.example:5432/warehouse"})
+    assert settings.warehouse_url == "postgresql://user:pw@db.example:5432/warehouse"
+    assert Settings.from_env({"ETL_WAREHOUSE_URL": "postgresql://u@h/d"}).warehouse_url == "postgresql://u@h/d"
