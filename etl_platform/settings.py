@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from etl_platform.errors import SpecError
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
@@ -46,6 +48,20 @@ class Secrets(Mapping[str, str]):
 def canonical_url(url: str) -> str:
     """`postgres://` (Heroku's and many tools' spelling) as SQLAlchemy names it, `postgresql://`."""
     return "postgresql://" + url.removeprefix("postgres://") if url.startswith("postgres://") else url
+
+
+def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float], default: float) -> float:
+    """A positive number from the environment, or an error that names the variable."""
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        raise SpecError(f"{name}={text!r} is not a positive {kind.__name__}; unset it for the default ({default})")
+    return value
 
 
 @dataclass(frozen=True)
@@ -89,8 +105,8 @@ class Settings:
             dagster_home=Path(env.get("DAGSTER_HOME", project / ".dagster_home")),
             s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
             breakers=BreakerSettings(
-                failures=int(env.get("ETL_BREAKER_FAILURES", BreakerSettings.failures)),
-                cooldown_seconds=float(env.get("ETL_BREAKER_COOLDOWN_SECONDS", BreakerSettings.cooldown_seconds)),
+                failures=_number(env, "ETL_BREAKER_FAILURES", int, BreakerSettings.failures),
+                cooldown_seconds=_number(env, "ETL_BREAKER_COOLDOWN_SECONDS", float, BreakerSettings.cooldown_seconds),
             ),
             secrets=Secrets(env),
         )

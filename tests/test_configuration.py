@@ -13,6 +13,7 @@ import yaml
 
 from etl_platform.breaker import BreakerBoard, SystemUnavailable
 from etl_platform.dbt_layer import profiles_dir
+from etl_platform.errors import SpecError
 from etl_platform.settings import BreakerSettings, Secrets, Settings
 from tests.conftest import REPO
 
@@ -118,3 +119,11 @@ def test_a_postgres_scheme_is_read_as_postgresql() -> None:
     settings = Settings.from_env({"ETL_WAREHOUSE_URL": "postgres://user:pw@db.example:5432/warehouse"})
     assert settings.warehouse_url == "postgresql://user:pw@db.example:5432/warehouse"
     assert Settings.from_env({"ETL_WAREHOUSE_URL": "postgresql://u@h/d"}).warehouse_url == "postgresql://u@h/d"
+
+
+def test_a_breaker_setting_that_is_not_a_positive_number_names_the_variable() -> None:
+    with pytest.raises(SpecError, match=r"ETL_BREAKER_FAILURES='five' is not a positive int; unset it for the default \(5\)"):
+        Settings.from_env({"ETL_BREAKER_FAILURES": "five"})
+    with pytest.raises(SpecError, match=r"ETL_BREAKER_COOLDOWN_SECONDS='-1' is not a positive float"):
+        Settings.from_env({"ETL_BREAKER_COOLDOWN_SECONDS": "-1"})
+    assert Settings.from_env({"ETL_BREAKER_COOLDOWN_SECONDS": "2.5"}).breakers.cooldown_seconds == 2.5

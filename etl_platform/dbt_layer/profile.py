@@ -15,7 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -65,8 +66,8 @@ def dbt_profile_env(warehouse_url: str) -> dict[str, str]:
 def profile_name(project_dir: Path) -> str:
     """The profile the dbt project asks for (`profile:` in its dbt_project.yml)."""
     try:
-        return yaml.safe_load((project_dir / "dbt_project.yml").read_text())["profile"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return YAML(typ="safe").load((project_dir / "dbt_project.yml").read_text())["profile"]
+    except (OSError, YAMLError, KeyError, TypeError):
         raise SpecError(f"{project_dir / 'dbt_project.yml'} names no `profile:`; dbt needs one to connect") from None
 
 
@@ -96,5 +97,5 @@ def profiles_dir(project_dir: Path, warehouse_url: str) -> Iterator[Path]:
     """A folder holding the profiles.yml for one dbt invocation (readable by this user only), removed after it."""
     profile = dbt_profile(project_dir, warehouse_url)
     with tempfile.TemporaryDirectory(prefix="etl-dbt-profile-") as folder:
-        (Path(folder) / "profiles.yml").write_text(yaml.safe_dump(profile, sort_keys=False))
+        YAML(typ="safe").dump(profile, Path(folder) / "profiles.yml")
         yield Path(folder)
