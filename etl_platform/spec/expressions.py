@@ -89,34 +89,34 @@ ALLOWED_FUNCTIONS: dict[str, str] = {
     "current_date": "current_date",
     "current_timestamp": "current_timestamp",
     "now": "now()",
-    "date_trunc": "date_trunc('month', at)",
-    "date_part": "date_part('year', at)",
-    "extract": "extract(year FROM at)",
-    "year": "year(at)",
-    "quarter": "quarter(at)",
-    "month": "month(at)",
-    "week": "week(at)",
-    "day": "day(at)",
-    "dayofweek": "dayofweek(at)",
-    "dayname": "dayname(at)",
-    "monthname": "monthname(at)",
-    "hour": "hour(at)",
-    "minute": "minute(at)",
-    "second": "second(at)",
-    "last_day": "last_day(at)",
-    "date_diff": "date_diff('day', at, until)",
-    "datediff": "datediff('day', at, until)",
-    "date_add": "date_add(at, INTERVAL 1 DAY)",
-    "age": "age(until, at)",
+    "date_trunc": "date_trunc('month', created_at)",
+    "date_part": "date_part('year', created_at)",
+    "extract": "extract(year FROM created_at)",
+    "year": "year(created_at)",
+    "quarter": "quarter(created_at)",
+    "month": "month(created_at)",
+    "week": "week(created_at)",
+    "day": "day(created_at)",
+    "dayofweek": "dayofweek(created_at)",
+    "dayname": "dayname(created_at)",
+    "monthname": "monthname(created_at)",
+    "hour": "hour(created_at)",
+    "minute": "minute(created_at)",
+    "second": "second(created_at)",
+    "last_day": "last_day(created_at)",
+    "date_diff": "date_diff('day', created_at, shipped_at)",
+    "datediff": "datediff('day', created_at, shipped_at)",
+    "date_add": "date_add(created_at, INTERVAL 1 DAY)",
+    "age": "age(shipped_at, created_at)",
     "make_date": "make_date(2024, 1, 31)",
-    "strftime": "strftime(at, '%Y-%m')",
-    "strptime": "strptime(code, '%d/%m/%Y')",
-    "try_strptime": "try_strptime(code, '%d/%m/%Y')",
-    "epoch": "epoch(at)",
+    "strftime": "strftime(created_at, '%Y-%m')",
+    "strptime": "strptime(date_text, '%d/%m/%Y')",
+    "try_strptime": "try_strptime(date_text, '%d/%m/%Y')",
+    "epoch": "epoch(created_at)",
     "to_timestamp": "to_timestamp(x)",
     # types
-    "cast": "cast(code AS INTEGER)",
-    "try_cast": "try_cast(code AS INTEGER)",
+    "cast": "cast(count_text AS INTEGER)",
+    "try_cast": "try_cast(count_text AS INTEGER)",
     "typeof": "typeof(x)",
 }
 
@@ -225,15 +225,17 @@ def _syntax_error(text: str) -> str | None:
 
 
 def _parse(text: str) -> exp.Expression:
-    if any(token.comments for token in Dialect.get_or_raise(DIALECT).tokenize(text)):
-        raise ValueError(f"comments are not allowed in an expression: {text!r}; write notes as YAML `#` comments")
     problem = _syntax_error(text)
     if problem is None:
         try:
+            if any(token.comments for token in Dialect.get_or_raise(DIALECT).tokenize(text)):
+                raise ValueError(f"comments are not allowed in an expression: {text!r}; write notes as YAML `#` comments")
             return sqlglot.parse_one(text, read=DIALECT, into=exp.Condition)
         except sqlglot.errors.ParseError as exc:
             first = exc.errors[0] if exc.errors else {}
             problem = f"{first.get('description', exc)} at `{first.get('highlight', '')}`"
+        except sqlglot.errors.SqlglotError as exc:
+            problem = str(exc)
     raise ValueError(f"not a valid SQL expression: {text!r} ({problem}); write one expression such as `amount > 0`")
 
 
@@ -245,7 +247,7 @@ def parse_expression(text: str) -> CheckedExpression:
         problem = _refusal(node)
         if problem is not None:
             raise ValueError(f"{text!r}: {problem}")
-    columns = tuple(dict.fromkeys(column.name for column in tree.find_all(exp.Column)))
+    columns = tuple(dict.fromkeys(column.name for column in tree.find_all(exp.Column, bfs=False)))
     return CheckedExpression(tree.sql(dialect=DIALECT, identify=True, comments=False), columns)
 
 
