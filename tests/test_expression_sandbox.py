@@ -187,6 +187,10 @@ HOSTILE = st.sampled_from(
         "'; SELECT 1; --",
         "count(*)",
         "sum(amount) OVER ()",
+        'EXTRACT("year) FROM chunk) + (SELECT 1" FROM amount)',
+        'amount::"int) + (SELECT 1"',
+        'CAST(qty AS "a b")',
+        "E'\\x27'",
         "$1",
         "\n",
     ]
@@ -226,3 +230,15 @@ def test_generated_expressions_are_refused_or_touch_only_the_steps_columns(expre
     else:
         assert data.column_names == ["amount", "qty", "name", "out"] and len(data) == len(original)
     assert not leaked(repr(table.to_pylist()))
+
+
+def test_sql_that_would_not_read_back_as_the_checked_expression_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second parse catches a verbatim part that smuggles structure, even if the first check missed it."""
+    import etl_platform.spec.expressions as expressions
+
+    smuggled = 'EXTRACT("year) FROM x) + (SELECT 1" FROM amount)'
+    with pytest.raises(ValueError, match="is not a keyword such as DAY or YEAR"):
+        parse_expression(smuggled)
+    monkeypatch.setattr(expressions, "_KEYWORD", re.compile(r".*", re.DOTALL))  # as if the keyword check had a gap
+    with pytest.raises(ValueError, match=r"does not read back as the same expression once written as SQL"):
+        expressions.parse_expression.__wrapped__(smuggled)

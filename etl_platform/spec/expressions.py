@@ -17,6 +17,7 @@ the environment or other tables, nothing that aggregates or looks at other rows.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -179,6 +180,7 @@ def _allowed_nodes() -> tuple[frozenset[type[exp.Expression]], frozenset[str]]:
     return frozenset(types), frozenset(anonymous)
 
 
+_KEYWORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FUNCTION_TYPES, _ANONYMOUS_FUNCTIONS = _allowed_nodes()
 _ALLOWED_TYPES = frozenset(_STRUCTURE) | _FUNCTION_TYPES
 
@@ -200,6 +202,10 @@ def _refusal(node: exp.Expression) -> str | None:
     """Why this node may not appear in an expression, or None when it may."""
     if isinstance(node, exp.Column):
         return None if not node.table else f"write the column name alone: `{node.name}`, not `{node.sql(DIALECT)}`"
+    if isinstance(node, exp.Var) and not _KEYWORD.fullmatch(node.name):  # written out verbatim
+        return f"`{node.name}` is not a keyword such as DAY or YEAR"
+    if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.USERDEFINED:
+        return f"unknown type `{node.sql(DIALECT)}`; use a DuckDB type such as INTEGER, DOUBLE, VARCHAR, DATE"
     if type(node) in _ALLOWED_TYPES:  # exactly these classes: a subclass may mean something else
         return None
     if type(node) is exp.Anonymous and node.name.lower() in _ANONYMOUS_FUNCTIONS:
@@ -239,16 +245,32 @@ def _parse(text: str) -> exp.Expression:
     raise ValueError(f"not a valid SQL expression: {text!r} ({problem}); write one expression such as `amount > 0`")
 
 
-@functools.lru_cache(maxsize=1024)
-def parse_expression(text: str) -> CheckedExpression:
-    """Check one user-written expression and generate the SQL that evaluates it (ValueError says why not)."""
-    tree = _parse(text)
+def _check(tree: exp.Expression, text: str) -> None:
     for node in tree.walk():
         problem = _refusal(node)
         if problem is not None:
             raise ValueError(f"{text!r}: {problem}")
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_expression(text: str) -> CheckedExpression:
+    """Check one user-written expression and generate the SQL that evaluates it (ValueError says why not).
+
+    The generated SQL is parsed and checked again and must read back unchanged: a part that is
+    written out verbatim (a keyword, a type name) cannot smuggle structure into the SQL that runs.
+    """
+    tree = _parse(text)
+    _check(tree, text)
+    sql = tree.sql(dialect=DIALECT, identify=True, comments=False)
+    try:
+        again = _parse(sql)
+    except ValueError:
+        again = None
+    if again is None or again.sql(dialect=DIALECT, identify=True) != sql:
+        raise ValueError(f"{text!r} does not read back as the same expression once written as SQL (`{sql}`); simplify it")
+    _check(again, text)
     columns = tuple(dict.fromkeys(column.name for column in tree.find_all(exp.Column, bfs=False)))
-    return CheckedExpression(tree.sql(dialect=DIALECT, identify=True, comments=False), columns)
+    return CheckedExpression(sql, columns)
 
 
 def sql_expression(text: str) -> str:
