@@ -200,7 +200,7 @@ class CheckedExpression:
 
 def _refusal(node: exp.Expression) -> str | None:
     """Why this node may not appear in an expression, or None when it may."""
-    if isinstance(node, exp.Column):
+    if type(node) is exp.Column:
         return None if not node.table else f"write the column name alone: `{node.name}`, not `{node.sql(DIALECT)}`"
     if isinstance(node, exp.Var) and not _KEYWORD.fullmatch(node.name):  # written out verbatim
         return f"`{node.name}` is not a keyword such as DAY or YEAR"
