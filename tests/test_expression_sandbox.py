@@ -173,6 +173,7 @@ HOSTILE = st.sampled_from(
         '"',
         "$$",
         " UNION ALL SELECT * FROM chunk",
+        " EXCEPT SELECT * FROM chunk WHERE qty = 1",
         ") UNION ALL SELECT * FROM chunk --",
         f"(SELECT content FROM read_text('{CANARY_FILE}'))",
         f"(SELECT content FROM read_text('{ENVIRON}'))",
