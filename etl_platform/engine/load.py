@@ -68,6 +68,31 @@ def split_null_keys(table: pa.Table, primary_key: list[str]) -> tuple[pa.Table, 
     return table.filter(pc.invert(any_null)), Rejected(rows, "primary_key_not_null", columns, [None] * len(rows), reasons)
 
 
+def split_unstorable(table: pa.Table) -> tuple[pa.Table, Rejected | None]:
+    """Separate rows with a NUL byte (0x00) in a text value: PostgreSQL cannot store one (its COPY
+    would refuse the whole load) and SQLite's text functions stop at it. Every warehouse refuses it
+    alike, so a pipeline behaves the same on the embedded DuckDB as on PostgreSQL: the row goes to
+    quarantine with its file and line, and the rest loads."""
+    text = [
+        f.name
+        for f in table.schema
+        if f.name not in PROVENANCE and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+    ]
+    if not text:
+        return table, None
+    has_nul = functools.reduce(pc.or_, [pc.fill_null(pc.match_substring(table[c], "\x00"), False) for c in text])
+    if not pc.any(has_nul).as_py():
+        return table, None
+    rows = table.filter(has_nul)
+    columns = [next(c for c in text if row[c] is not None and "\x00" in row[c]) for row in rows.select(text).to_pylist()]
+    values = [row[c] for row, c in zip(rows.select(text).to_pylist(), columns, strict=True)]
+    reasons = [
+        f"column '{c}' holds a NUL byte (0x00), which the warehouse cannot store; remove it at the source or in a transform"
+        for c in columns
+    ]
+    return table.filter(pc.invert(has_nul)), Rejected(rows, "unstorable_value", columns, values, reasons)
+
+
 class Load:
     """Write, audit, publish one load of `spec` from `source`; `run` returns the filled report."""
 
@@ -187,15 +212,23 @@ class Load:
         for step, rejected in output.rejected:
             self.writer.submit(self.quarantine.add_rejected, step, rejected, chunk.table)
         report.rows_filtered += output.filtered
-        table = output.table
-        if self.spec.destination.write == "merge" and len(table):  # a chunk of bad lines only has no key columns
-            table, missing_key = split_null_keys(table, self.spec.destination.primary_key)
-            if missing_key is not None:
-                self.writer.submit(self.quarantine.add_rejected, "destination", missing_key, chunk.table)
+        table = self._refuse_for_destination(output.table, chunk.table)
         if self.whole_load is not None:
             self.whole_load.collect(table)  # staged once every row is in (engine.whole_load)
             return
         self._emit(table.drop_columns([c for c in PROVENANCE if c in table.column_names]))
+
+    def _refuse_for_destination(self, table: pa.Table, source_chunk: pa.Table) -> pa.Table:
+        """Quarantine rows the destination cannot take: a merge's rows without a key, a warehouse's NUL bytes."""
+        destination = self.spec.destination
+        splits = [] if destination.is_file else [split_unstorable]
+        if destination.write == "merge" and len(table):  # a chunk of bad lines only has no key columns
+            splits.append(functools.partial(split_null_keys, primary_key=destination.primary_key))
+        for split in splits:
+            table, refused = split(table)
+            if refused is not None:
+                self.writer.submit(self.quarantine.add_rejected, "destination", refused, source_chunk)
+        return table
 
     def _emit(self, table: pa.Table) -> None:
         """Judge drift (first rows only), observe for the dataset rules, and queue rows for the destination."""
