@@ -18,11 +18,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from etl_platform.engine.runner import run_pipeline
 from etl_platform.sources.csv import CsvFileSource
 from etl_platform.spec import spec_from_document
 from etl_platform.stores import FileLocation, LocalStore
-from tests.conftest import environment_for, rows
 
 MAX_RECORD_LINES = 4
 TEXT = st.text(

@@ -23,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 
 BOM = codecs.BOM_UTF8
-READ_BYTES = 1 << 20
+READ_BYTES = 4 << 20  # as large as the reader's first block, so a read is usually one block, not a join
 LF, CR = 10, 13
 
 
@@ -52,20 +52,49 @@ def utf8_blocks(stream: BinaryIO, encoding: str) -> Iterator[bytes]:
             yield data[: len(data) - len(carry)]
 
 
+def line_ends(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the last byte, index of the first byte) of each line terminator in `data`."""
+    array = np.frombuffer(data, np.uint8)
+    if b"\r" not in data:
+        ends = np.flatnonzero(array == LF)
+        return ends, ends
+    lf, cr = array == LF, array == CR
+    lone_cr = cr.copy()
+    lone_cr[:-1] &= ~lf[1:]
+    ends = np.flatnonzero(lf | lone_cr)
+    return ends, ends - (lf[ends] & (ends > 0) & cr[np.maximum(ends - 1, 0)])
+
+
 @dataclass
 class _Block:
-    """Bytes read, the line their first byte belongs to, and where each line they end ends."""
+    """Bytes read, the line their first byte belongs to, and how many lines end in them."""
 
     data: bytes
     first_line: int
-    ends: np.ndarray  # index of the last byte of each line terminator in `data`
-    terminator_starts: np.ndarray
-    starts_line: bool  # its first byte is the first of a line
+    line_start: int  # where the line of the first byte starts, relative to this block (0 or less)
+    lines_ended: int
+    _ends: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def last_line(self) -> int:
         """The line the block's last byte belongs to."""
-        return self.first_line + len(self.ends)
+        return self.first_line + self.lines_ended
+
+    @property
+    def ends(self) -> tuple[np.ndarray, np.ndarray]:
+        """`line_ends` of the block, found when first asked: only blank lines and resumes need them."""
+        if self._ends is None:
+            self._ends = line_ends(self.data)
+        return self._ends
+
+    def blank_lines(self) -> np.ndarray:
+        ends, terminator_starts = self.ends
+        line_starts = np.concatenate(([self.line_start], ends[:-1] + 1))
+        return self.first_line + np.flatnonzero(terminator_starts == line_starts)
+
+    def last_end(self) -> int:
+        """Where the last line terminator in the block ends."""
+        return int(self.ends[0][-1]) if b"\r" in self.data else self.data.rindex(b"\n")
 
 
 class LineTap(io.RawIOBase):
@@ -76,7 +105,8 @@ class LineTap(io.RawIOBase):
         super().__init__()
         self._blocks = blocks
         self._kept: deque[_Block] = deque()
-        self._pending = bytearray()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._next_line = first_line  # the line the next byte read belongs to
         self._line_start = 0  # offset of that line's start, relative to the next block
         self._marker = b"" if marker is None else b"\n" + marker.encode("utf-8")
@@ -88,18 +118,20 @@ class LineTap(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         """Exactly `size` bytes unless the stream ends (pyarrow's blocks are as large as it asks)."""
-        while (size < 0 or len(self._pending) < size) and not self._ended:
+        while (size < 0 or self._pending_bytes < size) and not self._ended:
             block = next(self._blocks, None)
             if block is None:
                 self._ended = True
-                self._pending += self._marker
+                block = self._marker
             else:
                 self._account(block)
-                self._pending += block
-        size = len(self._pending) if size < 0 else size
-        out = bytes(self._pending[:size])
-        del self._pending[:size]
-        return out
+            self._pending.append(block)
+            self._pending_bytes += len(block)
+        out = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        size = len(out) if size < 0 else min(size, len(out))
+        self._pending = [out[size:]] if size < len(out) else []
+        self._pending_bytes = len(out) - size
+        return out[:size] if size < len(out) else out
 
     def readinto(self, buffer) -> int:  # io.RawIOBase's read() of other callers goes through here
         data = self.read(len(buffer))
@@ -107,23 +139,22 @@ class LineTap(io.RawIOBase):
         return len(data)
 
     def _account(self, data: bytes) -> None:
-        """Line ends and blank lines of a block, and keep it for a resume."""
-        array = np.frombuffer(data, np.uint8)
-        lf, cr = array == LF, array == CR
-        lone_cr = cr.copy()
-        lone_cr[:-1] &= ~lf[1:]
-        ends = np.flatnonzero(lf | lone_cr)
-        crlf = lf[ends] & (ends > 0) & cr[np.maximum(ends - 1, 0)]
-        terminator_starts = ends - crlf
-        line_starts = np.concatenate(([self._line_start], ends[:-1] + 1))
-        blank = np.flatnonzero(terminator_starts == line_starts)
-        self.blank_lines.extend((blank + self._next_line).tolist())
-        self._kept.append(_Block(data, self._next_line, ends, terminator_starts, self._line_start == 0))
-        if len(ends):
-            self._line_start = int(ends[-1]) + 1 - len(data)
+        """Count a block's lines, note its blank ones, and keep it for a resume."""
+        block = _Block(data, self._next_line, self._line_start, 0)
+        if b"\r" in data:
+            block.lines_ended, may_hold_blank = len(block.ends[0]), True
+        else:  # the common case: counted without finding every line end
+            lf = np.frombuffer(data, np.uint8) == LF
+            block.lines_ended = int(np.count_nonzero(lf))
+            may_hold_blank = bool((lf[1:] & lf[:-1]).any()) or (self._line_start == 0 and data.startswith(b"\n"))
+        if may_hold_blank:
+            self.blank_lines.extend(block.blank_lines().tolist())
+        self._kept.append(block)
+        if block.lines_ended:
+            self._line_start = block.last_end() + 1 - len(data)
         else:
             self._line_start -= len(data)
-        self._next_line += len(ends)
+        self._next_line += block.lines_ended
 
     def release_before(self, line: int) -> None:
         """Forget bytes of lines before `line`: the reader will not resume before it."""
@@ -135,11 +166,11 @@ class LineTap(io.RawIOBase):
     def _start_of(self, line: int) -> tuple[int, int]:
         """(kept block, offset) where `line` starts."""
         for index, block in enumerate(self._kept):
-            if block.first_line == line and block.starts_line:
+            if block.first_line == line and block.line_start == 0:
                 return index, 0
             position = line - 1 - block.first_line
-            if 0 <= position < len(block.ends):
-                return index, int(block.ends[position]) + 1
+            if 0 <= position < block.lines_ended:
+                return index, int(block.ends[0][position]) + 1
         raise ValueError(f"line {line} was not read, or was released")
 
     def line_text(self, line: int) -> str:
@@ -148,8 +179,8 @@ class LineTap(io.RawIOBase):
         parts = []
         for block in list(self._kept)[index:]:
             position = line - block.first_line
-            if 0 <= position < len(block.ends):
-                parts.append(block.data[offset : int(block.terminator_starts[position])])
+            if 0 <= position < block.lines_ended:
+                parts.append(block.data[offset : int(block.ends[1][position])])
                 break
             parts.append(block.data[offset:])
             offset = 0

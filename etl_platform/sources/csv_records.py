@@ -26,7 +26,14 @@ from etl_platform.sources.csv_lines import LineTap
 
 
 def line_breaks(values: pa.Array) -> np.ndarray:
-    """Line breaks (LF, CRLF, lone CR) in each value; a null has none."""
+    """Line breaks (LF, CRLF, lone CR) in each value; a null has none.
+
+    Most values hold none: one look at the bytes of all values decides, before any counting."""
+    if pa.types.is_string(values.type) and len(values):
+        data = values.buffers()[2]
+        bytes_ = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
+        if not (np.any(bytes_ == 10) or np.any(bytes_ == 13)):
+            return np.zeros(len(values), np.int64)
     breaks = pc.subtract(
         pc.add(pc.count_substring(values, "\n"), pc.count_substring(values, "\r")), pc.count_substring(values, "\r\n")
     )
@@ -73,22 +80,22 @@ class RecordLines:
         invalid = self._invalid_before(n, final)
         positions = [position for position, _ in invalid]
         spans = np.insert(valid_spans[:n], positions, [1 + int(line_breaks(pa.array([r.text]))[0]) for _, r in invalid])
-        rows: list[pacsv.InvalidRow | None] = [None] * n
-        for offset, (position, row) in enumerate(invalid):
-            rows.insert(position + offset, row)
-        is_invalid = np.array([row is not None for row in rows], bool)
-        ends_open = [i for i, row in enumerate(rows) if row is not None and row.text.endswith(self.marker)]
+        at = np.asarray(positions, np.int64) + np.arange(len(invalid))  # their places among all records
+        rows = dict(zip(at.tolist(), [row for _, row in invalid], strict=True))
+        is_invalid = np.zeros(len(spans), bool)
+        is_invalid[at] = True
+        ends_open = [i for i, row in rows.items() if row.text.endswith(self.marker)]
         if unclosed is not None:
             ends_open.append(unclosed + int(np.searchsorted(positions, unclosed, side="right")))
         suspect = (spans > self.max_record_lines) | (is_invalid & (spans > 1))
         suspect[ends_open] = True
         runaway = int(np.argmax(suspect)) if suspect.any() else len(spans)
         starts = self._physical_starts(spans)
-        bad = [BadLine(self.file_name, int(starts[i]), rows[i].text, field_count(rows[i])) for i in range(runaway) if rows[i]]
+        bad = [BadLine(self.file_name, int(starts[i]), row.text, field_count(row)) for i, row in rows.items() if i < runaway]
         placement = Placement(int(np.count_nonzero(~is_invalid[:runaway])), starts[:runaway][~is_invalid[:runaway]], bad)
         if runaway < len(spans):
             line = int(starts[runaway])
-            reason = self._runaway_reason(rows[runaway], int(spans[runaway]), runaway in ends_open)
+            reason = self._runaway_reason(rows.get(runaway), int(spans[runaway]), runaway in ends_open)
             bad.append(BadLine(self.file_name, line, self.tap.line_text(line), reason))
             placement.resume_line = line + 1
         elif len(spans):
