@@ -18,9 +18,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from etl_platform.engine.runner import run_pipeline
 from etl_platform.sources.csv import CsvFileSource
 from etl_platform.spec import spec_from_document
 from etl_platform.stores import FileLocation, LocalStore
+from tests.conftest import environment_for, rows
 
 MAX_RECORD_LINES = 4
 TEXT = st.text(
@@ -125,7 +127,7 @@ def read_source(data: bytes, folder: Path, block_bytes: int) -> tuple[list[tuple
     return published, bad, read
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(csv_files(), st.sampled_from([64, 256, 4096]))
 def test_every_record_is_read_on_its_line(generated: tuple[bytes, int], block_bytes: int) -> None:
     data, columns = generated
@@ -135,3 +137,34 @@ def test_every_record_is_read_on_its_line(generated: tuple[bytes, int], block_by
     assert published == expected.rows
     assert bad == expected.bad_lines
     assert read == len(expected.rows) + len(expected.bad_lines)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(csv_files())
+def test_every_record_is_published_quarantined_or_filtered(generated: tuple[bytes, int]) -> None:
+    """The whole load, on SQLite: rows with a NUL byte are quarantined by the destination, rows the
+    filter drops are filtered, and the rest is published; the counts add up to what the file holds."""
+    data, columns = generated
+    expected = reference(data, columns)
+    with tempfile.TemporaryDirectory() as folder:
+        landing = Path(folder) / "landing"
+        landing.mkdir()
+        (landing / "input.csv").write_bytes(data)
+        url = f"sqlite:///{Path(folder) / 'warehouse.sqlite'}"
+        spec = spec_from_document(
+            {
+                "id": "generated",
+                "source": {"type": "csv", "path": "input.csv", "max_record_lines": MAX_RECORD_LINES},
+                "transforms": [{"filter": "c0 IS NULL OR c0 <> 'a'"}],
+                "destination": {"dataset": "generated.target", "write": "replace"},
+            }
+        )
+        report = run_pipeline(spec, environment_for(url, landing))
+        quarantine = rows(url, "SELECT rule, source_line FROM _etl.quarantine") if report.rows_quarantined else []
+    kept = [(line, values) for line, values in expected.rows if values[0] != "a"]
+    unstorable = sorted(line for line, values in kept if any("\x00" in v for v in values))
+    assert report.rows_read == len(expected.rows) + len(expected.bad_lines)
+    assert report.rows_filtered == len(expected.rows) - len(kept)
+    assert sorted(r["source_line"] for r in quarantine if r["rule"] == "malformed_line") == expected.bad_lines
+    assert sorted(r["source_line"] for r in quarantine if r["rule"] == "unstorable_value") == unstorable
+    assert report.rows_published == len(kept) - len(unstorable)

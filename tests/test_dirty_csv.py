@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from etl_platform.engine.runner import run_pipeline
-from etl_platform.errors import SourceError
+from etl_platform.errors import DestinationError, SourceError
+from etl_platform.warehouse import open_warehouse
 from tests.conftest import environment_for, pipeline, rows
 
 REPLACE = {"dataset": "analytics.target", "write": "replace"}
@@ -111,3 +113,13 @@ def test_source_line_is_the_line_an_editor_shows(warehouse_url: str, landing: Pa
     report = run_pipeline(pipeline(transforms=cast, destination=REPLACE), environment_for(warehouse_url, landing))
     assert [(r["source_line"], r["value"]) for r in quarantined(warehouse_url)] == [(202, "ten"), (404, "eleven")]
     assert report.rows_read == 400 and report.rows_published == 398
+
+
+def test_a_value_postgresql_refuses_is_a_data_error_that_is_not_retried(postgresql_url: str) -> None:
+    warehouse = open_warehouse(postgresql_url)
+    try:
+        warehouse.execute("CREATE TABLE names (name text)")
+        with pytest.raises(DestinationError, match=r"PostgreSQL refused a value for names: .*0x00"):
+            warehouse.bulk_insert("names", pa.table({"name": ["B\x00en"]}))
+    finally:
+        warehouse.close()
