@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+import re
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -68,6 +69,15 @@ def split_null_keys(table: pa.Table, primary_key: list[str]) -> tuple[pa.Table, 
     return table.filter(pc.invert(any_null)), Rejected(rows, "primary_key_not_null", columns, [None] * len(rows), reasons)
 
 
+NUL = re.compile(b"\x00")
+
+
+def may_hold_nul(column: pa.ChunkedArray) -> bool:
+    """One look at the bytes of all values, at memchr speed, before any per-value work (UTF-8 holds a
+    zero byte only for the NUL character)."""
+    return any(chunk.buffers()[2] is not None and NUL.search(memoryview(chunk.buffers()[2])) for chunk in column.chunks)
+
+
 def split_unstorable(table: pa.Table) -> tuple[pa.Table, Rejected | None]:
     """Separate rows with a NUL byte (0x00) in a text value: PostgreSQL cannot store one (its COPY
     would refuse the whole load) and SQLite's text functions stop at it. Every warehouse refuses it
@@ -76,7 +86,9 @@ def split_unstorable(table: pa.Table) -> tuple[pa.Table, Rejected | None]:
     text = [
         f.name
         for f in table.schema
-        if f.name not in PROVENANCE and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+        if f.name not in PROVENANCE
+        and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+        and may_hold_nul(table[f.name])
     ]
     if not text:
         return table, None
@@ -115,7 +127,9 @@ class Load:
         self.destination = self._destination(environment)
         reader = dataset_reader(warehouse, spec.origin)
         self.context = TransformContext(spec.origin, reader, environment.embedder, environment.secrets, environment.breakers)
-        self.transform = ChunkTransformer(TransformChain(spec.streaming_transforms, self.context), self._validators())
+        # A warehouse cannot store a NUL byte; a file can (split on the transform threads, off the stream's path).
+        unstorable = None if spec.destination.is_file else split_unstorable
+        self.transform = ChunkTransformer(TransformChain(spec.streaming_transforms, self.context), self._validators(), unstorable)
         self.rule_stats = {r.check_name: RuleStats() for r in spec.quality.rules if r.is_row_rule}
         self.rule_stats.update({name: RuleStats() for name in self._model_checks()})
         rules = spec.quality.rules
@@ -212,23 +226,15 @@ class Load:
         for step, rejected in output.rejected:
             self.writer.submit(self.quarantine.add_rejected, step, rejected, chunk.table)
         report.rows_filtered += output.filtered
-        table = self._refuse_for_destination(output.table, chunk.table)
+        table = output.table
+        if self.spec.destination.write == "merge" and len(table):  # a chunk of bad lines only has no key columns
+            table, missing_key = split_null_keys(table, self.spec.destination.primary_key)
+            if missing_key is not None:
+                self.writer.submit(self.quarantine.add_rejected, "destination", missing_key, chunk.table)
         if self.whole_load is not None:
             self.whole_load.collect(table)  # staged once every row is in (engine.whole_load)
             return
         self._emit(table.drop_columns([c for c in PROVENANCE if c in table.column_names]))
-
-    def _refuse_for_destination(self, table: pa.Table, source_chunk: pa.Table) -> pa.Table:
-        """Quarantine rows the destination cannot take: a merge's rows without a key, a warehouse's NUL bytes."""
-        destination = self.spec.destination
-        splits = [] if destination.is_file else [split_unstorable]
-        if destination.write == "merge" and len(table):  # a chunk of bad lines only has no key columns
-            splits.append(functools.partial(split_null_keys, primary_key=destination.primary_key))
-        for split in splits:
-            table, refused = split(table)
-            if refused is not None:
-                self.writer.submit(self.quarantine.add_rejected, "destination", refused, source_chunk)
-        return table
 
     def _emit(self, table: pa.Table) -> None:
         """Judge drift (first rows only), observe for the dataset rules, and queue rows for the destination."""
