@@ -133,11 +133,6 @@ class LineTap(io.RawIOBase):
         self._pending_bytes = len(out) - size
         return out[:size] if size < len(out) else out
 
-    def readinto(self, buffer) -> int:  # io.RawIOBase's read() of other callers goes through here
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
     def _account(self, data: bytes) -> None:
         """Count a block's lines, note its blank ones, and keep it for a resume."""
         block = _Block(data, self._next_line, self._line_start, 0)
