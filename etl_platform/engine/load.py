@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+import re
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -68,6 +69,42 @@ def split_null_keys(table: pa.Table, primary_key: list[str]) -> tuple[pa.Table, 
     return table.filter(pc.invert(any_null)), Rejected(rows, "primary_key_not_null", columns, [None] * len(rows), reasons)
 
 
+NUL = re.compile(b"\x00")
+
+
+def may_hold_nul(column: pa.ChunkedArray) -> bool:
+    """One look at the bytes of all values, at memchr speed, before any per-value work (UTF-8 holds a
+    zero byte only for the NUL character)."""
+    return any(chunk.buffers()[2] is not None and NUL.search(memoryview(chunk.buffers()[2])) for chunk in column.chunks)
+
+
+def split_unstorable(table: pa.Table) -> tuple[pa.Table, Rejected | None]:
+    """Separate rows with a NUL byte (0x00) in a text value: PostgreSQL cannot store one (its COPY
+    would refuse the whole load) and SQLite's text functions stop at it. Every warehouse refuses it
+    alike, so a pipeline behaves the same on the embedded DuckDB as on PostgreSQL: the row goes to
+    quarantine with its file and line, and the rest loads."""
+    text = [
+        f.name
+        for f in table.schema
+        if f.name not in PROVENANCE
+        and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+        and may_hold_nul(table[f.name])
+    ]
+    if not text:
+        return table, None
+    has_nul = functools.reduce(pc.or_, [pc.fill_null(pc.match_substring(table[c], "\x00"), False) for c in text])
+    if not pc.any(has_nul).as_py():
+        return table, None
+    rows = table.filter(has_nul)
+    columns = [next(c for c in text if row[c] is not None and "\x00" in row[c]) for row in rows.select(text).to_pylist()]
+    values = [row[c] for row, c in zip(rows.select(text).to_pylist(), columns, strict=True)]
+    reasons = [
+        f"column '{c}' holds a NUL byte (0x00), which the warehouse cannot store; remove it at the source or in a transform"
+        for c in columns
+    ]
+    return table.filter(pc.invert(has_nul)), Rejected(rows, "unstorable_value", columns, values, reasons)
+
+
 class Load:
     """Write, audit, publish one load of `spec` from `source`; `run` returns the filled report."""
 
@@ -90,7 +127,9 @@ class Load:
         self.destination = self._destination(environment)
         reader = dataset_reader(warehouse, spec.origin)
         self.context = TransformContext(spec.origin, reader, environment.embedder, environment.secrets, environment.breakers)
-        self.transform = ChunkTransformer(TransformChain(spec.streaming_transforms, self.context), self._validators())
+        # A warehouse cannot store a NUL byte; a file can (split on the transform threads, off the stream's path).
+        unstorable = None if spec.destination.is_file else split_unstorable
+        self.transform = ChunkTransformer(TransformChain(spec.streaming_transforms, self.context), self._validators(), unstorable)
         self.rule_stats = {r.check_name: RuleStats() for r in spec.quality.rules if r.is_row_rule}
         self.rule_stats.update({name: RuleStats() for name in self._model_checks()})
         rules = spec.quality.rules

@@ -23,6 +23,12 @@ from etl_platform.transforms import Rejected
 from etl_platform.warehouse.metadata import QUARANTINE_SCHEMA
 
 
+def visible(value: str | None) -> str | None:
+    """A value as the quarantine shows it: a NUL byte, which no warehouse text column holds, as \\x00
+    (the record keeps the exact row, JSON-escaped, for a replay)."""
+    return value.replace("\x00", "\\x00") if isinstance(value, str) else value
+
+
 class Quarantine:
     def __init__(self, pipeline: str, dataset: str, run_id: str):
         self.pipeline, self.dataset, self.run_id = pipeline, dataset, run_id
@@ -57,7 +63,7 @@ class Quarantine:
             stage,
             rejected.rule,
             column_name=rejected.columns,
-            value=rejected.values,
+            value=[visible(v) for v in rejected.values],
             reason=rejected.reasons,
             source_file=rows[SOURCE_FILE].cast(pa.string()).to_pylist(),
             source_line=rows[SOURCE_LINE].to_pylist(),
@@ -69,7 +75,7 @@ class Quarantine:
             "source",
             "malformed_line",
             column_name=[None] * len(lines),
-            value=[line.text for line in lines],
+            value=[visible(line.text) for line in lines],
             reason=[line.reason for line in lines],
             source_file=[line.source_file for line in lines],
             source_line=[line.line for line in lines],

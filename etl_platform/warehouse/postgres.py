@@ -14,7 +14,7 @@ from pgpq import ArrowToPostgresBinaryEncoder
 from sqlalchemy.engine import make_url
 
 from etl_platform.breaker import BreakerBoard
-from etl_platform.errors import WarehouseUnavailable, one_line
+from etl_platform.errors import DestinationError, WarehouseUnavailable, one_line
 from etl_platform.retry import with_backoff
 from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.dbapi import cursor_batches
@@ -108,11 +108,18 @@ class PostgresWarehouse(Warehouse):
         data = _microseconds(data)
         encoder = ArrowToPostgresBinaryEncoder(data.schema)
         columns = ", ".join(map(self.quote, data.column_names))
-        with self.connection.cursor().copy(f"COPY {table_name} ({columns}) FROM STDIN (FORMAT binary)") as copy:
-            copy.write(encoder.write_header())
-            for batch in data.to_batches():
-                copy.write(encoder.write_batch(batch))
-            copy.write(encoder.finish())
+        try:
+            with self.connection.cursor().copy(f"COPY {table_name} ({columns}) FROM STDIN (FORMAT binary)") as copy:
+                copy.write(encoder.write_header())
+                for batch in data.to_batches():
+                    copy.write(encoder.write_batch(batch))
+                copy.write(encoder.finish())
+        except psycopg.errors.DataError as exc:
+            # A value PostgreSQL cannot store: a data error, the same on every try, so never retried.
+            raise DestinationError(
+                f"PostgreSQL refused a value for {table_name}: {one_line(exc)}; "
+                f"add a `cast` or a quality rule that quarantines such values"
+            ) from None
 
     def read_arrow(self, sql: str) -> pa.Table:
         return pa.concat_tables(cursor_batches(self.connection.execute(sql), 100_000))
