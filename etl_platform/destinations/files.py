@@ -131,7 +131,7 @@ class FileDestination:
         self._close()
         dataset = self.spec.dataset
         fingerprint = ledger_row["fingerprint"]
-        with self.warehouse.transaction():
+        with self.warehouse.publishing(dataset):
             if self.spec.write == "append" and already_loaded(self.warehouse, dataset, fingerprint):
                 self.discard()
                 return PublishResult(0, None, "this input was already appended (load ledger)")
