@@ -12,6 +12,7 @@ import datetime
 import decimal
 import sqlite3
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import pyarrow as pa
@@ -89,7 +90,9 @@ class SQLiteWarehouse(Warehouse):
         columns = ", ".join(map(self.quote, data.column_names))
         marks = ", ".join("?" * data.num_columns)
         rows = zip(*(c.to_pylist() for c in data.columns), strict=True)
-        self.connection.executemany(f"INSERT INTO {table_name} ({columns}) VALUES ({marks})", rows)
+        # Outside a transaction (staging) each row would commit, and sync the file, on its own.
+        with nullcontext() if self.connection.in_transaction else self.transaction():
+            self.connection.executemany(f"INSERT INTO {table_name} ({columns}) VALUES ({marks})", rows)
 
     def read_batches(self, sql: str, batch_rows: int) -> Iterator[pa.Table]:
         cursor = self.connection.cursor()
