@@ -116,7 +116,7 @@ def test_runs_started_together_both_publish(postgresql_url: str, landing: Path) 
         dataset = f"analytics.conc_{attempt}"
         spec = merge_spec(dataset)
         files = [write_batch(landing, f"t{attempt}_{k}.csv", k * ROWS, ROWS // 4) for k in range(2)]
-        errors = in_threads(*(lambda f=f: run_pipeline(spec, environment, RunOptions(files=[f])) for f in files))
+        errors = in_threads(*(lambda f=f, s=spec: run_pipeline(s, environment, RunOptions(files=[f])) for f in files))
         assert errors == [None, None]
         assert rows(postgresql_url, f"SELECT count(DISTINCT id) AS ids, count(*) AS n FROM {dataset}") == [
             {"ids": ROWS // 2, "n": ROWS // 2}

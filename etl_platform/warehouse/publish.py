@@ -276,7 +276,9 @@ def still_quarantined(warehouse: Warehouse, quarantine_ids: list[str]) -> int:
     held = 0
     for start in range(0, len(quarantine_ids), 500):
         ids = quarantine_ids[start : start + 500]
-        held += warehouse.query(f"SELECT count(*) FROM {quarantine} WHERE quarantine_id IN ({', '.join('?' * len(ids))})", tuple(ids))[0][0]
+        held += warehouse.query(
+            f"SELECT count(*) FROM {quarantine} WHERE quarantine_id IN ({', '.join('?' * len(ids))})", tuple(ids)
+        )[0][0]
     return held
 
 

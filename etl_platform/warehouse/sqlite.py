@@ -20,8 +20,8 @@ from sqlalchemy.engine import make_url
 
 from etl_platform.errors import WarehouseUnavailable
 from etl_platform.warehouse.base import Warehouse
-from etl_platform.warehouse.locks import FileLocks, embedded_locks
 from etl_platform.warehouse.dbapi import cursor_batches
+from etl_platform.warehouse.locks import FileLocks, embedded_locks
 
 sqlite3.register_adapter(datetime.datetime, lambda v: v.isoformat(sep=" "))
 sqlite3.register_adapter(datetime.date, lambda v: v.isoformat())
