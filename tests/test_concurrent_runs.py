@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from etl_platform.engine.options import Progress, RunOptions, given
@@ -76,37 +77,61 @@ def in_threads(*calls: Callable[[], object]) -> list[BaseException | None]:
     return errors
 
 
-def test_two_runs_of_one_merge_pipeline_each_keep_their_staging(any_warehouse_url: str, landing: Path) -> None:
-    """The second run starts while the first has its staging table: its cleanup must leave that table.
+def first_holds_until_second_streams(spec, environment, files: list[str], staged: Callable[[], bool]) -> list:
+    """Run `spec` on each file; the first run, staging written, waits until the second run streams.
 
-    The first run's progress callback holds it, staging written, until the second run streams
-    (its start-up cleanup is done); then both go on and both publish.
+    By then the second run's start-up cleanup is done, and the first run's staging must still be
+    there; the errors each run raised (None: it succeeded) are returned.
     """
-    url, environment = any_warehouse_url, environment_for(any_warehouse_url, landing)
-    first_file, second_file = write_batch(landing, "a.csv", 0), write_batch(landing, "b.csv", ROWS)
     first_staged, second_streams = threading.Event(), threading.Event()
 
     def first_progress(_: Progress) -> None:
         if first_staged.is_set():
             return
         deadline = time.monotonic() + WAIT
-        while not staging_tables(url) and time.monotonic() < deadline:
+        while not staged() and time.monotonic() < deadline:
             time.sleep(0.02)
         first_staged.set()
         second_streams.wait(WAIT)
 
     def first() -> None:
-        run_pipeline(merge_spec(), environment, RunOptions(files=[first_file], progress=first_progress))
+        run_pipeline(spec, environment, RunOptions(files=[files[0]], progress=first_progress))
 
     def second() -> None:
         assert first_staged.wait(WAIT), "the first run never staged"
-        run_pipeline(merge_spec(), environment, RunOptions(files=[second_file], progress=lambda _: second_streams.set()))
+        run_pipeline(spec, environment, RunOptions(files=[files[1]], progress=lambda _: second_streams.set()))
 
-    assert in_threads(first, second) == [None, None]
+    return in_threads(first, second)
+
+
+def test_two_runs_of_one_merge_pipeline_each_keep_their_staging(any_warehouse_url: str, landing: Path) -> None:
+    url, environment = any_warehouse_url, environment_for(any_warehouse_url, landing)
+    files = [write_batch(landing, "a.csv", 0), write_batch(landing, "b.csv", ROWS)]
+    assert first_holds_until_second_streams(merge_spec(), environment, files, lambda: bool(staging_tables(url))) == [None, None]
     assert rows(url, "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM analytics.conc_merge") == [
         {"n": 2 * ROWS, "ids": 2 * ROWS}
     ]
     assert staging_tables(url) == []
+
+
+def test_two_runs_of_one_lake_pipeline_each_keep_their_staging_folder(duckdb_url: str, landing: Path) -> None:
+    lake = landing.parent / "lake" / "lake"
+    spec = pipeline(
+        id="conc_lake",
+        source={"type": "csv", "path": "*.csv"},
+        transforms=[{"cast": {"id": "int", "amount": "float"}}],
+        destination={"dataset": "lake.events", "write": "append", "format": "parquet"},
+        execution={"chunk_rows": 1_000},
+    )
+    files = [write_batch(landing, "a.csv", 0), write_batch(landing, "b.csv", ROWS)]
+
+    def staged() -> bool:
+        return bool(list(lake.glob(".events.staging-*")))
+
+    assert first_holds_until_second_streams(spec, environment_for(duckdb_url, landing), files, staged) == [None, None]
+    ids = pq.read_table(lake / "events")["id"].to_pylist()
+    assert sorted(ids) == list(range(2 * ROWS))
+    assert not list(lake.glob(".*staging*"))
 
 
 def test_runs_started_together_both_publish(postgresql_url: str, landing: Path) -> None:
@@ -126,6 +151,7 @@ def test_runs_started_together_both_publish(postgresql_url: str, landing: Path) 
 KILLED_RUN = """
 import os, sys
 import pyarrow as pa
+import pyarrow.parquet as pq
 from etl_platform.warehouse import open_warehouse
 warehouse = open_warehouse(sys.argv[1])
 warehouse.create_schema("_etl_staging")
