@@ -54,7 +54,7 @@ class RunLocks(Protocol):
 
 
 class FileLocks:
-    """The locks of an embedded database as exclusive `flock`s on files in `<database>.locks/`.
+    """The locks of an embedded database as exclusive `flock`s on files in `.<database file>.locks/` beside it.
 
     `flock` belongs to an open file, so it excludes other threads of this process as well as
     other processes, and the kernel drops it when its holder dies. A dataset's lock file stays
