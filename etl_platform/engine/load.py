@@ -156,10 +156,11 @@ class Load:
         return tuning.chunk_rows, tuning.threads
 
     def _destination(self, environment: Environment) -> Destination:
-        """Staging named after the run, left over staging of earlier runs removed first."""
+        """Staging named after the run; staging of earlier runs that are gone is removed first
+        (a concurrent run of the dataset claims its own staging, which stays: warehouse.locks)."""
         destination = self.spec.destination
         run_tag = self.report.run_id.replace("-", "")[:12]
-        self.warehouse.drop_staging(self.dataset)
+        self.warehouse.drop_abandoned_staging(self.dataset)
         if destination.is_file:
             return FileDestination(destination, environment.lake, self.warehouse, run_tag)
         return TableDestination(
@@ -296,7 +297,7 @@ class Load:
         if self.destination.schema is None:
             # No data at all (empty files, or only malformed lines): keep the quarantine, and save the
             # checkpoint, so a sensor does not request the same input again.
-            with self.warehouse.transaction():
+            with self.warehouse.publishing(self.dataset):
                 replace_quarantine(self.warehouse, self.dataset, self.report.fingerprint, self.quarantine.batches())
                 self._save(checkpoint, self.warehouse)
             return self._skipped("the input held no rows", checkpoint)
@@ -314,7 +315,7 @@ class Load:
         self.report.schema_version = result.schema_version
         if result.skipped_reason:
             # The ledger held this content already (a file touched, a message re-delivered): it is processed.
-            with self.warehouse.transaction():
+            with self.warehouse.publishing(self.dataset):
                 self._save(checkpoint, self.warehouse)
             return self._skipped(result.skipped_reason, checkpoint)
         self._acknowledge(checkpoint)
@@ -356,7 +357,7 @@ class Load:
         (a replay's rows never left the quarantine)."""
         self.destination.discard()
         if not self.options.replay:
-            with self.warehouse.transaction():
+            with self.warehouse.publishing(self.dataset):
                 replace_quarantine(self.warehouse, self.dataset, self.report.fingerprint, self.quarantine.batches())
         self.report.rows_published = 0  # staged, then rolled back: nothing reached the target
 
@@ -371,6 +372,7 @@ class Load:
             "write": self.spec.destination.write,
             "schema": infer_schema(self.destination.schema) if self.destination.schema is not None else None,
             "replay": self.options.replay,
+            "full_refresh": self.options.full_refresh,
             "loaded_at": datetime.datetime.now(datetime.UTC),
             "rows_read": report.rows_read,
             "bytes_read": report.bytes_read,

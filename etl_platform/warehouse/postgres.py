@@ -6,6 +6,7 @@ parsing text into numbers and timestamps, which is most of a typed COPY's cost.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import psycopg
@@ -18,6 +19,9 @@ from etl_platform.errors import DestinationError, WarehouseUnavailable, one_line
 from etl_platform.retry import with_backoff
 from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.dbapi import cursor_batches
+from etl_platform.warehouse.locks import WAITING, lock_key
+
+log = logging.getLogger(__name__)
 
 _TRANSIENT = (
     "connection refused",
@@ -40,6 +44,51 @@ def _microseconds(data: pa.Table) -> pa.Table:
 
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError) and any(t in str(exc).lower() for t in _TRANSIENT)
+
+
+class AdvisoryLocks:
+    """Dataset locks and staging claims as PostgreSQL advisory locks (warehouse.locks).
+
+    The dataset lock is a transaction lock, released by COMMIT or ROLLBACK; a claim is a session
+    lock of the run's connection, released by `release` or when the connection ends, however the
+    run ended. A session holds its own advisory locks again without waiting, so `claimed` also
+    remembers this connection's claims.
+    """
+
+    def __init__(self, connection: psycopg.Connection):
+        self.connection = connection
+        self._claims: set[str] = set()
+
+    def _ask(self, function: str, kind: str, name: str) -> object:
+        return self.connection.execute(f"SELECT {function}(%s)", (lock_key(kind, name),)).fetchone()[0]
+
+    def lock_dataset(self, dataset: str) -> None:
+        if not self._ask("pg_try_advisory_xact_lock", "dataset", dataset):
+            log.info(WAITING, dataset)
+            self._ask("pg_advisory_xact_lock", "dataset", dataset)
+
+    def transaction_ended(self) -> None:
+        """PostgreSQL releases transaction locks itself."""
+
+    def claim(self, staging: str) -> None:
+        self._ask("pg_advisory_lock", "staging", staging)
+        self._claims.add(staging)
+
+    def release(self, staging: str) -> None:
+        if staging in self._claims:
+            self._claims.discard(staging)
+            self._ask("pg_advisory_unlock", "staging", staging)
+
+    def claimed(self, staging: str) -> bool:
+        if staging in self._claims:
+            return True
+        if not self._ask("pg_try_advisory_lock", "staging", staging):
+            return True
+        self._ask("pg_advisory_unlock", "staging", staging)
+        return False
+
+    def close(self) -> None:
+        """Closing the connection releases its session locks."""
 
 
 class PostgresWarehouse(Warehouse):
@@ -78,6 +127,7 @@ class PostgresWarehouse(Warehouse):
                 else "is the server running and reachable? check ETL_WAREHOUSE_URL"
             )
             raise WarehouseUnavailable(f"cannot connect to the PostgreSQL warehouse {self.safe_url}: {reason}; {hint}") from None
+        self.locks = AdvisoryLocks(self.connection)
 
     def close(self) -> None:
         self.connection.close()
@@ -143,8 +193,15 @@ class PostgresWarehouse(Warehouse):
         return f"{self.quote(schema)}.{self.quote(table)}"
 
     def create_schema(self, schema: str) -> None:
-        if not self.query("SELECT 1 FROM pg_namespace WHERE nspname = ?", (schema,)):
+        """Outside a transaction. IF NOT EXISTS still fails when another session creates the schema at
+        the same moment (a unique violation in the catalog): then it exists, which is all we want."""
+        if self.query("SELECT 1 FROM pg_namespace WHERE nspname = ?", (schema,)):
+            return
+        try:
             self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}")
+        except psycopg.errors.UniqueViolation:
+            if not self.query("SELECT 1 FROM pg_namespace WHERE nspname = ?", (schema,)):
+                raise
 
     def list_tables(self, schema: str, prefix: str) -> list[str]:
         rows = self.query("SELECT tablename FROM pg_tables WHERE schemaname = ? AND starts_with(tablename, ?)", (schema, prefix))
