@@ -41,6 +41,11 @@ def canary_file() -> Iterator[Path]:
     CANARY_FILE.unlink()
 
 
+def expression_id(expression: str) -> str:
+    """A test id that is the same in every pytest-xdist worker (the canary file's name holds the pid)."""
+    return expression.replace(str(CANARY_FILE), "<canary file>")
+
+
 def chunk() -> pa.Table:
     table = pa.table({"amount": [10.0, -2.5, None], "qty": [1, 2, 3], "name": ["Ann", "it's", None]})
     return with_provenance(table, "input.csv", pa.array([2, 3, 4], pa.int64()))
@@ -71,6 +76,7 @@ def run_steps(transforms: list[dict]) -> pa.Table:
         "current_setting('temp_directory')",
         f"name || (SELECT content FROM read_blob('{CANARY_FILE}'))",
     ],
+    ids=expression_id,
 )
 def test_a_derive_cannot_read_files_or_the_environment(expression: str) -> None:
     """Issue 22 item 1: a scalar subquery over a table function published the file or environment."""
@@ -89,6 +95,7 @@ def test_a_derive_cannot_read_files_or_the_environment(expression: str) -> None:
         "amount > 0 OR EXISTS (SELECT 1)",
         "chunk.amount > 0",
     ],
+    ids=expression_id,
 )
 def test_a_filter_cannot_close_itself_and_add_rows(expression: str) -> None:
     """Issue 22 item 2: a filter closed the parenthesis, appended a UNION and commented out the rest."""
