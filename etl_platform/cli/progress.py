@@ -116,10 +116,12 @@ class RunFollower:
         """A run that failed outside any step (its code location, a resource): every unfinished asset
         failed, with the run's error, so no pipeline fails without a reason."""
         error = event.event_specific_data.error if event.event_specific_data else None
-        message = root_cause(error) if error else event.message or "the run failed"
+        if error is None:
+            return  # a step failed: its own failure event named the reason
+        message = root_cause(error)
         for status in self.statuses:
             if status.state in {"waiting", "running", "retrying"}:
-                status.state, status.error = "failed", status.error or message
+                status.state, status.error = "failed", message
 
     @staticmethod
     def _apply_observation(status: AssetStatus, metadata: dict) -> None:
