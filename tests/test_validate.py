@@ -86,3 +86,13 @@ def test_validate_data_catches_a_rule_on_a_column_the_data_lacks(folder: Path) -
     result = CliRunner().invoke(cli, ["validate", "--data"])
     assert result.exit_code == 0, result.output
     assert "ok  people  (2 sample rows, 0 rejected by its transforms and rules)" in result.output
+
+
+def test_validate_data_catches_a_date_format_that_fails_every_row(folder: Path) -> None:
+    write_csv(folder.parent / "data" / "landing", "people.csv", "id,born\n1,2007-11-11\n2,1999-01-31\n")
+    cast = {"cast": {"born": {"type": "date", "format": "%d/%m/%Y"}}}
+    write(folder, {**PEOPLE, "transforms": [cast]})
+    result = CliRunner().invoke(cli, ["validate", "--data"])
+    assert result.exit_code == 1
+    assert "on a sample of its input the circuit breaker would stop the load" in result.output
+    assert "cannot cast '2007-11-11' in 'born' to date with format '%d/%m/%Y'" in result.output

@@ -46,6 +46,7 @@ def check_with_data(specs: list[PipelineSpec], settings: Settings, sample: int) 
     """Read a sample through each pipeline's transforms and rules; one line per pipeline, failures as errors."""
     from etl_platform.cli.common import environment
     from etl_platform.engine.dry_run import dry_run
+    from etl_platform.quality.audit import breaker_outcome
 
     failures = []
     for spec in specs:
@@ -60,7 +61,12 @@ def check_with_data(specs: list[PipelineSpec], settings: Settings, sample: int) 
             else:
                 failures.append(str(error))
             continue
-        rejected = sum(stage.rejected for stage in stages)
-        rows = len(stages[0].data)
+        rows, rejected = len(stages[0].data), sum(stage.rejected for stage in stages)
+        quarantined = {stage.name: stage.rejected for stage in stages if stage.rejected}
+        examples = {stage.name: stage.first_reason for stage in stages if stage.first_reason}
+        breaker = breaker_outcome(spec.quality.circuit_breaker, rows, len(stages[-1].data), quarantined, examples)
+        if not breaker.passed:
+            failures.append(f"{spec.origin}: on a sample of its input the circuit breaker would stop the load: {breaker.detail}")
+            continue
         click.echo(f"ok  {spec.id}  ({rows} sample rows, {rejected} rejected by its transforms and rules)")
     return failures

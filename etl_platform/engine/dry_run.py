@@ -19,7 +19,7 @@ from etl_platform.quality.audit import DatasetAudit
 from etl_platform.quality.validator import RowValidator
 from etl_platform.sources import PROVENANCE
 from etl_platform.spec.pipeline import PipelineSpec
-from etl_platform.transforms import TransformChain, TransformContext
+from etl_platform.transforms import StepOutput, TransformChain, TransformContext
 from etl_platform.warehouse import open_warehouse
 
 
@@ -29,6 +29,7 @@ class StageView:
     table: pa.Table
     rejected: int = 0
     filtered: int = 0
+    first_reason: str | None = None  # of the rejected rows, for messages
 
     @property
     def data(self) -> pa.Table:
@@ -57,7 +58,8 @@ def dry_run(spec: PipelineSpec, environment: Environment, sample_rows: int = 1_0
         for name, step in zip(chain.names, chain.steps, strict=True):
             output = step.apply(table)
             table = output.table
-            stages.append(StageView(name, table, sum(len(r.rows) for r in output.rejected), output.filtered))
+            rejected, reason = _rejections(output)
+            stages.append(StageView(name, table, rejected, output.filtered, reason))
         context.close()
         return stages + _judge_rules(spec, table)
     finally:
@@ -71,4 +73,9 @@ def _judge_rules(spec: PipelineSpec, table: pa.Table) -> list[StageView]:
     if not any(rule.is_row_rule for rule in quality.rules) and not quality.score_column:
         return []
     output, _ = RowValidator(quality.rules, f"{spec.origin}: quality", quality.score_column).apply(table)
-    return [StageView("quality (row rules)", output.table, sum(len(r.rows) for r in output.rejected))]
+    return [StageView("quality (row rules)", output.table, *_rejections(output))]
+
+
+def _rejections(output: StepOutput) -> tuple[int, str | None]:
+    """How many rows a stage rejected, and the first one's reason."""
+    return sum(len(r.rows) for r in output.rejected), next((r.reasons[0] for r in output.rejected if r.reasons), None)
