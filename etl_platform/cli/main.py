@@ -74,7 +74,8 @@ def validate(files: tuple[Path, ...], data: bool, sample: int) -> None:
     Checks what is known without data: every field, every dependency, and that each lookup's
     dataset is published by a pipeline or a dbt model. With --data, each pipeline also reads a
     sample of its input (writing nothing, as `etl run --dry-run`) through its transforms and
-    quality rules, so a rule on a missing column or a cast the data does not fit fails here.
+    quality rules, so a rule on a missing column, or a sample the circuit breaker would stop (a
+    wrong date format), fails here.
     Exit code 0 if everything is valid, 1 if not (each error names file, field and the fix).
     """
     from etl_platform.cli.validate import check_with_data, unpublished_lookups

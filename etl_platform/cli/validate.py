@@ -3,8 +3,9 @@
 Without data: every file parses and validates, dependencies resolve, and every lookup names a
 dataset that a pipeline or a dbt model publishes (the dbt models from the project's parsed
 manifest, when there is one). With `--data`: each pipeline also reads a sample through its
-transforms and rules as `etl run --dry-run` does (engine.dry_run), so a rule on a column the data
-does not have, or a cast the data does not fit, shows before a run. Nothing is written.
+transforms and rules as `etl run --dry-run` does (engine.dry_run), and the circuit breaker judges
+the sample, so a rule on a column the data does not have, or a cast format that fails every row,
+shows before a run. Nothing is written.
 """
 
 from __future__ import annotations
