@@ -246,9 +246,12 @@ class Load:
         report.checks += row_rule_outcomes(quality.rules, self.rule_stats)
         if self.options.model is not None:
             report.checks += model_outcomes(self._model_checks(), self.rule_stats)
+        breaker = quality.circuit_breaker
+        if self.options.replay:  # rows that fail again are quarantined anew: a replay that fixes none is no failed load
+            breaker = breaker.model_copy(update={"fail_when_all_rows_fail": False})
         report.checks.append(
             breaker_outcome(
-                quality.circuit_breaker,
+                breaker,
                 report.rows_read,
                 report.rows_published,
                 report.quarantined_by_rule,
