@@ -84,7 +84,8 @@ def dataset_reader(warehouse: Warehouse, origin: str) -> Callable[[str, list[str
         existing = warehouse.columns(schema, table)
         if existing is None:
             raise TransformError(
-                f"{origin}: lookup dataset {dataset} does not exist yet; run the pipeline that publishes it first"
+                f"{origin}: lookup dataset {dataset} does not exist yet; run the pipeline that publishes it first",
+                transient=True,  # `etl validate` made sure something publishes it: it passes once that has run
             )
         missing = [c for c in columns if c not in existing]
         if missing:

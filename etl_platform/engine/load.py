@@ -286,8 +286,18 @@ class Load:
         report.checks += row_rule_outcomes(quality.rules, self.rule_stats)
         if self.options.model is not None:
             report.checks += model_outcomes(self._model_checks(), self.rule_stats)
-        if quality.circuit_breaker:
-            report.checks.append(breaker_outcome(quality.circuit_breaker, report.rows_read, report.quarantined_by_rule))
+        breaker = quality.circuit_breaker
+        if self.options.replay:  # rows that fail again are quarantined anew: a replay that fixes none is no failed load
+            breaker = breaker.model_copy(update={"fail_when_all_rows_fail": False})
+        report.checks.append(
+            breaker_outcome(
+                breaker,
+                report.rows_read,
+                report.rows_published,
+                report.quarantined_by_rule,
+                self.quarantine.examples,
+            )
+        )
 
     # --- publish or skip --------------------------------------------------------------------
 
@@ -295,7 +305,10 @@ class Load:
         """The one place that decides whether this load publishes; the checkpoint goes with it."""
         checkpoint = self.source.checkpoint()
         if self.destination.schema is None:
-            # No data at all (empty files, or only malformed lines): keep the quarantine, and save the
+            if self._failed_checks():  # only malformed lines: the breaker tripped, this is no empty input
+                self._keep_failing_rows()
+                raise QualityGateFailed(gate_message(self.spec.id, self.report.run_id, self._failed_checks()), self.report.checks)
+            # No data at all (empty files): keep the quarantine, and save the
             # checkpoint, so a sensor does not request the same input again.
             with self.warehouse.publishing(self.dataset):
                 replace_quarantine(self.warehouse, self.dataset, self.report.fingerprint, self.quarantine.batches())
@@ -325,12 +338,15 @@ class Load:
         """Inside the publish transaction: dataset rules; any failing blocking check rolls everything back."""
         report = self.report
         report.checks += self.dataset_audit.judge(target)
-        failed = [c for c in report.checks if c.blocking and not c.passed]
+        failed = self._failed_checks()
         if failed:
             raise QualityGateFailed(gate_message(self.spec.id, report.run_id, failed), report.checks)
         if self.whole_load is not None:
             self.whole_load.record(target, self.dataset, report.run_id)
         self._save(checkpoint, target)
+
+    def _failed_checks(self) -> list:
+        return [c for c in self.report.checks if c.blocking and not c.passed]
 
     def _save(self, checkpoint: Checkpoint | None, target: Warehouse) -> None:
         if checkpoint is not None:

@@ -38,6 +38,7 @@ class Quarantine:
         self._writing = False
         self.count = 0
         self.by_rule: dict[str, int] = {}
+        self.examples: dict[str, str] = {}  # each rule's first reason, for messages
 
     def _stage(self, stage: str, rule: str, **per_row: list) -> None:
         """Spill records; `per_row` holds column_name, value, reason, source_file, source_line, record."""
@@ -53,6 +54,8 @@ class Quarantine:
         self._writer.write_table(table)
         self.count += n
         self.by_rule[rule] = self.by_rule.get(rule, 0) + n
+        if n:
+            self.examples.setdefault(rule, per_row["reason"][0])
 
     def add_rejected(self, stage: str, rejected: Rejected, source_chunk: pa.Table) -> None:
         """Quarantine rejected rows; each record is the row as the source gave it, so replay can rerun it."""

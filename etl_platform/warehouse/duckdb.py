@@ -40,7 +40,8 @@ class DuckDBWarehouse(Warehouse):
         except duckdb.Error as exc:
             raise WarehouseUnavailable(
                 f"cannot open the DuckDB warehouse {database}: {exc}; another process may hold it "
-                f"(DuckDB allows one writing process: stop it, or use PostgreSQL for parallel runs)"
+                f"(DuckDB allows one writing process: stop it, or use PostgreSQL for parallel runs)",
+                transient=_is_lock_conflict(exc),  # the other process may finish; a broken file will not mend
             ) from None
 
     def close(self) -> None:

@@ -23,14 +23,20 @@ from etl_platform.warehouse.locks import WAITING, lock_key
 
 log = logging.getLogger(__name__)
 
+# Connection failures that pass by themselves; a refused connection (nothing listens at the port)
+# is not one of them: a wrong port looks exactly like a stopped server (see WarehouseUnavailable).
 _TRANSIENT = (
-    "connection refused",
-    "could not connect",
     "timeout",
     "timed out",
     "the database system is starting up",
+    "the database system is shutting down",
     "too many clients",
+    "temporary failure in name resolution",
+    "server closed the connection",
+    "no route to host",
+    "network is unreachable",
 )
+_NOTHING_ANSWERED = "connection refused"
 
 
 def _microseconds(data: pa.Table) -> pa.Table:
@@ -91,6 +97,25 @@ class AdvisoryLocks:
         """Closing the connection releases its session locks."""
 
 
+def _is_down(exc: BaseException) -> bool:
+    """What the server's breaker counts: transient failures, and nothing answering at all."""
+    return _is_transient(exc) or (isinstance(exc, psycopg.OperationalError) and _NOTHING_ANSWERED in str(exc).lower())
+
+
+def _hint(reason: str) -> str:
+    """What to fix, from the driver's reason."""
+    lowered = reason.lower()
+    if "password" in lowered or "authentication" in lowered or "role" in lowered:
+        return "check the user and password in ETL_WAREHOUSE_URL"
+    if "database" in lowered and "does not exist" in lowered:
+        return "create the database, or fix its name in ETL_WAREHOUSE_URL"
+    if _NOTHING_ANSWERED in lowered:
+        return "nothing listens there: is the server running, and are the host and port in ETL_WAREHOUSE_URL right?"
+    if "resolve host" in lowered and "temporary" not in lowered:
+        return "the host name is unknown: check the host in ETL_WAREHOUSE_URL"
+    return "is the server running and reachable? check ETL_WAREHOUSE_URL"
+
+
 class PostgresWarehouse(Warehouse):
     dialect = "postgresql"
     staging_options = "UNLOGGED"
@@ -111,22 +136,22 @@ class PostgresWarehouse(Warehouse):
         self._params = {k: v for k, v in self._params.items() if v is not None}
         system = f"PostgreSQL at {self._params['host']}:{self._params['port']}"
         try:
-            # Retried with backoff, behind the server's circuit breaker: a down server fails fast after a few runs.
+            # Transient failures retried with backoff, behind the server's circuit breaker: a down
+            # server fails fast after a few runs. A refusal is not retried here (see _TRANSIENT).
             self.connection = breakers.guarded(
                 system,
                 lambda: with_backoff(
                     lambda: psycopg.connect(**self._params, autocommit=True), _is_transient, attempts=connect_attempts
                 ),
-                _is_transient,
+                _is_down,
             )
         except psycopg.OperationalError as exc:
             reason = one_line(exc)
-            hint = (
-                "check the user and password in ETL_WAREHOUSE_URL"
-                if "password" in reason or "authentication" in reason or "role" in reason
-                else "is the server running and reachable? check ETL_WAREHOUSE_URL"
-            )
-            raise WarehouseUnavailable(f"cannot connect to the PostgreSQL warehouse {self.safe_url}: {reason}; {hint}") from None
+            raise WarehouseUnavailable(
+                f"cannot connect to the PostgreSQL warehouse {self.safe_url}: {reason}; {_hint(reason)}",
+                transient=_is_transient(exc),
+                endpoint=system if _NOTHING_ANSWERED in reason.lower() else None,
+            ) from None
         self.locks = AdvisoryLocks(self.connection)
 
     def close(self) -> None:
