@@ -243,11 +243,15 @@ class Load:
         report.quarantined_by_rule = dict(self.quarantine.by_rule)
         report.check_accounting()
         report.fingerprint = fingerprint.result() if fingerprint else self.source.fingerprint()
-        report.checks += row_rule_outcomes(quality.rules, self.rule_stats)
+        breaker = quality.circuit_breaker
+        verdict = breaker_outcome(breaker, report.rows_read, report.quarantined_by_rule) if breaker else None
+        # The breaker judged the load and passed it: quarantined rows were handled, their rules did their job.
+        contained = verdict is not None and verdict.passed and report.rows_read >= breaker.min_record_count
+        report.checks += row_rule_outcomes(quality.rules, self.rule_stats, contained)
         if self.options.model is not None:
-            report.checks += model_outcomes(self._model_checks(), self.rule_stats)
-        if quality.circuit_breaker:
-            report.checks.append(breaker_outcome(quality.circuit_breaker, report.rows_read, report.quarantined_by_rule))
+            report.checks += model_outcomes(self._model_checks(), self.rule_stats, contained)
+        if verdict is not None:
+            report.checks.append(verdict)
 
     # --- publish or skip --------------------------------------------------------------------
 
