@@ -108,11 +108,13 @@ class RunFollower:
                 status.state = "done"
                 status.metadata = plain_values(event.step_materialization_data.materialization.metadata)
                 status.rows_read = status.metadata.get("rows_read", status.rows_read)
+                if SKIPPED in status.metadata:  # the dataset is unchanged (assets.factory.unchanged)
+                    status.metadata["skipped"] = status.metadata[SKIPPED]
         self._seen = len(logs)
 
     @staticmethod
     def _apply_observation(status: AssetStatus, metadata: dict) -> None:
-        """The asset's own observations (assets.factory): why it published nothing, or its progress."""
+        """The asset's own observations (assets.factory): why a never-published dataset is still missing, or progress."""
         if SKIPPED in metadata:
             status.metadata["skipped"] = metadata[SKIPPED]
         if ROWS_READ not in metadata:
