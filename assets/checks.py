@@ -20,6 +20,9 @@ from etl_platform.quality.audit import CheckOutcome
 from etl_platform.quality.plan import plan_checks
 from etl_platform.spec import PipelineSpec
 
+# Metadata of a result reported again by a run that judged nothing (`carried_results`): the run that judged it.
+CARRIED_FROM = "carried_from_run"
+
 
 def check_specs(spec: PipelineSpec, key: AssetKey, model: type | None = None) -> list[AssetCheckSpec]:
     """The asset's checks, as planned by the engine (quality.plan), which also names its loads' results."""
@@ -63,7 +66,7 @@ def carried_results(instance: DagsterInstance, key: AssetKey, names: Iterable[st
         evaluation = judged[0].evaluation if judged else None
         if evaluation is None:
             continue
-        metadata = {**evaluation.metadata, "carried_from_run": judged[0].run_id, "carried_because": reason}
+        metadata = {**evaluation.metadata, CARRIED_FROM: judged[0].run_id, "carried_because": reason}
         results.append(
             AssetCheckResult(
                 check_name=name,

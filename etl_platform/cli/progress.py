@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from assets.checks import CARRIED_FROM
 from assets.factory import BYTES_READ, ROWS_READ, SKIPPED, TOTAL_BYTES
 from etl_platform.instance.metadata import plain_values
 
@@ -95,6 +96,8 @@ class RunFollower:
             elif checked:
                 evaluation = event.event_specific_data
                 meta = plain_values(evaluation.metadata)
+                if CARRIED_FROM in meta:
+                    continue  # an earlier run's verdict, reported again: not judged in this run
                 status.checks.append(
                     CheckStatus(
                         evaluation.check_name,
