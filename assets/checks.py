@@ -2,15 +2,26 @@
 
 Which checks exist and which block is the plan's to say (etl_platform.quality.plan); here it
 is only translated: a failing blocking check fails the asset's step, so nothing downstream runs.
+
+A run that publishes nothing leaves the dataset as it was, and so the verdicts on it: it reports
+each check's last judged result again (`carried_results`). Otherwise Dagster would record its
+planned checks as skipped or execution-failed, and `all_deps_blocking_checks_passed` would hold
+every dependent until the pipeline published again.
 """
 
 from __future__ import annotations
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
+from collections.abc import Iterable
+
+from dagster import AssetCheckKey, AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, DagsterInstance, MetadataValue
+from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
 
 from etl_platform.quality.audit import CheckOutcome
 from etl_platform.quality.plan import plan_checks
 from etl_platform.spec import PipelineSpec
+
+# Metadata of a result reported again by a run that judged nothing (`carried_results`): the run that judged it.
+CARRIED_FROM = "carried_from_run"
 
 
 def check_specs(spec: PipelineSpec, key: AssetKey, model: type | None = None) -> list[AssetCheckSpec]:
@@ -39,3 +50,29 @@ def check_result(outcome: CheckOutcome) -> AssetCheckResult:
         severity=AssetCheckSeverity.ERROR if outcome.severity == "error" else AssetCheckSeverity.WARN,
         metadata=metadata,
     )
+
+
+def carried_results(instance: DagsterInstance, key: AssetKey, names: Iterable[str], reason: str) -> list[AssetCheckResult]:
+    """The latest judged result of each of `key`'s checks `names` (those never judged: none), reported again
+    because this run published nothing. A failure stays failed (a breaker's rejection holds the dependents
+    until a load publishes) but as a warning: the data it judged was never published, and a run with
+    nothing new is no failure."""
+    storage = instance.event_log_storage
+    results = []
+    for name in names:
+        judged = storage.get_asset_check_execution_history(
+            AssetCheckKey(key, name), limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+        )
+        evaluation = judged[0].evaluation if judged else None
+        if evaluation is None:
+            continue
+        metadata = {**evaluation.metadata, CARRIED_FROM: judged[0].run_id, "carried_because": reason}
+        results.append(
+            AssetCheckResult(
+                check_name=name,
+                passed=evaluation.passed,
+                severity=evaluation.severity if evaluation.passed else AssetCheckSeverity.WARN,
+                metadata=metadata,
+            )
+        )
+    return results

@@ -11,13 +11,14 @@ import contextlib
 import io
 import logging
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, AutomationCondition, DagsterLogManager, Failure
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from assets.automation import dataset_updated
 from etl_platform.dbt_layer import dbt_executable, prepare_manifest, profiles_dir
 from etl_platform.errors import SpecError
 from resources import WarehouseResource
@@ -27,7 +28,14 @@ logger = logging.getLogger(__name__)
 
 
 class PlatformDbtTranslator(DagsterDbtTranslator):
-    """dbt models and sources keyed `[schema, table]`; models run when their upstream datasets publish."""
+    """dbt models and sources keyed `[schema, table]`; models run when their upstream datasets change.
+
+    `reported` are the datasets outside systems report (webhook triggers): see assets.automation.
+    """
+
+    def __init__(self, reported: Collection[AssetKey] = ()):
+        super().__init__()
+        self._reported = tuple(reported)
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         table = dbt_resource_props.get("identifier") or dbt_resource_props.get("alias") or dbt_resource_props["name"]
@@ -35,7 +43,7 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
 
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> AutomationCondition | None:
         # DatasetUpdated: rebuild when an upstream pipeline or model publishes, never over a failed blocking check.
-        return AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
+        return dataset_updated(self._reported)
 
 
 class DbtOutputToRunLog(io.TextIOBase):
@@ -98,7 +106,9 @@ def build_failure(invocation: Any) -> Failure:
     )
 
 
-def dbt_models(project_dir: Path, warehouse_url: str, environment: Mapping[str, str]) -> AssetsDefinition | None:
+def dbt_models(
+    project_dir: Path, warehouse_url: str, environment: Mapping[str, str], reported: Collection[AssetKey] = ()
+) -> AssetsDefinition | None:
     """One multi-asset for the dbt project, built by `dbt build` (models, then their tests); None, with a
     warning, when the project cannot be loaded here (no dbt adapter for the warehouse, a project that never parsed)."""
     try:
@@ -111,7 +121,7 @@ def dbt_models(project_dir: Path, warehouse_url: str, environment: Mapping[str, 
         manifest=manifest,
         project=DbtProject(project_dir=project_dir),
         name=DBT_ASSETS_NAME,
-        dagster_dbt_translator=PlatformDbtTranslator(),
+        dagster_dbt_translator=PlatformDbtTranslator(reported),
         pool="dbt_project",
     )
     def _dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:

@@ -8,17 +8,20 @@ is the published table, and downstream pipelines read it from the warehouse.
 
 import time
 import warnings
+from collections.abc import Iterator
 
 from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetObservation,
     AssetsDefinition,
+    AssetSelection,
     AssetSpec,
     AutomationCondition,
     Backoff,
     BetaWarning,
     Config,
+    DataVersion,
     Failure,
     Jitter,
     MaterializeResult,
@@ -26,12 +29,15 @@ from dagster import (
     RetryPolicy,
     multi_asset,
 )
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster_pandera import pandera_schema_to_dagster_type
 from pydantic import Field
 
-from assets.checks import check_result, check_specs
+from assets.automation import dataset_updated
+from assets.checks import carried_results, check_result, check_specs
 from assets.failures import step_failure
-from assets.metadata import lineage_metadata, materialization_metadata
+from assets.landing import landing_key
+from assets.metadata import DATASET_METADATA, lineage_metadata, materialization_metadata
 from etl_platform.breaker import BreakerBoard
 from etl_platform.engine.environment import Environment
 from etl_platform.engine.options import Progress, RunOptions, given
@@ -47,7 +53,8 @@ from resources import EmbeddingModelResource, LandingZoneResource, WarehouseReso
 PROGRESS_EVERY_SECONDS = 2.0
 # The progress observation's metadata (`etl run` draws its bars from these; the UI plots them).
 ROWS_READ, BYTES_READ, TOTAL_BYTES = "etl/rows_read", "etl/bytes_read", "etl/total_bytes"
-# The observation of a load that published nothing: why (`etl run` shows it in its summary).
+# Why a load published nothing (`etl run` shows it in its summary): metadata of the unchanged
+# dataset's materialization, or of an observation when the dataset was never published.
 SKIPPED = "etl/skipped"
 
 
@@ -96,6 +103,47 @@ def definition_metadata(spec: PipelineSpec, python: FramePipeline | None) -> dic
     return metadata
 
 
+def pipeline_automation(spec: PipelineSpec, registry: PipelineRegistry) -> AutomationCondition | None:
+    """Dataset-updated and webhook triggers: run when an upstream dataset changes (a pipeline publishes, or an
+    outside system reports a change), never while a blocking check upstream fails. A pipeline whose input is
+    files waits for them (its file-arrival sensor): the datasets it reads changing do not start it, unless
+    its trigger says `on_upstream_update: true`."""
+    reported = [dataset_key(dataset) for dataset in spec.webhook_datasets]
+    read = [dataset_key(dependency.destination.dataset) for dependency in registry.upstream(spec.id)]
+    waits_for_files = spec.file_arrival is not None and not spec.file_arrival.on_upstream_update
+    if not reported and (waits_for_files or not read):
+        return None
+    condition = dataset_updated(reported, ignored=read if waits_for_files else ())
+    files = landing_key(spec)
+    # Its landing asset is never materialized (assets.landing): neither missing nor updated for automation.
+    return condition.ignore(AssetSelection.assets(files)) if files else condition
+
+
+def unchanged(context: AssetExecutionContext, key: AssetKey, reason: str) -> Iterator[MaterializeResult]:
+    """A load with nothing new: the published dataset is unchanged, not missing. Its materialization keeps
+    the data version it had (automation starts nothing on it, assets.automation), the dataset's metadata
+    and its checks' last verdicts, so dependents in the same run still load. Never published: missing."""
+    previous = context.instance.get_latest_materialization_event(key)
+    if previous is None or previous.asset_materialization is None:
+        context.log_event(AssetObservation(asset_key=key, metadata={SKIPPED: reason}))
+        return
+    materialization = previous.asset_materialization
+    version = materialization.tags.get(DATA_VERSION_TAG)
+    names = [check_key.name for check_key in context.selected_asset_check_keys]
+    yield MaterializeResult(
+        metadata={**{k: v for k, v in materialization.metadata.items() if k in DATASET_METADATA}, SKIPPED: reason},
+        data_version=DataVersion(version) if version else None,
+        check_results=carried_results(context.instance, key, names, f"unchanged: {reason}"),
+    )
+
+
+def stopped_results(context: AssetExecutionContext, key: AssetKey, judged: list, reason: str) -> list:
+    """A run that failed without publishing: the checks it judged, and the others' last verdicts."""
+    names = {result.check_name for result in judged}
+    carried = [check_key.name for check_key in context.selected_asset_check_keys if check_key.name not in names]
+    return [*judged, *carried_results(context.instance, key, carried, reason)]
+
+
 def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kind: str) -> AssetsDefinition:
     """Build the asset that materializes `spec`'s dataset."""
     destination = spec.destination
@@ -110,11 +158,9 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
     key = dataset_key(destination.dataset)
     upstream = [dataset_key(dependency.destination.dataset) for dependency in registry.upstream(spec.id)]
     upstream += [dataset_key(dataset) for dataset in spec.webhook_datasets]
-    # Dataset-updated and webhook triggers: run when an upstream dataset is updated (a pipeline
-    # publishes, or an outside system reports a change), never while a blocking check upstream fails.
-    automation = AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed() if upstream else None
+    upstream += [files] if (files := landing_key(spec)) else []
 
-    # A multi_asset of one, so that a load with nothing new may skip its materialization and checks.
+    # A multi_asset of one, so that a load that was never published may skip its materialization and checks.
     @multi_asset(
         name=key.to_python_identifier(),
         specs=[
@@ -127,7 +173,7 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
                 kinds=kinds,
                 tags=tags,
                 metadata=definition_metadata(spec, registry.frames.get(spec.id)),
-                automation_condition=automation,
+                automation_condition=pipeline_automation(spec, registry),
                 skippable=True,
             )
         ],
@@ -175,16 +221,18 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
             report = run_pipeline(spec, environment, options)
         except QualityGateFailed as stopped:
             # Record every check that was judged, then fail: the breaker or a blocking rule stops here.
-            for outcome in stopped.outcomes:
-                yield check_result(outcome)
+            judged = [check_result(outcome) for outcome in stopped.outcomes]
+            yield from stopped_results(context, key, judged, f"the load was stopped: {stopped}")
             metadata = materialization_metadata(stopped.report, "", destination.dataset) if stopped.report else {}
             raise Failure(description=str(stopped), metadata=metadata, allow_retries=False) from stopped
         except Exception as error:  # retried only if transient (assets/failures.py)
-            raise step_failure(error, lambda: context.instance.get_latest_materialization_event(key) is not None) from error
+            failure = step_failure(error, lambda: context.instance.get_latest_materialization_event(key) is not None)
+            if not failure.allow_retries:  # a retried failure is not the run's last word: it carries nothing yet
+                yield from stopped_results(context, key, [], f"the run failed before publishing: {failure.description}")
+            raise failure from error
         if report.rows_published == 0 and report.skipped_reason:
-            # Nothing new was published: no materialization, so nothing downstream runs for it.
             context.log.info(f"{spec.id}: nothing to publish: {report.skipped_reason}")
-            context.log_event(AssetObservation(asset_key=key, metadata={SKIPPED: report.skipped_reason}))
+            yield from unchanged(context, key, report.skipped_reason)
             return
         context.log.info(
             f"{spec.id}: {report.rows_read:,} read, {report.rows_published:,} published, "

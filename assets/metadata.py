@@ -41,6 +41,19 @@ def lineage_metadata(lineage: Lineage, published: list[str]) -> dict[str, Any]:
     }
 
 
+# What describes the dataset rather than one load of it: an unchanged run's materialization repeats these.
+DATASET_METADATA = (
+    "dagster/row_count",
+    "dagster/column_schema",
+    "dagster/column_lineage",
+    "dagster/table_name",
+    "etl/column_sources",
+    "etl/column_steps",
+    "schema_version",
+    "write_mode",
+)
+
+
 def materialization_metadata(report: LoadReport, dialect: str, table_name: str) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "rows_read": MetadataValue.int(report.rows_read),

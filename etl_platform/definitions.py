@@ -26,6 +26,7 @@ from dagster_aws.s3 import S3Resource
 
 from assets import dataset_key, pipeline_asset
 from assets.dbt import dbt_models, dbt_resource
+from assets.landing import landing_assets
 from etl_platform.breaker import BreakerBoard
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry, PipelineSpec
@@ -68,7 +69,8 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
     s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, max_attempts=5)
     warehouse = WarehouseResource(url=settings.warehouse_url, lake=settings.lake, s3=s3)
     assets = [pipeline_asset(spec, registry, warehouse.kind) for spec in registry]
-    models = dbt_models(settings.dbt_project_dir, settings.warehouse_url, settings.subprocess_environment())
+    reported = [spec.key for spec in webhook_assets(registry)]
+    models = dbt_models(settings.dbt_project_dir, settings.warehouse_url, settings.subprocess_environment(), reported)
     # One step per pipeline job: spawning a process for it would only add start-up time.
     jobs = {
         spec.id: define_asset_job(
@@ -109,7 +111,7 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
     )
     arrivals = [file_arrival_sensor(spec, jobs[spec.id]) for spec in registry if spec.file_arrival]
     return Definitions(
-        assets=[*assets, *([models] if models else []), *webhook_assets(registry)],
+        assets=[*assets, *([models] if models else []), *webhook_assets(registry), *landing_assets(registry)],
         jobs=[*jobs.values(), *dbt_jobs, everything],
         schedules=[*pipeline_schedules(registry, jobs), *map(dbt_schedule, dbt_jobs)],
         sensors=[automation, *arrivals],

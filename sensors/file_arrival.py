@@ -4,7 +4,8 @@ Each tick lists the watched prefix (a folder, or S3 through dagster-aws's client
 warehouse which files are processed, and requests runs of the pipeline's job for the rest
 (etl_platform.engine.arrivals decides). The cursor holds only the files handed to unfinished runs.
 Dagster ticks carry no metadata, so the lag (age of the oldest unprocessed file) goes into the
-tick's log and skip message, and into an observation of the asset, which the UI plots.
+tick's log and skip message, and into observations of the pipeline's landing asset (assets.landing),
+recorded when what the sensor sees changes and at most once a minute otherwise, which the UI plots.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from dagster import (
 )
 
 from assets import dataset_key
+from assets.landing import LAG_SECONDS, LAST_FILE, LAST_FILE_MODIFIED, UNPROCESSED, landing_key
 from etl_platform.breaker import BreakerBoard
-from etl_platform.engine.arrivals import file_token, finished_tokens, move_to_dead_letter, plan_arrivals
+from etl_platform.engine.arrivals import ArrivalPlan, file_token, finished_tokens, move_to_dead_letter, plan_arrivals
 from etl_platform.engine.inputs import watched_location
 from etl_platform.errors import EtlError
 from etl_platform.spec import PipelineSpec
@@ -42,6 +44,8 @@ from resources import LandingZoneResource, WarehouseResource
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+# While files wait, their lag is observed again after this long even when nothing else changed.
+OBSERVE_LAG_EVERY_SECONDS = 60
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 # A request whose run never appeared (or was deleted) frees its files after this long.
 ORPHANED_AFTER_SECONDS = 600
@@ -55,6 +59,22 @@ def load_run_config(spec: PipelineSpec, files: list[str]) -> dict:
     """Run config that narrows the pipeline's asset to `files`."""
     op_name = dataset_key(spec.destination.dataset).to_python_identifier()
     return {"ops": {op_name: {"config": {"files": files}}}}
+
+
+def landing_observation(spec: PipelineSpec, plan: ArrivalPlan, cursor: dict, now: float) -> AssetObservation | None:
+    """What the tick saw in the pipeline's landing asset (assets.landing), when it changed (another last
+    file, another backlog), and at most once a minute while files wait (the lag grows); otherwise
+    nothing, so the asset's events are not one per tick. `cursor` remembers the last one recorded."""
+    newest = plan.newest
+    seen = [newest.url if newest else None, plan.pending]
+    observed = cursor.get("observed", {"seen": [None, 0], "at": 0.0})
+    if seen == observed["seen"] and not (plan.pending and now - observed["at"] >= OBSERVE_LAG_EVERY_SECONDS):
+        return None
+    cursor["observed"] = {"seen": seen, "at": now}
+    metadata = {UNPROCESSED: plan.pending, LAG_SECONDS: round(plan.oldest_pending_seconds or 0.0, 1)}
+    if newest is not None:
+        metadata |= {LAST_FILE: newest.url, LAST_FILE_MODIFIED: newest.modified.isoformat()}
+    return AssetObservation(asset_key=landing_key(spec), metadata=metadata)
 
 
 def file_arrival_sensor(spec: PipelineSpec, job: UnresolvedAssetJobDefinition) -> SensorDefinition:
@@ -120,19 +140,12 @@ def file_arrival_sensor(spec: PipelineSpec, job: UnresolvedAssetJobDefinition) -
             in_flight.update(dict.fromkeys((file_token(f) for f in batch), run_key))
             cursor["requested_at"][run_key] = time.time()
         context.log.info(plan.summary())
-        reported_backlog = cursor.get("backlog", 0)
-        cursor["backlog"] = plan.pending
-        lag = plan.oldest_pending_seconds or 0.0
-        observation = AssetObservation(
-            asset_key=dataset_key(spec.destination.dataset),
-            metadata={"etl/unprocessed_files": plan.pending, "etl/oldest_unprocessed_file_seconds": round(lag, 1)},
-        )
+        observation = landing_observation(spec, plan, cursor, time.time())
         return SensorResult(
             run_requests=requests,
             skip_reason=None if requests else plan.summary(),
             cursor=json.dumps(cursor),
-            # observe while files wait, and once more when the backlog clears, so the plotted lag returns to zero
-            asset_events=[observation] if plan.pending or reported_backlog else [],
+            asset_events=[observation] if observation else [],
         )
 
     return _sensor

@@ -22,12 +22,14 @@ def test_each_pipeline_is_an_asset_with_its_dependencies(project: dict) -> None:
     defs = definitions()
     graph = defs.resolve_asset_graph()
     crm_export = AssetKey(["crm", "export"])  # external, reported by webhook
+    landing = {name: AssetKey(["landing", name]) for name in ("orders", "customers", "products")}  # input files
     assert set(graph.get_all_asset_keys()) == {
         ORDERS,
         CUSTOMERS,
         PRODUCTS,
         AssetKey(["analytics", "customer_value"]),
         crm_export,
+        *landing.values(),
         *STAGING.values(),
         REPORT,
         CATEGORY_SALES,
@@ -40,8 +42,9 @@ def test_each_pipeline_is_an_asset_with_its_dependencies(project: dict) -> None:
     }
     assert graph.get(REPORT).parent_keys == {STAGING["orders"], STAGING["customers"]}
     assert graph.get(REPORT).group_name == "marts" and graph.get(REPORT).owners == ["team:analytics"]
-    assert graph.get(CUSTOMERS).parent_keys == {crm_export} and not graph.get(crm_export).is_materializable
-    assert graph.get(ORDERS).parent_keys == {PRODUCTS}  # found from the lookup, not declared
+    assert graph.get(CUSTOMERS).parent_keys == {crm_export, landing["customers"]}
+    assert not graph.get(crm_export).is_materializable and not graph.get(landing["customers"]).is_materializable
+    assert graph.get(ORDERS).parent_keys == {PRODUCTS, landing["orders"]}  # products found from the lookup, not declared
     spec = defs.resolve_assets_def(ORDERS).specs_by_key[ORDERS]
     assert spec.group_name == "sales" and spec.owners == ["team:data-platform"]
     assert spec.kinds == {"csv", "duckdb"}

@@ -146,8 +146,9 @@ def test_etl_run_all_builds_the_marts_and_lineage_and_catalog_answer(project: di
     orders = entries["analytics.orders"]
     assert (orders["kind"], orders["owners"], orders["rows"]) == ("pipeline", ["team:data-platform"], 4122)
     assert {c["name"]: c["state"] for c in orders["checks"]}["amount_in_range"] == "passed"  # the latest load was clean
-    # customers had nothing new the second time: its checks keep their results from the first load.
-    assert {c["name"]: c["state"] for c in entries["analytics.customers"]["checks"]}["valid_email"] == "failed"
+    # customers had nothing new the second time: its checks keep their results from the first load, where the
+    # invalid emails were quarantined within the breaker's limit (the rule did its job).
+    assert {c["name"]: c["state"] for c in entries["analytics.customers"]["checks"]}["valid_email"] == "passed"
     assert entries["crm.export"]["kind"] == "external" and entries["crm.export"]["last_published"] is None
 
     # SEARCH matches column names too: revenue is a column of the marts and of customer_value only.

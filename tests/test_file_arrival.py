@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import DagsterInstance, SensorResult, build_sensor_context, instance_for_test
+from dagster import AssetKey, DagsterInstance, SensorResult, build_sensor_context, instance_for_test
 
 from etl_platform.definitions import build_definitions, job_name
 from etl_platform.settings import Settings
@@ -220,7 +220,9 @@ def test_a_failed_run_leaves_its_files_eligible_and_a_retry_succeeds(
     assert rows(duckdb_url, "SELECT status FROM _etl.file_state") == [{"status": "processed"}]
 
 
-def test_lag_is_in_the_tick_message_and_an_asset_observation(tmp_path: Path, instance: DagsterInstance, duckdb_url: str) -> None:
+def test_lag_is_in_the_tick_message_and_observations_of_the_landing_asset(
+    tmp_path: Path, instance: DagsterInstance, duckdb_url: str
+) -> None:
     landing = tmp_path / "landing"
     (landing / "in").mkdir(parents=True)
     (landing / "in" / "old.csv").write_text("id,amount\n1,1\n")
@@ -228,13 +230,24 @@ def test_lag_is_in_the_tick_message_and_an_asset_observation(tmp_path: Path, ins
     harness = Harness(tmp_path, instance, duckdb_url, str(landing), {"prefix": "in/"})
     first = harness.tick()
     (observation,) = first.asset_events
+    assert observation.asset_key == AssetKey(["landing", "arrivals"])  # the input, upstream of the pipeline
     assert observation.metadata["etl/unprocessed_files"].value == 1
     assert observation.metadata["etl/oldest_unprocessed_file_seconds"].value >= 120
-    assert json.loads(harness.cursor)["backlog"] == 1
+    assert observation.metadata["etl/last_seen_file"].value == str(landing / "in" / "old.csv")
+    assert harness.tick().asset_events == []  # nothing changed within the minute: no observation per tick
     harness.run(first)
-    cleared = harness.tick()
+    cleared = harness.tick()  # the backlog changed: observed, so the plotted lag returns to zero
     assert cleared.asset_events[0].metadata["etl/unprocessed_files"].value == 0
     assert "oldest unprocessed file waits none" in cleared.skip_reason.skip_message
+    assert harness.tick().asset_events == []
+    (landing / "in" / "new.csv").write_text("id,amount\n2,1\n")
+    (arrived,) = harness.tick().asset_events  # a new file: observed at once
+    assert arrived.metadata["etl/last_seen_file"].value == str(landing / "in" / "new.csv")
+    # While files wait, the growing lag is observed again once a minute.
+    harness.cursor = json.dumps(
+        {**json.loads(harness.cursor), "observed": {"seen": [str(landing / "in" / "new.csv"), 1], "at": 0}}
+    )
+    assert len(harness.tick().asset_events) == 1
 
 
 def test_a_replace_pipeline_reads_every_file_in_one_run(tmp_path: Path, instance: DagsterInstance, duckdb_url: str) -> None:

@@ -114,6 +114,20 @@ def test_breaker_below_threshold_or_too_few_rows_publishes_good_rows(warehouse_u
     assert by_name(report)["circuit_breaker"].passed and "not judged" in by_name(report)["circuit_breaker"].detail
 
 
+def test_row_rules_whose_rows_the_breaker_let_through_pass_with_their_counts(duckdb_url: str, landing: Path) -> None:
+    rules = [*ROW_RULES[:2], {"field": "status", "rule": "IsIn", "args": ["new"], "severity": "warn"}]
+    report = load(duckdb_url, landing, [*CLEAN, DIRTY], rules, breaker={"error_threshold": 50.0, "min_record_count": 2})
+    checks = by_name(report)
+    # Quarantined within the breaker's limit: the error rules did their job (green), the counts say what they did.
+    assert checks["range_age"].passed and checks["range_age"].rows_failed == 1
+    assert checks["range_age"].detail == "1 failing rows quarantined, within the circuit breaker's limit"
+    assert checks["email_email"].passed and checks["circuit_breaker"].passed
+    assert not checks["is_in_status"].passed  # a warn rule's rows were published as they are: it stays a warning
+    # A breaker that could not judge (too few rows) has not vouched for the quarantine: the rule stays failed.
+    report = load(duckdb_url, landing, [*CLEAN, DIRTY], rules, breaker={"error_threshold": 50.0, "min_record_count": 100})
+    assert not by_name(report)["range_age"].passed
+
+
 @pytest.mark.parametrize("write", ["append", "merge"])
 def test_unique_error_rule_blocks_the_publish(warehouse_url: str, landing: Path, write: str) -> None:
     rules = [{"field": "name", "rule": "Unique"}]

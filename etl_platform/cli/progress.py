@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from assets.checks import CARRIED_FROM
 from assets.factory import BYTES_READ, ROWS_READ, SKIPPED, TOTAL_BYTES
 from etl_platform.instance.metadata import plain_values
 
@@ -97,6 +98,8 @@ class RunFollower:
             elif checked:
                 evaluation = event.event_specific_data
                 meta = plain_values(evaluation.metadata)
+                if CARRIED_FROM in meta:
+                    continue  # an earlier run's verdict, reported again: not judged in this run
                 status.checks.append(
                     CheckStatus(
                         evaluation.check_name,
@@ -110,6 +113,8 @@ class RunFollower:
                 status.state = "done"
                 status.metadata = plain_values(event.step_materialization_data.materialization.metadata)
                 status.rows_read = status.metadata.get("rows_read", status.rows_read)
+                if SKIPPED in status.metadata:  # the dataset is unchanged (assets.factory.unchanged)
+                    status.metadata["skipped"] = status.metadata[SKIPPED]
         self._seen = len(logs)
 
     def _apply_run_failure(self, event) -> None:
@@ -125,7 +130,7 @@ class RunFollower:
 
     @staticmethod
     def _apply_observation(status: AssetStatus, metadata: dict) -> None:
-        """The asset's own observations (assets.factory): why it published nothing, or its progress."""
+        """The asset's own observations (assets.factory): why a never-published dataset is still missing, or progress."""
         if SKIPPED in metadata:
             status.metadata["skipped"] = metadata[SKIPPED]
         if ROWS_READ not in metadata:

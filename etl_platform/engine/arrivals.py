@@ -34,6 +34,7 @@ class ArrivalPlan:
     pending: int = 0
     in_flight: int = 0
     oldest_pending_seconds: float | None = None
+    newest: StoredFile | None = None  # the last file to arrive (latest modified), processed or not
 
     def summary(self) -> str:
         lag = f"{self.oldest_pending_seconds:.0f}s" if self.oldest_pending_seconds is not None else "none"
@@ -63,6 +64,8 @@ def plan_arrivals(
     plan = ArrivalPlan()
     fresh: list[StoredFile] = []
     for file in listed:
+        if plan.newest is None or file.modified > plan.newest.modified:
+            plan.newest = file
         record = records.get(file.url)
         same_version = record is not None and record.version == file.version
         if same_version and record.status in (PROCESSED, DEAD_LETTER):

@@ -67,9 +67,15 @@ def plan_files(
     """The files this load reads: the requested ones, or every match; incremental loads skip processed ones.
 
     A replace reads every matching file whatever a sensor asked for: its target is their content.
+    Files arriving (a file_arrival trigger) may all be gone (processed and archived, dead-lettered):
+    an empty inbox is nothing new; elsewhere no file at all is an error that says where it looked.
     """
     excluded = dead_letter_prefix(location, spec.file_arrival)
-    if requested is None or not spec.incremental_files:
+    if (requested is None or not spec.incremental_files) and spec.file_arrival is not None:
+        files = sorted(location.matching(excluded), key=lambda f: f.key)
+        if not files:
+            return LoadInput(None, nothing_new=f"no files waiting in {location.url}")
+    elif requested is None or not spec.incremental_files:
         files = [f for f in location.files() if not f.key.startswith(excluded)]
     else:
         wanted = set(requested)

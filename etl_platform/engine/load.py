@@ -283,21 +283,18 @@ class Load:
         report.quarantined_by_rule = dict(self.quarantine.by_rule)
         report.check_accounting()
         report.fingerprint = fingerprint.result() if fingerprint else self.source.fingerprint()
-        report.checks += row_rule_outcomes(quality.rules, self.rule_stats)
-        if self.options.model is not None:
-            report.checks += model_outcomes(self._model_checks(), self.rule_stats)
         breaker = quality.circuit_breaker
         if self.options.replay:  # rows that fail again are quarantined anew: a replay that fixes none is no failed load
             breaker = breaker.model_copy(update={"fail_when_all_rows_fail": False})
-        report.checks.append(
-            breaker_outcome(
-                breaker,
-                report.rows_read,
-                report.rows_published,
-                report.quarantined_by_rule,
-                self.quarantine.examples,
-            )
+        verdict = breaker_outcome(
+            breaker, report.rows_read, report.rows_published, report.quarantined_by_rule, self.quarantine.examples
         )
+        # The breaker judged the load's rate and passed it: quarantined rows were handled, their rules did their job.
+        contained = verdict.passed and report.rows_read >= breaker.min_record_count
+        report.checks += row_rule_outcomes(quality.rules, self.rule_stats, contained)
+        if self.options.model is not None:
+            report.checks += model_outcomes(self._model_checks(), self.rule_stats, contained)
+        report.checks.append(verdict)
 
     # --- publish or skip --------------------------------------------------------------------
 

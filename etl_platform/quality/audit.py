@@ -78,33 +78,29 @@ class QualityGateFailed(EtlError):
         self.report = None  # the run's LoadReport, attached by the runner
 
 
-def row_rule_outcomes(rules: list[Rule], stats: dict[str, RuleStats]) -> list[CheckOutcome]:
-    """Row-level rules: failing `error` rows were quarantined; the breaker decides about the load."""
-    return [
-        CheckOutcome(
-            rule_check(rule),
-            passed=stats[rule.check_name].rows_failed == 0,
-            rows_checked=stats[rule.check_name].rows_checked,
-            rows_failed=stats[rule.check_name].rows_failed,
-            samples=stats[rule.check_name].samples,
-        )
-        for rule in rules
-        if rule.is_row_rule
-    ]
+def row_outcome(check: PlannedCheck, stats: RuleStats, contained: bool) -> CheckOutcome:
+    """A row check's verdict. The failing rows of an `error` check went to quarantine; when the breaker
+    judged the load and found the quarantine within its limit, the check did its job: passed, with
+    the counts. Red is kept for what needs a person: a tripped or unjudged breaker, a `warn` rule."""
+    handled = contained and check.severity == "error" and stats.rows_failed > 0
+    return CheckOutcome(
+        check,
+        passed=stats.rows_failed == 0 or handled,
+        rows_checked=stats.rows_checked,
+        rows_failed=stats.rows_failed,
+        samples=stats.samples,
+        detail=f"{stats.rows_failed:,} failing rows quarantined, within the circuit breaker's limit" if handled else "",
+    )
 
 
-def model_outcomes(names: dict[str, str], stats: dict[str, RuleStats]) -> list[CheckOutcome]:
+def row_rule_outcomes(rules: list[Rule], stats: dict[str, RuleStats], contained: bool) -> list[CheckOutcome]:
+    """Row-level rules: failing `error` rows were quarantined; `contained`: the breaker passed the load."""
+    return [row_outcome(rule_check(rule), stats[rule.check_name], contained) for rule in rules if rule.is_row_rule]
+
+
+def model_outcomes(names: dict[str, str], stats: dict[str, RuleStats], contained: bool) -> list[CheckOutcome]:
     """A Pandera model's checks: failing rows were quarantined, like an error rule's."""
-    return [
-        CheckOutcome(
-            model_check(name, description),
-            passed=stats[name].rows_failed == 0,
-            rows_checked=stats[name].rows_checked,
-            rows_failed=stats[name].rows_failed,
-            samples=stats[name].samples,
-        )
-        for name, description in names.items()
-    ]
+    return [row_outcome(model_check(name, description), stats[name], contained) for name, description in names.items()]
 
 
 def breaker_outcome(

@@ -39,6 +39,11 @@ class FileArrival(Strict):
     max_files_per_run: int = Field(100, ge=1, le=10_000)
     max_failures: int = Field(3, ge=1, le=100, description="failed runs before a file moves to the dead-letter prefix")
     dead_letter_prefix: str = Field("_dead_letter/", description="where failing files go, in the same store, error beside them")
+    on_upstream_update: bool = Field(
+        False,
+        description="also run when a dataset the pipeline reads (a lookup, a dependency) publishes; "
+        "by default a file-triggered pipeline runs when files arrive, and its lookups changing do not start it",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FileArrival:
