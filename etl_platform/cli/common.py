@@ -12,6 +12,7 @@ from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import SpecError
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry
+from etl_platform.stores.roots import AllowedRoots
 from etl_platform.stores.s3 import s3_client
 
 if TYPE_CHECKING:
@@ -71,13 +72,19 @@ def environment(resolved: Settings) -> Environment:
         lambda: s3_client(resolved.s3_endpoint_url),
         BreakerBoard(resolved.breakers),
         resolved.secrets,
+        resolved.allowed_roots,
     )
+
+
+def allowed_roots(resolved: Settings) -> AllowedRoots:
+    """Where the deployment lets file sources read: the landing zone and ETL_ALLOWED_ROOTS."""
+    return AllowedRoots.of(resolved.landing, resolved.allowed_roots)
 
 
 def registry(resolved: Settings) -> PipelineRegistry:
     """Load the pipelines folder; an invalid one ends the command with exit code 2."""
     try:
-        return PipelineRegistry.from_folder(resolved.pipelines_dir)
+        return PipelineRegistry.from_folder(resolved.pipelines_dir, roots=allowed_roots(resolved))
     except SpecError as exc:
         click.secho(str(exc), fg="red", err=True)
         sys.exit(EXIT_USAGE)

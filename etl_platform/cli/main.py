@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from etl_platform.cli.catalog import catalog
-from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, environment, registry, settings
+from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, allowed_roots, environment, registry, settings
 from etl_platform.cli.infer import infer
 from etl_platform.cli.lineage import lineage
 from etl_platform.cli.quarantine import quarantine
@@ -74,9 +74,10 @@ def validate(files: tuple[Path, ...]) -> None:
     resolved = settings()
     try:
         python, custom_checks = load_python_folder(resolved.pipelines_dir)
-        given = load_pipeline_files(files, custom_checks) if files else []
+        roots = allowed_roots(resolved)
+        given = load_pipeline_files(files, custom_checks, roots) if files else []
         folder = [p for p in pipeline_files(resolved.pipelines_dir) if p.resolve() not in {f.resolve() for f in files}]
-        pipelines = PipelineRegistry([*load_pipeline_files(folder, custom_checks), *given, *specs_of(python)])
+        pipelines = PipelineRegistry([*load_pipeline_files(folder, custom_checks, roots), *given, *specs_of(python)])
     except SpecError as exc:
         click.secho(str(exc), fg="red", err=True)
         sys.exit(EXIT_FAILED)
