@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 
 import pyarrow as pa
 
@@ -21,6 +21,10 @@ from etl_platform.types import sql_type
 STAGING_SCHEMA = "_etl_staging"
 # A staging table's row-order column: a merge keeps the last row of each key.
 SEQ = "_etl_seq"
+# User-written SQL (a CustomQuery check, a SQL source's query) runs at most this long per statement.
+USER_SQL_TIMEOUT_SECONDS = 600.0
+
+ReadOnlyReader = Callable[[str], pa.Table]
 
 
 class Warehouse(ABC):
@@ -60,6 +64,16 @@ class Warehouse(ABC):
             self.rollback()
             raise
         self.commit()
+
+    @abstractmethod
+    def read_only(self, timeout_seconds: float = USER_SQL_TIMEOUT_SECONDS) -> AbstractContextManager[ReadOnlyReader]:
+        """A reader of one SELECT's result for user-written SQL (a custom check), on this connection.
+
+        It sees the open transaction's uncommitted rows, as a check inside the publish transaction
+        must, but can neither write nor end that transaction, and each statement stops after
+        `timeout_seconds`: the validated spec says the SQL is one SELECT, and this is the defence
+        in depth should a parser gap let more through (docs/security.md).
+        """
 
     @abstractmethod
     def bulk_insert(self, table_name: str, data: pa.Table) -> None:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import datetime
 import decimal
 import sqlite3
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 from sqlalchemy.engine import make_url
 
 from etl_platform.errors import WarehouseUnavailable
-from etl_platform.warehouse.base import Warehouse
+from etl_platform.warehouse.base import USER_SQL_TIMEOUT_SECONDS, ReadOnlyReader, Warehouse
 from etl_platform.warehouse.dbapi import cursor_batches
 
 sqlite3.register_adapter(datetime.datetime, lambda v: v.isoformat(sep=" "))
@@ -67,6 +69,22 @@ class SQLiteWarehouse(Warehouse):
 
     def rollback(self) -> None:
         self.connection.execute("ROLLBACK")
+
+    @contextmanager
+    def read_only(self, timeout_seconds: float = USER_SQL_TIMEOUT_SECONDS) -> Iterator[ReadOnlyReader]:
+        """A savepoint with `PRAGMA query_only` on, rolled back afterwards; a progress handler stops a
+        statement after the timeout. Python's sqlite3 runs one statement per call."""
+        deadline = time.monotonic() + timeout_seconds
+        self.execute("SAVEPOINT etl_read_only")
+        self.execute("PRAGMA query_only = ON")
+        self.connection.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        try:
+            yield self.read_arrow
+        finally:
+            self.connection.set_progress_handler(None, 0)
+            self.execute("PRAGMA query_only = OFF")
+            self.execute("ROLLBACK TO SAVEPOINT etl_read_only")
+            self.execute("RELEASE SAVEPOINT etl_read_only")
 
     def bulk_insert(self, table_name: str, data: pa.Table) -> None:
         if not len(data):
