@@ -68,7 +68,7 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
     roots = AllowedRoots.of(settings.landing, settings.allowed_roots)
     registry = PipelineRegistry.from_folder(settings.pipelines_dir, python_pipelines, roots)
     s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, max_attempts=5)
-    warehouse = WarehouseResource(url=settings.warehouse_url, lake=settings.lake, s3=s3)
+    warehouse = WarehouseResource.at(settings.warehouse_url, settings.lake, s3)
     assets = [pipeline_asset(spec, registry, warehouse.kind) for spec in registry]
     models = dbt_models(settings.dbt_project_dir, settings.warehouse_url, settings.subprocess_environment())
     # One step per pipeline job: spawning a process for it would only add start-up time.

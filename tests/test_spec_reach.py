@@ -21,9 +21,7 @@ PIPELINE = "id: {id}\n" + CSV_SOURCE + "destination:\n  dataset: analytics.{id}\
 
 
 def validate(folder: Path, landing: Path, **env: str) -> tuple[int, str]:
-    result = CliRunner().invoke(
-        cli, ["validate"], env={"ETL_PIPELINES_DIR": str(folder), "ETL_LANDING_DIR": str(landing), **env}
-    )
+    result = CliRunner().invoke(cli, ["validate"], env={"ETL_PIPELINES_DIR": str(folder), "ETL_LANDING_DIR": str(landing), **env})
     return result.exit_code, result.output
 
 

@@ -48,8 +48,13 @@ def ensure_dagster_home(home: Path) -> None:
 
 
 def settings() -> Settings:
-    """Settings from the environment, with the Dagster instance folder made if it is missing."""
-    resolved = Settings.from_env()
+    """Settings from the environment, with the Dagster instance folder made if it is missing;
+    a setting that is wrong (a warehouse URL without a scheme) ends the command with exit code 2."""
+    try:
+        resolved = Settings.from_env()
+    except SpecError as exc:
+        click.secho(str(exc), fg="red", err=True)
+        sys.exit(EXIT_USAGE)
     ensure_dagster_home(resolved.dagster_home)
     return resolved
 

@@ -22,7 +22,7 @@ from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, allowed_roots, environ
 from etl_platform.cli.infer import infer
 from etl_platform.cli.lineage import lineage
 from etl_platform.cli.quarantine import quarantine
-from etl_platform.errors import EtlError, SpecError
+from etl_platform.errors import EtlError, SpecError, masked_url
 from etl_platform.spec import PipelineRegistry
 from etl_platform.spec.loader import load_pipeline_files, pipeline_files
 from etl_platform.spec.registry import load_python_folder, specs_of
@@ -201,7 +201,7 @@ def demo(parallel: int) -> None:
     command = [sys.executable, "-m", "etl_platform.cli.main", "run", "--all", "--parallel", str(parallel)]
     success = subprocess.run(command, env=resolved.subprocess_environment(**salt), check=False).returncode == EXIT_OK
     console.print(
-        f"Warehouse: {resolved.warehouse_url}\nQuarantined rows: SELECT * FROM _etl.quarantine\n"
+        f"Warehouse: {masked_url(resolved.warehouse_url)}\nQuarantined rows: SELECT * FROM _etl.quarantine\n"
         "Open the Dagster UI to browse assets, runs and metadata: make ui (or .venv/bin/etl ui), then http://127.0.0.1:3000"
     )
     sys.exit(EXIT_OK if success else EXIT_FAILED)

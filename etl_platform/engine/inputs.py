@@ -50,9 +50,7 @@ def plan_input(spec: PipelineSpec, environment: Environment, warehouse: Warehous
         saved = None if options.full_refresh else saved_position(warehouse, spec.id)
         return LoadInput(options.source(saved))
     if spec.file_path is not None:
-        location = watched_location(
-            spec, environment.landing, environment.s3_client, environment.breakers, environment.roots
-        )
+        location = watched_location(spec, environment.landing, environment.s3_client, environment.breakers, environment.roots)
         return plan_files(spec, warehouse, location, options.files, options.full_refresh)
     if isinstance(spec.source, SqlSource):
         return plan_query(spec, warehouse, options.full_refresh, environment.secrets)

@@ -8,4 +8,12 @@ from etl_platform.stores.s3 import S3Store
 
 __all__ = [
     "AllowedRoots",
-    "FileLocation", "FileStore", "LocalStore", "S3Store", "StoredFile", "glob_matcher", "open_store", "split_glob"]
+    "FileLocation",
+    "FileStore",
+    "LocalStore",
+    "S3Store",
+    "StoredFile",
+    "glob_matcher",
+    "open_store",
+    "split_glob",
+]

@@ -21,6 +21,7 @@ from etl_platform.stores.local import LocalStore
 from etl_platform.stores.roots import AllowedRoots
 from etl_platform.stores.s3 import S3Store
 
+
 def glob_matcher(pattern: str) -> Callable[[str], bool]:
     """A predicate for keys relative to the prefix."""
     regex, i = "", 0

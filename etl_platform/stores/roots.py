@@ -65,9 +65,7 @@ class AllowedRoots:
                 for root in self.roots
             )
         resolved = Path(os.path.realpath(location))
-        return any(
-            not root.startswith("s3://") and resolved.is_relative_to(os.path.realpath(root)) for root in self.roots
-        )
+        return any(not root.startswith("s3://") and resolved.is_relative_to(os.path.realpath(root)) for root in self.roots)
 
     def refusal(self, path: str) -> str | None:
         """Why the source path `path` (its literal part, before any wildcard) is outside the roots, or None."""

@@ -6,7 +6,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from etl_platform.breaker import BreakerBoard
-from etl_platform.errors import WarehouseUnavailable
+from etl_platform.errors import WarehouseUnavailable, masked_url
+from etl_platform.settings import WAREHOUSE_BACKENDS
 from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.metadata import QUARANTINE_SCHEMA
 from etl_platform.warehouse.publish import PublishResult
@@ -23,7 +24,9 @@ def open_warehouse(url: str, breakers: BreakerBoard | None = None) -> Warehouse:
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError:
-        raise WarehouseUnavailable(f"ETL_WAREHOUSE_URL {url!r} is not a URL such as postgresql://user@host/db") from None
+        raise WarehouseUnavailable(
+            f"ETL_WAREHOUSE_URL {masked_url(url)!r} is not a URL such as postgresql://user@host/db"
+        ) from None
     if backend == "postgresql":
         from etl_platform.warehouse.postgres import PostgresWarehouse
 
@@ -36,4 +39,4 @@ def open_warehouse(url: str, breakers: BreakerBoard | None = None) -> Warehouse:
         from etl_platform.warehouse.sqlite import SQLiteWarehouse
 
         return SQLiteWarehouse(url)
-    raise WarehouseUnavailable(f"unsupported warehouse {backend!r} in ETL_WAREHOUSE_URL; use postgresql, duckdb or sqlite")
+    raise WarehouseUnavailable(f"unsupported warehouse {backend!r} in ETL_WAREHOUSE_URL; use {', '.join(WAREHOUSE_BACKENDS)}")

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, contextmanager
 
 import pyarrow as pa
 
+from etl_platform.errors import masked_url
 from etl_platform.types import sql_type
 
 # Where loads are staged before publish; a killed run's leftovers are dropped by `drop_staging`.
@@ -34,6 +35,7 @@ class Warehouse(ABC):
 
     def __init__(self, url: str):
         self.url = url
+        self.safe_url = masked_url(url)  # how messages show it
 
     # --- dialect hooks -----------------------------------------------------------------------
 

@@ -41,7 +41,6 @@ class DuckDBWarehouse(Warehouse):
         database = make_url(url).database or ":memory:"
         if database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        self.safe_url = url
         try:
             self.connection = with_backoff(lambda: duckdb.connect(database), _is_lock_conflict, attempts=8, max_seconds=10)
         except duckdb.Error as exc:

@@ -50,7 +50,6 @@ class PostgresWarehouse(Warehouse):
     def __init__(self, url: str, breakers: BreakerBoard, connect_attempts: int = 4):
         super().__init__(url)
         parsed = make_url(url)
-        self.safe_url = parsed.render_as_string(hide_password=True)
         self._params = {
             "host": parsed.host or "127.0.0.1",
             "port": parsed.port or 5432,
