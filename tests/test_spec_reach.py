@@ -177,3 +177,57 @@ def test_read_only_sees_the_open_transaction_then_gives_it_back_writable(any_war
         warehouse.execute(f"INSERT INTO {canary} VALUES (3)")
         warehouse.commit()
         assert rows(any_warehouse_url, f"SELECT x FROM {canary} ORDER BY x") == [{"x": 1}, {"x": 3}]
+
+
+def _canary(url: str) -> None:
+    warehouse = open_warehouse(url)
+    warehouse.create_schema("analytics")
+    canary = warehouse.relation("analytics", "canary")
+    warehouse.execute(f"CREATE TABLE {canary} (x INTEGER)")
+    warehouse.execute(f"INSERT INTO {canary} VALUES (1)")
+    warehouse.close()
+
+
+def _with_unvalidated_query(spec: PipelineSpec, query: str) -> PipelineSpec:
+    """The spec with its SQL source's query swapped after validation: what a parser gap would let through."""
+    return spec.model_copy(update={"source": spec.source.model_copy(update={"query": query})})
+
+
+@pytest.mark.parametrize("query", ["DROP TABLE analytics.canary", "SELECT 1 AS x; DROP TABLE analytics.canary"])
+def test_a_sql_source_reading_the_warehouse_cannot_write_it(any_warehouse_url: str, landing: Path, query: str) -> None:
+    """PostgreSQL reads through a cursor (DECLARE takes one SELECT) on a read-only connection; DuckDB and
+    SQLite have their own parser or compiler say the statement is one SELECT that only reads."""
+    _canary(any_warehouse_url)
+    valid = pipeline(source={"type": "sql", "query": "SELECT x FROM analytics.canary"})
+    refusal = r"query failed: .*(only one SELECT|syntax error at or near \"(DROP|;)\"|multiple commands)"
+    with pytest.raises(SourceError, match=refusal):
+        run_pipeline(_with_unvalidated_query(valid, query), environment_for(any_warehouse_url, landing))
+    assert rows(any_warehouse_url, "SELECT x FROM analytics.canary") == [{"x": 1}]
+
+
+DELETING_FUNCTION = (
+    "CREATE FUNCTION delete_canary() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN DELETE FROM canary; RETURN true; END $$"
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "query"), [("sqlite", "DELETE FROM canary RETURNING x"), ("postgresql", "SELECT delete_canary() AS x")]
+)
+def test_a_sql_source_reading_another_database_cannot_write_it(
+    request: pytest.FixtureRequest, kind: str, query: str, duckdb_url: str, landing: Path
+) -> None:
+    import sqlalchemy as sa
+
+    other = request.getfixturevalue(f"{kind}_url")
+    engine = sa.create_engine(other)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE canary (x INTEGER)")
+        connection.exec_driver_sql("INSERT INTO canary VALUES (1)")
+        if kind == "postgresql":
+            connection.exec_driver_sql(DELETING_FUNCTION)
+    valid = pipeline(source={"type": "sql", "url": other, "query": "SELECT x FROM canary"})
+    with pytest.raises(SourceError, match=r"(?i)read-only|readonly"):
+        run_pipeline(_with_unvalidated_query(valid, query), environment_for(duckdb_url, landing))
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT x FROM canary").fetchall() == [(1,)]
+    engine.dispose()
