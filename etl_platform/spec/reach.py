@@ -41,8 +41,19 @@ class PathRoots(Protocol):
     def refusal(self, path: str) -> str | None: ...
 
 
+def _not_a_table(node: exp.Table) -> str | None:
+    """What a FROM item reads if not a table: a table function (read_csv, glob) or a file name that
+    DuckDB would scan (`FROM '/etc/passwd'`, `FROM "data.csv"`)."""
+    if not isinstance(node.this, exp.Identifier):
+        return node.this.sql(dialect="duckdb")
+    if any(mark in node.name for mark in "/\\.:"):
+        return repr(node.name)
+    return None
+
+
 def single_select(sql: str, field: str) -> str:
-    """`sql` if it parses as exactly one SELECT (a set operation of SELECTs included) that writes nothing.
+    """`sql` if it parses as exactly one SELECT (a set operation of SELECTs included) that writes
+    nothing and reads only tables (no table function or file name in FROM).
 
     `{dataset}` (a check's target table) is read as a table name. Parsed with sqlglot's DuckDB
     dialect, which reads the PostgreSQL and SQLite SQL that checks and sources are written in.
@@ -59,6 +70,9 @@ def single_select(sql: str, field: str) -> str:
     if not isinstance(statement, exp.Query) or writes:
         found = ", ".join(writes) or type(statement).__name__.upper()
         raise ValueError(f"`{field}` must be one SELECT that only reads; found {found}")
+    outside = [found for table in statement.find_all(exp.Table) if (found := _not_a_table(table))]
+    if outside:
+        raise ValueError(f"`{field}` may read tables only, not {', '.join(outside)}")
     return sql
 
 
