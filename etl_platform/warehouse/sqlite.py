@@ -13,7 +13,7 @@ import decimal
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from etl_platform.errors import WarehouseUnavailable
 from etl_platform.warehouse.base import USER_SQL_TIMEOUT_SECONDS, ReadOnlyReader, Warehouse
 from etl_platform.warehouse.dbapi import cursor_batches
+from etl_platform.warehouse.locks import FileLocks, embedded_locks
 
 # What a SQL source's query may do, as SQLite's authorizer names the actions of a compiled statement.
 _READ_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
@@ -31,12 +32,25 @@ sqlite3.register_adapter(datetime.date, lambda v: v.isoformat())
 sqlite3.register_adapter(decimal.Decimal, str)
 
 
+class WriteLocked(FileLocks):
+    """Staging claims as files; the dataset lock is SQLite's own write lock.
+
+    `begin` runs BEGIN IMMEDIATE, which takes the write lock of the main database file that every
+    connection to the warehouse shares: write transactions of the whole warehouse already run one at
+    a time, across threads and processes, so a dataset needs no lock of its own.
+    """
+
+    def lock_dataset(self, dataset: str) -> None:
+        """Held already: the transaction began with BEGIN IMMEDIATE."""
+
+
 class SQLiteWarehouse(Warehouse):
     dialect = "sqlite"
 
     def __init__(self, url: str):
         super().__init__(url)
         self.database = make_url(url).database or ":memory:"
+        self.locks = embedded_locks(self.database, WriteLocked)
         try:
             if self.database != ":memory:":
                 Path(self.database).parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +69,7 @@ class SQLiteWarehouse(Warehouse):
         return str(main.parent / f"{main.stem}.{schema}.sqlite")
 
     def close(self) -> None:
+        self.locks.close()
         self.connection.close()
 
     def execute(self, sql: str, params: tuple = ()) -> None:
@@ -94,7 +109,9 @@ class SQLiteWarehouse(Warehouse):
         columns = ", ".join(map(self.quote, data.column_names))
         marks = ", ".join("?" * data.num_columns)
         rows = zip(*(c.to_pylist() for c in data.columns), strict=True)
-        self.connection.executemany(f"INSERT INTO {table_name} ({columns}) VALUES ({marks})", rows)
+        # Outside a transaction (staging) each row would commit, and sync the file, on its own.
+        with nullcontext() if self.connection.in_transaction else self.transaction():
+            self.connection.executemany(f"INSERT INTO {table_name} ({columns}) VALUES ({marks})", rows)
 
     def read_batches(self, sql: str, batch_rows: int) -> Iterator[pa.Table]:
         """On this connection (a second one would contend for the file locks the load's writer takes),
