@@ -47,26 +47,22 @@ class Secrets(Mapping[str, str]):
         return f"Secrets(<{len(self)} names, values hidden>)"
 
 
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9.-]*)(\+[A-Za-z0-9_]+)?://")
-# The warehouses etl_platform.warehouse opens (a driver may follow: postgresql+psycopg://).
-WAREHOUSE_BACKENDS = ("postgresql", "duckdb", "sqlite")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def canonical_url(url: str) -> str:
     """`postgres://` (Heroku's and many tools' spelling) as SQLAlchemy names it, `postgresql://`.
 
-    A URL without a scheme, or naming no warehouse the platform opens, is refused here with the
-    password masked, rather than deep in SQLAlchemy with a traceback (and the URL echoed whole).
+    A URL without a scheme is refused here with the password masked, rather than deep in
+    SQLAlchemy with a traceback (and the URL echoed whole). An unknown scheme is refused by
+    `open_warehouse`, which names the warehouses it opens.
     """
-    url = "postgresql://" + url.removeprefix("postgres://") if url.startswith("postgres://") else url
-    scheme = _SCHEME.match(url)
-    if scheme is None or scheme[1] not in WAREHOUSE_BACKENDS:
-        found = f"names the unsupported warehouse {scheme[1]!r}" if scheme else "has no scheme"
+    if not _SCHEME.match(url):
         raise SpecError(
-            f"ETL_WAREHOUSE_URL {masked_url(url)!r} {found}; write it as postgresql://user:password@host:5432/db, "
+            f"ETL_WAREHOUSE_URL {masked_url(url)!r} has no scheme; write it as postgresql://user:password@host:5432/db, "
             "duckdb:///path/warehouse.duckdb or sqlite:///path/warehouse.sqlite"
         )
-    return url
+    return "postgresql://" + url.removeprefix("postgres://") if url.startswith("postgres://") else url
 
 
 def _roots(text: str | None) -> tuple[str, ...]:

@@ -121,10 +121,10 @@ def test_the_webservers_graphql_answers_without_the_password(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     "url",
-    [f"postgres:{PASSWORD}@db.example/warehouse", f"mysqlx://etl:{PASSWORD}@db.example/warehouse", f"etl:{PASSWORD}@db"],
+    [f"postgres:{PASSWORD}@db.example/warehouse", f"etl:{PASSWORD}@db", f"etl:{PASSWORD}@db:5432/x?sslmode=require"],
 )
-def test_a_bad_warehouse_url_is_refused_clearly_and_masked(url: str) -> None:
-    with pytest.raises(EtlError, match=r"ETL_WAREHOUSE_URL '.*\*\*\*@db.*' (has no scheme|names the unsupported)") as refused:
+def test_a_warehouse_url_without_a_scheme_is_refused_clearly_and_masked(url: str) -> None:
+    with pytest.raises(EtlError, match=r"ETL_WAREHOUSE_URL '.*\*\*\*@db.*' has no scheme") as refused:
         Settings.from_env({"ETL_WAREHOUSE_URL": url})
     assert PASSWORD not in str(refused.value)
 

@@ -7,7 +7,6 @@ from sqlalchemy.exc import ArgumentError
 
 from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import WarehouseUnavailable, masked_url
-from etl_platform.settings import WAREHOUSE_BACKENDS
 from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.metadata import QUARANTINE_SCHEMA
 from etl_platform.warehouse.publish import PublishResult
@@ -39,4 +38,4 @@ def open_warehouse(url: str, breakers: BreakerBoard | None = None) -> Warehouse:
         from etl_platform.warehouse.sqlite import SQLiteWarehouse
 
         return SQLiteWarehouse(url)
-    raise WarehouseUnavailable(f"unsupported warehouse {backend!r} in ETL_WAREHOUSE_URL; use {', '.join(WAREHOUSE_BACKENDS)}")
+    raise WarehouseUnavailable(f"unsupported warehouse {backend!r} in ETL_WAREHOUSE_URL; use postgresql, duckdb or sqlite")
