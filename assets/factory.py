@@ -206,6 +206,7 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
             embedding_model.embedder,
             breakers,
             secrets,
+            tuple(landing_zone.allowed_roots),
         )
         python = registry.frames.get(spec.id)
         try:

@@ -30,6 +30,7 @@ from assets.landing import landing_assets
 from etl_platform.breaker import BreakerBoard
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry, PipelineSpec
+from etl_platform.stores import AllowedRoots
 from resources import EmbeddingModelResource, LandingZoneResource, WarehouseResource
 from sensors import dbt_schedule, file_arrival_sensor, pipeline_schedules
 
@@ -65,9 +66,10 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
     BreakerBoard of the process (steps and sensors share it), and `secrets`, the settings' named secrets.
     """
     settings = settings or Settings.from_env()
-    registry = PipelineRegistry.from_folder(settings.pipelines_dir, python_pipelines)
+    roots = AllowedRoots.of(settings.landing, settings.allowed_roots)
+    registry = PipelineRegistry.from_folder(settings.pipelines_dir, python_pipelines, roots)
     s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, max_attempts=5)
-    warehouse = WarehouseResource(url=settings.warehouse_url, lake=settings.lake, s3=s3)
+    warehouse = WarehouseResource.at(settings.warehouse_url, settings.lake, s3)
     assets = [pipeline_asset(spec, registry, warehouse.kind) for spec in registry]
     reported = [spec.key for spec in webhook_assets(registry)]
     models = dbt_models(settings.dbt_project_dir, settings.warehouse_url, settings.subprocess_environment(), reported)
@@ -117,7 +119,7 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
         sensors=[automation, *arrivals],
         resources={
             "warehouse": warehouse,
-            "landing_zone": LandingZoneResource(root=settings.landing, s3=s3),
+            "landing_zone": LandingZoneResource(root=settings.landing, allowed_roots=list(roots.declared), s3=s3),
             "s3": s3,
             "embedding_model": EmbeddingModelResource(),
             **({"dbt": dbt_resource(settings.dbt_project_dir)} if models else {}),

@@ -57,3 +57,18 @@ class WarehouseUnavailable(EtlError):
 def one_line(error: BaseException) -> str:
     """A driver's (often multi-line) error message as one line, for messages built around it."""
     return " ".join(str(error).split())
+
+
+def masked_url(url: str) -> str:
+    """`url` with the password of its user part shown as `***`: the one form any message shows a URL in.
+
+    Text, not a parsed URL, so a URL that does not parse (no scheme, an unknown one) is masked
+    too. Everything between the user's `:` and the URL's last `@` counts as the password, so a
+    password holding `@` or `/` is hidden whole (erring towards hiding too much, never too little).
+    """
+    scheme, separator, rest = url.rpartition("://") if "://" in url else ("", "", url)
+    if "@" not in rest:
+        return url
+    user_part, _, host_part = rest.rpartition("@")
+    user, colon, _password = user_part.partition(":")
+    return f"{scheme}{separator}{user}{colon}{'***' if colon else ''}@{host_part}"

@@ -6,17 +6,19 @@ branches on an environment name, and no other module reads or writes `os.environ
 are passed down (to resources, the engine's Environment, breakers, sources and transforms), and
 subprocesses get an environment built from these settings (docs/architecture.md).
 ETL_LANDING_DIR and ETL_LAKE_DIR are folders or s3://bucket/prefix URLs; the S3 endpoint (moto,
-MinIO) comes from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL.
+MinIO) comes from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL. ETL_ALLOWED_ROOTS lists, comma-separated,
+the folders and s3://bucket/prefix URLs besides the landing zone that file sources may read.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from etl_platform.errors import SpecError
+from etl_platform.errors import SpecError, masked_url
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -45,9 +47,28 @@ class Secrets(Mapping[str, str]):
         return f"Secrets(<{len(self)} names, values hidden>)"
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def canonical_url(url: str) -> str:
-    """`postgres://` (Heroku's and many tools' spelling) as SQLAlchemy names it, `postgresql://`."""
+    """`postgres://` (Heroku's and many tools' spelling) as SQLAlchemy names it, `postgresql://`.
+
+    A URL without a scheme is refused here with the password masked, rather than deep in
+    SQLAlchemy with a traceback (and the URL echoed whole). An unknown scheme is refused by
+    `open_warehouse`, which names the warehouses it opens.
+    """
+    if not _SCHEME.match(url):
+        raise SpecError(
+            f"ETL_WAREHOUSE_URL {masked_url(url)!r} has no scheme; write it as postgresql://user:password@host:5432/db, "
+            "duckdb:///path/warehouse.duckdb or sqlite:///path/warehouse.sqlite"
+        )
     return "postgresql://" + url.removeprefix("postgres://") if url.startswith("postgres://") else url
+
+
+def _roots(text: str | None) -> tuple[str, ...]:
+    """ETL_ALLOWED_ROOTS: comma-separated folders (made absolute) and s3://bucket/prefix URLs."""
+    entries = [entry.strip() for entry in (text or "").split(",") if entry.strip()]
+    return tuple(entry if entry.startswith("s3://") else str(Path(entry).resolve()) for entry in entries)
 
 
 def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float], default: float) -> float:
@@ -85,6 +106,7 @@ class Settings:
     warehouse_url: str
     dagster_home: Path
     s3_endpoint_url: str | None
+    allowed_roots: tuple[str, ...] = ()
     breakers: BreakerSettings = BreakerSettings()
     secrets: Secrets = field(default_factory=Secrets)
 
@@ -104,6 +126,7 @@ class Settings:
             warehouse_url=canonical_url(env.get("ETL_WAREHOUSE_URL", f"duckdb:///{data / 'warehouse.duckdb'}")),
             dagster_home=Path(env.get("DAGSTER_HOME", project / ".dagster_home")),
             s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+            allowed_roots=_roots(env.get("ETL_ALLOWED_ROOTS")),
             breakers=BreakerSettings(
                 failures=_number(env, "ETL_BREAKER_FAILURES", int, BreakerSettings.failures),
                 cooldown_seconds=_number(env, "ETL_BREAKER_COOLDOWN_SECONDS", float, BreakerSettings.cooldown_seconds),

@@ -1,22 +1,53 @@
-"""The warehouse resource: one URL chooses DuckDB (embedded), PostgreSQL or SQLite."""
+"""The warehouse resource: one URL chooses DuckDB (embedded), PostgreSQL or SQLite.
 
-from __future__ import annotations
+The URL may hold the warehouse's password, so it is not a config value: a resource's config
+values are defaults in the code location's repository snapshot, which the webserver serves to
+whoever opens the UI (the Launchpad shows them). The URL reaches the resource as a plain-object
+dependency instead, made from the settings when the code location loads, in every process that
+loads it (a run's included), and never serialized. The config holds the masked form, for the UI.
+"""
 
-from dagster import ConfigurableResource
+# No `from __future__ import annotations`: Dagster reads `ResourceDependency[...]` from the class's
+# evaluated annotations to tell a dependency from a config field.
+from dataclasses import dataclass, field
+
+from dagster import ConfigurableResource, ResourceDependency
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 from sqlalchemy.engine import make_url
 
 from etl_platform.breaker import BreakerBoard
+from etl_platform.errors import masked_url
 from etl_platform.stores import FileStore, open_store
 
 
-class WarehouseResource(ConfigurableResource):
-    """Where pipelines publish: tables at `url`, file datasets under `lake`."""
+@dataclass(frozen=True)
+class WarehouseSecret:
+    """The warehouse URL, password included; its repr shows the masked form only."""
 
-    url: str = Field(description="SQLAlchemy-style URL: duckdb:///path, postgresql://user@host/db, sqlite:///path")
+    url: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"WarehouseSecret({masked_url(self.url)!r})"
+
+
+class WarehouseResource(ConfigurableResource):
+    """Where pipelines publish: tables at the warehouse URL, file datasets under `lake`."""
+
+    display_url: str = Field(description="The warehouse's SQLAlchemy-style URL, its password masked")
     lake: str = Field(description="Folder or s3://bucket/prefix that file destinations (Parquet, CSV, JSON Lines) publish into")
     s3: S3Resource
+    secret: ResourceDependency[WarehouseSecret]
+
+    @classmethod
+    def at(cls, url: str, lake: str, s3: S3Resource) -> "WarehouseResource":
+        """The resource for the warehouse at `url`: the masked URL as config, the URL itself as a dependency."""
+        return cls(display_url=masked_url(url), lake=lake, s3=s3, secret=WarehouseSecret(url))
+
+    @property
+    def url(self) -> str:
+        """The URL to connect with (password included): read at run time, never shown."""
+        return self.secret.url
 
     @property
     def kind(self) -> str:

@@ -109,7 +109,9 @@ def file_arrival_sensor(spec: PipelineSpec, job: UnresolvedAssetJobDefinition) -
         for token in finished_tokens(in_flight, run_finished):
             del in_flight[token]
         cursor["requested_at"] = {key: at for key, at in cursor["requested_at"].items() if key in in_flight.values()}
-        location = watched_location(spec, landing_zone.store(breakers), landing_zone.s3.get_client, breakers)
+        location = watched_location(
+            spec, landing_zone.store(breakers), landing_zone.s3.get_client, breakers, landing_zone.roots()
+        )
         try:
             store = open_warehouse(warehouse.url, breakers)
         except EtlError as exc:

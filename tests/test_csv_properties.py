@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.sources.csv import CsvFileSource
 from etl_platform.spec import spec_from_document
-from etl_platform.stores import FileLocation, LocalStore
+from etl_platform.stores import AllowedRoots, FileLocation, LocalStore
 from tests.conftest import environment_for, rows
 
 MAX_RECORD_LINES = 4
@@ -116,7 +116,9 @@ def read_source(data: bytes, folder: Path, block_bytes: int) -> tuple[list[tuple
         }
     )
     store = LocalStore(folder)
-    source = CsvFileSource(spec.source, FileLocation(store, "", "input.csv").files(), store, block_bytes=block_bytes)
+    source = CsvFileSource(
+        spec.source, FileLocation(store, "", "input.csv", AllowedRoots.of(folder)).files(), store, block_bytes=block_bytes
+    )
     published, bad, read = [], [], 0
     for chunk in source.read(7):
         data_columns = [c for c in chunk.table.column_names if not c.startswith("_etl_")]

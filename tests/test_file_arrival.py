@@ -44,6 +44,8 @@ class Harness:
             "ETL_WAREHOUSE_URL": warehouse_url,
             "ETL_LANDING_DIR": landing,
             "ETL_LAKE_DIR": str(tmp_path / "lake"),
+            # A trigger's own bucket is a root the deployment declares besides the landing zone.
+            "ETL_ALLOWED_ROOTS": f"s3://{trigger['bucket']}" if "bucket" in trigger else "",
         }
         self.defs = build_definitions(Settings.from_env(environ))
         self.instance = instance

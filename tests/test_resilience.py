@@ -13,7 +13,7 @@ from etl_platform.breaker import BreakerBoard, SystemUnavailable
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.errors import WarehouseUnavailable
 from etl_platform.settings import BreakerSettings
-from etl_platform.stores import FileLocation, S3Store
+from etl_platform.stores import AllowedRoots, FileLocation, S3Store
 from tests.conftest import environment_for, pipeline
 
 
@@ -21,7 +21,7 @@ def test_an_unreachable_endpoint_opens_the_breaker(s3_bucket: str, monkeypatch: 
     breakers = BreakerBoard(BreakerSettings(failures=2))
     config = botocore.config.Config(retries={"max_attempts": 1}, connect_timeout=1)
     down = boto3.session.Session().client("s3", endpoint_url="http://127.0.0.1:9", config=config)
-    location = FileLocation(S3Store(s3_bucket, "", down, breakers), "", "*.csv")
+    location = FileLocation(S3Store(s3_bucket, "", down, breakers), "", "*.csv", AllowedRoots.of(f"s3://{s3_bucket}/"))
     for _ in range(2):
         with pytest.raises(SystemUnavailable, match=r"cannot reach S3 at http://127\.0\.0\.1:9"):
             location.files()

@@ -31,7 +31,8 @@ def keys(bucket: str, prefix: str = "") -> list[str]:
 
 
 def s3_environment(url: str, bucket: str) -> Environment:
-    return Environment.at(url, f"s3://{bucket}/landing", f"s3://{bucket}/lake")
+    """The landing zone and lake in `bucket`; its `feeds/` prefix is an allowed root besides the landing zone."""
+    return Environment.at(url, f"s3://{bucket}/landing", f"s3://{bucket}/lake", allowed_roots=(f"s3://{bucket}/feeds",))
 
 
 def test_csv_jsonl_and_parquet_objects_by_prefix_and_pattern(duckdb_url: str, s3_bucket: str, tmp_path: Path) -> None:

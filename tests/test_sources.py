@@ -17,7 +17,7 @@ import pytest
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.errors import SourceError
 from etl_platform.sources.csv import CsvFileSource
-from etl_platform.stores import FileLocation, LocalStore
+from etl_platform.stores import AllowedRoots, FileLocation, LocalStore
 from tests.conftest import environment_for, pipeline, rows, write_csv
 
 CSV = "id,name,amount\n1,Anna,10.5\n2,Ben,20\n"
@@ -67,7 +67,9 @@ def test_glob_reads_files_in_order_with_provenance(duckdb_url: str, landing: Pat
     write_csv(landing, "day/2024-01-01.csv", "id\n1\n2\n")
     store = LocalStore(landing)
     source = CsvFileSource(
-        pipeline(source={"type": "csv", "path": "day/*.csv"}).source, FileLocation(store, "day/", "*.csv").files(), store
+        pipeline(source={"type": "csv", "path": "day/*.csv"}).source,
+        FileLocation(store, "day/", "*.csv", AllowedRoots.of(landing)).files(),
+        store,
     )
     tables = [c.table for c in source.read(1000) if len(c.table)]
     assert [t["id"].to_pylist() for t in tables] == [["1", "2"], ["3"]]
@@ -79,7 +81,7 @@ def test_chunks_are_bounded_by_chunk_rows(landing: Path) -> None:
     write_csv(landing, "input.csv", "id\n" + "".join(f"{i}\n" for i in range(5000)))
     spec = pipeline(source={"type": "csv", "path": "input.csv"})
     store = LocalStore(landing)
-    source = CsvFileSource(spec.source, FileLocation(store, "", "input.csv").files(), store)
+    source = CsvFileSource(spec.source, FileLocation(store, "", "input.csv", AllowedRoots.of(landing)).files(), store)
     sizes = [len(c.table) for c in source.read(1000)]
     assert max(sizes) == 1000 and sum(sizes) == 5000
 

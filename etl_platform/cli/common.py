@@ -12,6 +12,7 @@ from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import SpecError
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry
+from etl_platform.stores.roots import AllowedRoots
 from etl_platform.stores.s3 import s3_client
 
 if TYPE_CHECKING:
@@ -47,8 +48,13 @@ def ensure_dagster_home(home: Path) -> None:
 
 
 def settings() -> Settings:
-    """Settings from the environment, with the Dagster instance folder made if it is missing."""
-    resolved = Settings.from_env()
+    """Settings from the environment, with the Dagster instance folder made if it is missing;
+    a setting that is wrong (a warehouse URL without a scheme) ends the command with exit code 2."""
+    try:
+        resolved = Settings.from_env()
+    except SpecError as exc:
+        click.secho(str(exc), fg="red", err=True)
+        sys.exit(EXIT_USAGE)
     ensure_dagster_home(resolved.dagster_home)
     return resolved
 
@@ -71,13 +77,19 @@ def environment(resolved: Settings) -> Environment:
         lambda: s3_client(resolved.s3_endpoint_url),
         BreakerBoard(resolved.breakers),
         resolved.secrets,
+        resolved.allowed_roots,
     )
+
+
+def allowed_roots(resolved: Settings) -> AllowedRoots:
+    """Where the deployment lets file sources read: the landing zone and ETL_ALLOWED_ROOTS."""
+    return AllowedRoots.of(resolved.landing, resolved.allowed_roots)
 
 
 def registry(resolved: Settings) -> PipelineRegistry:
     """Load the pipelines folder; an invalid one ends the command with exit code 2."""
     try:
-        return PipelineRegistry.from_folder(resolved.pipelines_dir)
+        return PipelineRegistry.from_folder(resolved.pipelines_dir, roots=allowed_roots(resolved))
     except SpecError as exc:
         click.secho(str(exc), fg="red", err=True)
         sys.exit(EXIT_USAGE)

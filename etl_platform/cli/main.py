@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.table import Table
 
 from etl_platform.cli.catalog import catalog
-from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, environment, registry, settings
+from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, allowed_roots, environment, registry, settings
 from etl_platform.cli.infer import infer
 from etl_platform.cli.lineage import lineage
 from etl_platform.cli.quarantine import quarantine
-from etl_platform.errors import EtlError, SpecError
+from etl_platform.errors import EtlError, SpecError, masked_url
 from etl_platform.spec import PipelineRegistry
 from etl_platform.spec.loader import load_pipeline_files, pipeline_files
 from etl_platform.spec.registry import load_python_folder, specs_of
@@ -83,9 +83,10 @@ def validate(files: tuple[Path, ...], data: bool, sample: int) -> None:
     resolved = settings()
     try:
         python, custom_checks = load_python_folder(resolved.pipelines_dir)
-        given = load_pipeline_files(files, custom_checks) if files else []
+        roots = allowed_roots(resolved)
+        given = load_pipeline_files(files, custom_checks, roots) if files else []
         folder = [p for p in pipeline_files(resolved.pipelines_dir) if p.resolve() not in {f.resolve() for f in files}]
-        pipelines = PipelineRegistry([*load_pipeline_files(folder, custom_checks), *given, *specs_of(python)])
+        pipelines = PipelineRegistry([*load_pipeline_files(folder, custom_checks, roots), *given, *specs_of(python)])
     except SpecError as exc:
         click.secho(str(exc), fg="red", err=True)
         sys.exit(EXIT_FAILED)
@@ -227,7 +228,7 @@ def demo(parallel: int) -> None:
     command = [sys.executable, "-m", "etl_platform.cli.main", "run", "--all", "--parallel", str(parallel)]
     success = subprocess.run(command, env=resolved.subprocess_environment(**salt), check=False).returncode == EXIT_OK
     console.print(
-        f"Warehouse: {resolved.warehouse_url}\nQuarantined rows: SELECT * FROM _etl.quarantine\n"
+        f"Warehouse: {masked_url(resolved.warehouse_url)}\nQuarantined rows: SELECT * FROM _etl.quarantine\n"
         "Open the Dagster UI to browse assets, runs and metadata: make ui (or .venv/bin/etl ui), then http://127.0.0.1:3000"
     )
     sys.exit(EXIT_OK if success else EXIT_FAILED)

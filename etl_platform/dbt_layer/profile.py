@@ -20,7 +20,7 @@ from ruamel.yaml.error import YAMLError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from etl_platform.errors import SpecError
+from etl_platform.errors import SpecError, masked_url
 
 # The warehouse URL's backend -> the target of dbt_project/profiles.yml that builds in it.
 PROFILE_TARGETS = {"duckdb": "duckdb", "postgresql": "postgres"}
@@ -32,18 +32,21 @@ def dbt_profile_env(warehouse_url: str) -> dict[str, str]:
     try:
         url = make_url(warehouse_url)
     except ArgumentError:
-        raise SpecError(f"ETL_WAREHOUSE_URL {warehouse_url!r} is not a URL such as postgresql://user@host/db") from None
+        raise SpecError(
+            f"ETL_WAREHOUSE_URL {masked_url(warehouse_url)!r} is not a URL such as postgresql://user@host/db"
+        ) from None
     backend = url.get_backend_name()
     if backend not in PROFILE_TARGETS:
         raise SpecError(
-            f"the dbt layer builds models in DuckDB or PostgreSQL, not {backend!r} (ETL_WAREHOUSE_URL {warehouse_url!r}); "
+            f"the dbt layer builds models in DuckDB or PostgreSQL, not {backend!r} "
+            f"(ETL_WAREHOUSE_URL {masked_url(warehouse_url)!r}); "
             "point ETL_WAREHOUSE_URL at duckdb:///path or postgresql://user@host/db"
         )
     target = {"ETL_DBT_TARGET": PROFILE_TARGETS[backend]}
     if backend == "duckdb":
         if not url.database or url.database == ":memory:":
             raise SpecError(
-                f"dbt needs the DuckDB warehouse in a file, not {warehouse_url!r}: use duckdb:///path/warehouse.duckdb"
+                f"dbt needs the DuckDB warehouse in a file, not {masked_url(warehouse_url)!r}: use duckdb:///path/warehouse.duckdb"
             )
         return {**target, "ETL_DBT_DUCKDB_PATH": str(Path(url.database).resolve())}
     unknown = sorted(set(url.query) - POSTGRES_OPTIONS)

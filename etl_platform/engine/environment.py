@@ -14,7 +14,7 @@ from typing import Any
 from etl_platform.breaker import BreakerBoard
 from etl_platform.ml.embeddings import Embedder, shared_embedder
 from etl_platform.settings import Secrets
-from etl_platform.stores import FileStore, open_store
+from etl_platform.stores import AllowedRoots, FileStore, open_store
 from etl_platform.stores.s3 import s3_client
 
 
@@ -23,7 +23,9 @@ class Environment:
     """Where a run reads and writes, and what it calls with: the resources' values, without Dagster.
 
     `breakers` is the process's board (the stores were opened on it too); `secrets` are the
-    named secrets of the settings, for masks, LLM keys and `${VAR}` in SQL source URLs.
+    named secrets of the settings, for masks, LLM keys and `${VAR}` in SQL source URLs;
+    `allowed_roots` the folders and s3://bucket/prefix URLs besides the landing zone that file
+    sources may read (ETL_ALLOWED_ROOTS).
     """
 
     warehouse_url: str
@@ -33,6 +35,12 @@ class Environment:
     embedder: Callable[[], Embedder] = shared_embedder
     breakers: BreakerBoard = field(default_factory=BreakerBoard)
     secrets: Secrets = field(default_factory=Secrets)
+    allowed_roots: tuple[str, ...] = ()
+
+    @property
+    def roots(self) -> AllowedRoots:
+        """Where this run's file sources may read: the landing zone and the allowed roots."""
+        return AllowedRoots.of(self.landing.url, self.allowed_roots)
 
     @classmethod
     def at(
@@ -43,8 +51,9 @@ class Environment:
         client: Callable[[], Any] = s3_client,
         breakers: BreakerBoard | None = None,
         secrets: Secrets | None = None,
+        allowed_roots: tuple[str, ...] = (),
     ) -> Environment:
         """From locations: folders, or s3://bucket/prefix URLs."""
         board = breakers or BreakerBoard()
         stores = open_store(str(landing), client, board), open_store(str(lake), client, board)
-        return cls(warehouse_url, *stores, client, shared_embedder, board, secrets or Secrets())
+        return cls(warehouse_url, *stores, client, shared_embedder, board, secrets or Secrets(), allowed_roots)

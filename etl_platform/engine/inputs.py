@@ -20,7 +20,7 @@ from etl_platform.spec.sources import SqlSource
 from etl_platform.spec.triggers import FileArrival
 from etl_platform.state import FileState, ProcessedFiles, saved_position
 from etl_platform.state.cursor import saved_mark
-from etl_platform.stores import FileLocation, FileStore, StoredFile
+from etl_platform.stores import AllowedRoots, FileLocation, FileStore, StoredFile
 from etl_platform.warehouse import Warehouse
 
 
@@ -34,9 +34,9 @@ class LoadInput:
 
 
 def watched_location(
-    spec: PipelineSpec, landing: FileStore, s3_client: Callable[[], Any], breakers: BreakerBoard
+    spec: PipelineSpec, landing: FileStore, s3_client: Callable[[], Any], breakers: BreakerBoard, roots: AllowedRoots
 ) -> FileLocation:
-    return FileLocation.of(spec.file_path, landing, s3_client, breakers)
+    return FileLocation.of(spec.file_path, landing, s3_client, breakers, roots)
 
 
 def dead_letter_prefix(location: FileLocation, arrival: FileArrival | None) -> str:
@@ -50,7 +50,7 @@ def plan_input(spec: PipelineSpec, environment: Environment, warehouse: Warehous
         saved = None if options.full_refresh else saved_position(warehouse, spec.id)
         return LoadInput(options.source(saved))
     if spec.file_path is not None:
-        location = watched_location(spec, environment.landing, environment.s3_client, environment.breakers)
+        location = watched_location(spec, environment.landing, environment.s3_client, environment.breakers, environment.roots)
         return plan_files(spec, warehouse, location, options.files, options.full_refresh)
     if isinstance(spec.source, SqlSource):
         return plan_query(spec, warehouse, options.full_refresh, environment.secrets)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl_platform.errors import EtlError, TransformError
+from etl_platform.errors import EtlError, TransformError, one_line
 from etl_platform.quality.plan import (
     PlannedCheck,
     breaker_check,
@@ -28,6 +28,7 @@ from etl_platform.quality.schema_registry import Drift, Schema, compare
 from etl_platform.quality.validator import SAMPLES, RuleStats
 from etl_platform.spec.quality import CircuitBreaker, Rule, VolumeCheck
 from etl_platform.warehouse import Warehouse
+from etl_platform.warehouse.base import USER_SQL_TIMEOUT_SECONDS
 from etl_platform.warehouse.publish import recent_load_sizes
 
 
@@ -233,14 +234,31 @@ class DatasetAudit:
             outcome.samples = warehouse.read_arrow(f"{groups} LIMIT {SAMPLES}").to_pylist()
             outcome.passed = outcome.rows_failed == 0
         else:
-            query = rule.query().replace("{dataset}", warehouse.target(self.dataset))
-            try:
-                outcome.rows_failed = warehouse.query(f"SELECT count(*) FROM ({query}) failing")[0][0]
-                outcome.samples = warehouse.read_arrow(f"SELECT * FROM ({query}) failing LIMIT {SAMPLES}").to_pylist()
-            except Exception as exc:  # the user's SQL: report it as their error, not ours
-                raise EtlError(f"{self.origin}: quality rule {rule.check_name}: the query failed: {exc}; fix `sql:`") from None
+            outcome.rows_failed, outcome.samples = self._custom_query(rule, warehouse)
             outcome.passed = outcome.rows_failed == 0
         return outcome
+
+    def _custom_query(self, rule: Rule, warehouse: Warehouse) -> tuple[int, list[dict]]:
+        """How many rows the user's query returns, and a sample: read-only, inside the publish transaction.
+
+        The query goes in on lines of its own, so a trailing `--` comment cannot swallow the wrapper.
+        """
+        query = rule.query().replace("{dataset}", warehouse.target(self.dataset))
+        try:
+            with warehouse.read_only() as read:
+                failing = int(read(f"SELECT count(*) AS failing FROM (\n{query}\n) failing").column(0)[0].as_py())
+                samples = read(f"SELECT * FROM (\n{query}\n) failing LIMIT {SAMPLES}").to_pylist()
+        except Exception as exc:  # the user's SQL: report it as their error, not ours
+            raise _custom_query_failed(self.origin, rule, exc) from None
+        return failing, samples
+
+
+def _custom_query_failed(origin: str, rule: Rule, exc: Exception) -> EtlError:
+    return EtlError(
+        f"{origin}: quality rule {rule.check_name}: the query failed: {one_line(exc)}; fix `sql:` "
+        "(a custom query is one SELECT returning the failing rows; it runs read-only, "
+        f"at most {USER_SQL_TIMEOUT_SECONDS:.0f} s)"
+    )
 
 
 def gate_message(pipeline: str, run_id: str, failed: list[CheckOutcome]) -> str:

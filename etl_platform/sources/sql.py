@@ -18,15 +18,27 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from etl_platform.errors import SourceError, one_line
+from etl_platform.errors import SourceError, masked_url, one_line
 from etl_platform.fingerprint import ContentHash
 from etl_platform.sources.base import SourceChunk, with_provenance
 from etl_platform.spec.sources import SqlSource
 from etl_platform.state.cursor import CursorCheckpoint, Mark
-from etl_platform.warehouse.base import Warehouse
+from etl_platform.warehouse.base import USER_SQL_TIMEOUT_SECONDS, Warehouse
 from etl_platform.warehouse.dbapi import described_batches
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TIMEOUT_MS = round(USER_SQL_TIMEOUT_SECONDS * 1000)
+# How each dialect opens a connection that cannot write, with a statement timeout where it has one;
+# a dialect not listed relies on the query having been validated as one SELECT (docs/security.md).
+_READ_ONLY_CONNECT: dict[str, dict] = {
+    "postgresql": {"options": f"-c default_transaction_read_only=on -c statement_timeout={_TIMEOUT_MS}"},
+    "duckdb": {"read_only": True},
+}
+_READ_ONLY_SESSION: dict[str, list[str]] = {
+    "sqlite": ["PRAGMA query_only = ON"],
+    "mysql": ["SET SESSION TRANSACTION READ ONLY", f"SET SESSION max_execution_time = {_TIMEOUT_MS}"],
+    "mariadb": ["SET SESSION TRANSACTION READ ONLY", f"SET SESSION max_statement_time = {_TIMEOUT_MS / 1000}"],
+}
 
 
 def expand_env(text: str, secrets: Mapping[str, str]) -> str:
@@ -78,7 +90,7 @@ class SqlQuerySource:
         self.seen_max: Mark | None = None
         self.url = expand_env(spec.url, secrets) if spec.url else None
         self.warehouse = None if spec.url else warehouse
-        where = make_url(self.url).render_as_string(hide_password=True) if self.url else f"warehouse {warehouse.safe_url}"
+        where = masked_url(self.url) if self.url else f"warehouse {warehouse.safe_url}"
         self.label = f"{where}: {spec.table or 'query'}"
         self._hash = ContentHash()
 
@@ -132,9 +144,12 @@ class SqlQuerySource:
             self.seen_max = largest
 
     def _read_external(self, chunk_rows: int) -> Iterator[pa.Table]:
-        engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool)
+        backend = make_url(self.url).get_backend_name()
+        engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool, connect_args=_READ_ONLY_CONNECT.get(backend, {}))
         try:
             with engine.connect() as connection:
+                for statement in _READ_ONLY_SESSION.get(backend, []):
+                    connection.exec_driver_sql(statement)
                 result = connection.execution_options(stream_results=True).execute(sa.text(self.query))
                 yield from described_batches(result.cursor.description, result.fetchmany, chunk_rows)
         except sa.exc.OperationalError as exc:

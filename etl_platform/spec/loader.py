@@ -19,6 +19,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from etl_platform.errors import SpecError
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.spec.quality import CustomChecks
+from etl_platform.spec.reach import PathRoots
 from etl_platform.spec.sources import SOURCE_TYPES
 from etl_platform.spec.steps import TRANSFORM_STEPS
 
@@ -103,16 +104,19 @@ def _message(error: dict[str, Any], loc: tuple[Any, ...], document: Any) -> str:
     return f"{_field_path(loc)}: {message}" if loc else message
 
 
-def spec_from_document(document: Any, origin: Path | None = None, custom_checks: CustomChecks | None = None) -> PipelineSpec:
+def spec_from_document(
+    document: Any, origin: Path | None = None, custom_checks: CustomChecks | None = None, roots: PathRoots | None = None
+) -> PipelineSpec:
     """Validate one parsed pipeline document; errors name `origin`, the line and the field.
 
-    Rules may name the checks of `custom_checks` (the pipeline registry's, in a folder's load).
+    Rules may name the checks of `custom_checks` (the pipeline registry's, in a folder's load);
+    source paths must lie inside `roots` (the deployment's landing zone and allowed roots) when given.
     """
     where = str(origin) if origin else "pipeline"
     if not isinstance(document, dict):
         raise SpecError(f"{where}: a pipeline file must be a mapping with keys such as id, source, destination")
     try:
-        spec = PipelineSpec.model_validate(document, context={"custom_checks": custom_checks})
+        spec = PipelineSpec.model_validate(document, context={"custom_checks": custom_checks, "allowed_roots": roots})
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -129,7 +133,7 @@ def spec_from_document(document: Any, origin: Path | None = None, custom_checks:
     return spec
 
 
-def load_pipeline_file(path: Path, custom_checks: CustomChecks | None = None) -> PipelineSpec:
+def load_pipeline_file(path: Path, custom_checks: CustomChecks | None = None, roots: PathRoots | None = None) -> PipelineSpec:
     """Parse and validate one pipeline YAML file, whose rules may name the checks of `custom_checks`."""
     try:
         document = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
@@ -140,7 +144,7 @@ def load_pipeline_file(path: Path, custom_checks: CustomChecks | None = None) ->
         raise SpecError(f"{path}{line}: invalid YAML: {problem}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read pipeline file: {exc}") from None
-    return spec_from_document(document, path, custom_checks)
+    return spec_from_document(document, path, custom_checks, roots)
 
 
 def pipeline_files(folder: Path, suffixes: tuple[str, ...] = PIPELINE_SUFFIXES) -> list[Path]:
@@ -150,12 +154,14 @@ def pipeline_files(folder: Path, suffixes: tuple[str, ...] = PIPELINE_SUFFIXES) 
     return sorted(p for p in folder.iterdir() if p.suffix in suffixes and p.is_file() and not p.name.startswith("_"))
 
 
-def load_pipeline_files(paths: Iterable[Path], custom_checks: CustomChecks | None = None) -> list[PipelineSpec]:
+def load_pipeline_files(
+    paths: Iterable[Path], custom_checks: CustomChecks | None = None, roots: PathRoots | None = None
+) -> list[PipelineSpec]:
     """Load every file, collecting all errors into one SpecError so a user fixes them in one go."""
     specs, errors = [], []
     for path in paths:
         try:
-            specs.append(load_pipeline_file(path, custom_checks))
+            specs.append(load_pipeline_file(path, custom_checks, roots))
         except SpecError as exc:
             errors.append(str(exc))
     if errors:

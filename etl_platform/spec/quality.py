@@ -18,6 +18,7 @@ from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
 from etl_platform.errors import SpecError
 from etl_platform.spec.base import Strict, parse_duration
+from etl_platform.spec.reach import single_select
 
 if TYPE_CHECKING:
     import polars as pl
@@ -133,12 +134,19 @@ class Rule(Strict):
             "Regex": lambda: self._valid_pattern(),
             "Type": lambda: self.type_name() in RULE_TYPES or f"Type needs one of {', '.join(RULE_TYPES)}",
             "Freshness": lambda: bool(self.age()) or "Freshness needs `max_age` (e.g. 2d)",
-            "CustomQuery": lambda: bool(self.sql) or "CustomQuery needs `sql:` (or `args: [<sql>]`) returning failing rows",
+            "CustomQuery": lambda: self._read_only_query(),
         }
         outcome = checks.get(self.rule, lambda: True)()
         if outcome is not True:
             raise ValueError(outcome)
         return self
+
+    def _read_only_query(self) -> bool | str:
+        """A custom query is one SELECT returning the failing rows; it runs read-only (docs/security.md)."""
+        if not (self.sql or self.args):
+            return "CustomQuery needs `sql:` (or `args: [<sql>]`) returning failing rows"
+        single_select(str(self.query()), "sql")
+        return True
 
     def _valid_pattern(self) -> bool | str:
         pattern = self.pattern or (self.args[0] if self.args else None)

@@ -18,6 +18,7 @@ from etl_platform.spec.loader import load_pipeline_files, pipeline_files
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.spec.python import FramePipeline, load_python_pipelines
 from etl_platform.spec.quality import CustomChecks
+from etl_platform.spec.reach import PathRoots
 from etl_platform.spec.sources import SqlSource
 from etl_platform.spec.steps import LookupStep
 
@@ -87,14 +88,17 @@ class PipelineRegistry:
             raise SpecError(f"dependency cycle: {cycle} (in {files}); remove one of these dependencies") from None
 
     @classmethod
-    def from_folder(cls, folder: Path, extra: Iterable[PipelineSpec | FramePipeline] = ()) -> PipelineRegistry:
+    def from_folder(
+        cls, folder: Path, extra: Iterable[PipelineSpec | FramePipeline] = (), roots: PathRoots | None = None
+    ) -> PipelineRegistry:
         """Load the YAML and Python pipeline files of `folder`, plus pipelines declared elsewhere in Python.
 
         The Python files load first: the custom checks they declare are what the YAML files' rules may name.
+        The YAML files' source paths must lie inside `roots` (the deployment's), when given.
         """
         python, custom_checks = load_python_folder(folder)
         declared = [*python, *extra]
-        yaml = load_pipeline_files(pipeline_files(folder), custom_checks)
+        yaml = load_pipeline_files(pipeline_files(folder), custom_checks, roots)
         registry = cls([*yaml, *specs_of(declared)])
         registry.frames = {p.spec.id: p for p in declared if isinstance(p, FramePipeline)}
         registry.custom_checks = custom_checks

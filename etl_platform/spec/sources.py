@@ -10,11 +10,10 @@ import datetime
 import re
 from typing import Annotated, Literal
 
-import sqlglot
-import sqlglot.errors
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from etl_platform.spec.base import ColumnName, Strict, parse_duration
+from etl_platform.spec.reach import inside_allowed_roots, single_select
 
 
 class FileSourceBase(Strict):
@@ -24,6 +23,11 @@ class FileSourceBase(Strict):
         "omitted when a file_arrival trigger names where files arrive",
     )
     compression: Literal["auto", "none", "gzip", "bz2", "zip"] = "auto"
+
+    @field_validator("path")
+    @classmethod
+    def _inside_roots(cls, path: str | None, info: ValidationInfo) -> str | None:
+        return inside_allowed_roots(path, info)
 
 
 class CsvSource(FileSourceBase):
@@ -71,6 +75,11 @@ class ParquetSource(Strict):
     type: Literal["parquet"]
     path: str | None = Field(None, description="File path or glob, relative to the landing zone, or s3://bucket/key...")
 
+    @field_validator("path")
+    @classmethod
+    def _inside_roots(cls, path: str | None, info: ValidationInfo) -> str | None:
+        return inside_allowed_roots(path, info)
+
 
 class Incremental(Strict):
     """Read only rows whose cursor column is past the last load's high-water mark.
@@ -105,7 +114,7 @@ class SqlSource(Strict):
     type: Literal["sql"]
     url: str | None = Field(None, description="SQLAlchemy URL; `${VAR}` reads an environment variable; omitted = the warehouse")
     table: str | None = None
-    query: str | None = None
+    query: str | None = Field(None, description="one SELECT; it runs read-only, with a statement timeout")
     incremental: Incremental | None = None
 
     @model_validator(mode="after")
@@ -113,10 +122,7 @@ class SqlSource(Strict):
         if (self.table is None) == (self.query is None):
             raise ValueError("a sql source needs exactly one of `table` or `query`")
         if self.query is not None:
-            try:
-                sqlglot.parse_one(self.query, read="duckdb")
-            except sqlglot.errors.ParseError as exc:
-                raise ValueError(f"query does not parse: {exc.errors[0]['description']}") from None
+            single_select(self.query, "query")
         if self.url and re.search(r"://[^/@]*:[^/@${}]+@", self.url):
             raise ValueError("put the password in an environment variable and write the url as `${MY_DB_URL}`")
         return self

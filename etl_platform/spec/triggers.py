@@ -9,9 +9,10 @@ import zoneinfo
 from typing import Annotated
 
 from croniter import croniter
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, model_validator
 
 from etl_platform.spec.base import DatasetName, Strict, single_key
+from etl_platform.spec.reach import inside_allowed_roots
 
 
 class Schedule(Strict):
@@ -46,11 +47,13 @@ class FileArrival(Strict):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> FileArrival:
+    def _check(self, info: ValidationInfo) -> FileArrival:
         if self.bucket is not None and self.prefix is None:
             raise ValueError("a file_arrival trigger with `bucket` needs `prefix` (use '' for the whole bucket)")
         if self.pattern != "*" and self.prefix is None:
             raise ValueError("`pattern` goes with `prefix`; without them the trigger watches the source's path (glob included)")
+        if self.names_location:
+            inside_allowed_roots(self.location(), info)
         return self
 
     @property

@@ -16,19 +16,10 @@ from typing import Any
 from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import SourceError
 from etl_platform.stores.base import FileStore, StoredFile
+from etl_platform.stores.globs import WILDCARD, split_glob
 from etl_platform.stores.local import LocalStore
+from etl_platform.stores.roots import AllowedRoots
 from etl_platform.stores.s3 import S3Store
-
-_WILDCARD = re.compile(r"[*?\[]")
-
-
-def split_glob(path: str) -> tuple[str, str]:
-    """(prefix, pattern): the folder part before the first wildcard, and the rest."""
-    wildcard = _WILDCARD.search(path)
-    if wildcard is None:
-        return path, ""
-    cut = path.rfind("/", 0, wildcard.start()) + 1
-    return path[:cut], path[cut:]
 
 
 def glob_matcher(pattern: str) -> Callable[[str], bool]:
@@ -65,20 +56,31 @@ def open_store(url: str, s3_client: Callable[[], Any], breakers: BreakerBoard) -
 
 @dataclass(frozen=True)
 class FileLocation:
+    """Files a source path names; each listed file must lie inside `roots` (a glob or a symlink may reach out)."""
+
     store: FileStore
     prefix: str
     pattern: str
+    roots: AllowedRoots
 
     @classmethod
-    def of(cls, path: str, landing: FileStore, s3_client: Callable[[], Any], breakers: BreakerBoard) -> FileLocation:
-        """The location a source path names: relative to the landing zone, or in its own store."""
+    def of(
+        cls,
+        path: str,
+        landing: FileStore,
+        s3_client: Callable[[], Any],
+        breakers: BreakerBoard,
+        roots: AllowedRoots,
+    ) -> FileLocation:
+        """The location a source path names: relative to the landing zone, or in its own store, inside `roots`."""
+        roots.check_path(path)
         prefix, pattern = split_glob(path)
         if not pattern:  # one file: its folder is the prefix, its name the pattern
             cut = path.rfind("/") + 1
             prefix, pattern = path[:cut], path[cut:]
         if path.startswith("s3://") or Path(path).is_absolute():
-            return cls(open_store(prefix, s3_client, breakers), "", pattern)
-        return cls(landing, prefix, pattern)
+            return cls(open_store(prefix, s3_client, breakers), "", pattern, roots)
+        return cls(landing, prefix, pattern, roots)
 
     @property
     def url(self) -> str:
@@ -87,12 +89,13 @@ class FileLocation:
     def matching(self, excluded_prefix: str | None = None) -> Iterator[StoredFile]:
         """Files under the prefix that match the pattern; the store lists only keys starting with its literal part."""
         matches = glob_matcher(self.pattern)
-        wildcard = _WILDCARD.search(self.pattern)
+        wildcard = WILDCARD.search(self.pattern)
         literal = self.pattern[: wildcard.start()] if wildcard else self.pattern
         for file in self.store.list(self.prefix + literal):
             if excluded_prefix and file.key.startswith(excluded_prefix):
                 continue
             if matches(file.key[len(self.prefix) :]):
+                self.roots.check_file(file.url)
                 yield file
 
     def files(self) -> list[StoredFile]:

@@ -6,7 +6,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from etl_platform.breaker import BreakerBoard
-from etl_platform.errors import WarehouseUnavailable
+from etl_platform.errors import WarehouseUnavailable, masked_url
 from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.metadata import QUARANTINE_SCHEMA
 from etl_platform.warehouse.publish import PublishResult
@@ -23,7 +23,9 @@ def open_warehouse(url: str, breakers: BreakerBoard | None = None) -> Warehouse:
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError:
-        raise WarehouseUnavailable(f"ETL_WAREHOUSE_URL {url!r} is not a URL such as postgresql://user@host/db") from None
+        raise WarehouseUnavailable(
+            f"ETL_WAREHOUSE_URL {masked_url(url)!r} is not a URL such as postgresql://user@host/db"
+        ) from None
     if backend == "postgresql":
         from etl_platform.warehouse.postgres import PostgresWarehouse
 

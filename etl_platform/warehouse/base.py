@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 
 import pyarrow as pa
 
+from etl_platform.errors import masked_url
 from etl_platform.types import sql_type
 from etl_platform.warehouse.locks import RunLocks
 
@@ -22,6 +23,10 @@ from etl_platform.warehouse.locks import RunLocks
 STAGING_SCHEMA = "_etl_staging"
 # A staging table's row-order column: a merge keeps the last row of each key.
 SEQ = "_etl_seq"
+# User-written SQL (a CustomQuery check, a SQL source's query) runs at most this long per statement.
+USER_SQL_TIMEOUT_SECONDS = 600.0
+
+ReadOnlyReader = Callable[[str], pa.Table]
 
 
 class Warehouse(ABC):
@@ -33,6 +38,7 @@ class Warehouse(ABC):
 
     def __init__(self, url: str):
         self.url = url
+        self.safe_url = masked_url(url)  # how messages show it
 
     # --- dialect hooks -----------------------------------------------------------------------
 
@@ -75,6 +81,16 @@ class Warehouse(ABC):
             for dataset in sorted(set(datasets)):
                 self.locks.lock_dataset(dataset)
             yield
+
+    @abstractmethod
+    def read_only(self, timeout_seconds: float = USER_SQL_TIMEOUT_SECONDS) -> AbstractContextManager[ReadOnlyReader]:
+        """A reader of one SELECT's result for user-written SQL (a custom check), on this connection.
+
+        It sees the open transaction's uncommitted rows, as a check inside the publish transaction
+        must, but can neither write nor end that transaction, and each statement stops after
+        `timeout_seconds`: the validated spec says the SQL is one SELECT, and this is the defence
+        in depth should a parser gap let more through (docs/security.md).
+        """
 
     @abstractmethod
     def bulk_insert(self, table_name: str, data: pa.Table) -> None:

@@ -6,7 +6,9 @@ holds is retried with backoff for a while before failing with a clear message.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -15,12 +17,21 @@ from sqlalchemy.engine import make_url
 
 from etl_platform.errors import WarehouseUnavailable
 from etl_platform.retry import with_backoff
-from etl_platform.warehouse.base import Warehouse
+from etl_platform.warehouse.base import USER_SQL_TIMEOUT_SECONDS, ReadOnlyReader, Warehouse
 from etl_platform.warehouse.locks import embedded_locks
 
 
 def _is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def one_select(sql: str) -> str:
+    """`sql` if DuckDB's own parser reads it as exactly one SELECT, which cannot write; else an error."""
+    statements = duckdb.extract_statements(sql)
+    kinds = [statement.type.name for statement in statements]
+    if kinds != ["SELECT"]:
+        raise ValueError(f"only one SELECT may run here, not {', '.join(kinds) or 'nothing'}")
+    return sql
 
 
 class DuckDBWarehouse(Warehouse):
@@ -31,7 +42,6 @@ class DuckDBWarehouse(Warehouse):
         database = make_url(url).database or ":memory:"
         if database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        self.safe_url = url
         # DuckDB's own file lock keeps other processes out, but connections of one process write
         # concurrently and detect conflicts only at COMMIT: dataset locks are files (warehouse.locks).
         self.locks = embedded_locks(database)
@@ -69,6 +79,21 @@ class DuckDBWarehouse(Warehouse):
         finally:
             self.locks.transaction_ended()
 
+    @contextmanager
+    def read_only(self, timeout_seconds: float = USER_SQL_TIMEOUT_SECONDS) -> Iterator[ReadOnlyReader]:
+        """DuckDB cannot make a read-write connection read-only, nor has it savepoints: each statement
+        must be one SELECT by DuckDB's own parser (`one_select`), and is interrupted after the timeout."""
+
+        def read(sql: str) -> pa.Table:
+            timer = threading.Timer(timeout_seconds, self.connection.interrupt)
+            timer.start()
+            try:
+                return self.connection.sql(one_select(sql)).to_arrow_table()
+            finally:
+                timer.cancel()
+
+        yield read
+
     def bulk_insert(self, table_name: str, data: pa.Table) -> None:
         if not len(data):
             return
@@ -86,7 +111,7 @@ class DuckDBWarehouse(Warehouse):
         """Read on a cursor (its own connection to the same database) so staging writes can interleave."""
         cursor = self.connection.cursor()
         try:
-            reader = cursor.sql(sql).to_arrow_reader(batch_rows)
+            reader = cursor.sql(one_select(sql)).to_arrow_reader(batch_rows)
             empty = True
             for batch in reader:
                 empty = False

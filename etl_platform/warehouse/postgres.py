@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pyarrow as pa
@@ -17,7 +18,7 @@ from sqlalchemy.engine import make_url
 from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import DestinationError, WarehouseUnavailable, one_line
 from etl_platform.retry import with_backoff
-from etl_platform.warehouse.base import Warehouse
+from etl_platform.warehouse.base import USER_SQL_TIMEOUT_SECONDS, ReadOnlyReader, Warehouse
 from etl_platform.warehouse.dbapi import cursor_batches
 from etl_platform.warehouse.locks import WAITING, lock_key
 
@@ -123,7 +124,6 @@ class PostgresWarehouse(Warehouse):
     def __init__(self, url: str, breakers: BreakerBoard, connect_attempts: int = 4):
         super().__init__(url)
         parsed = make_url(url)
-        self.safe_url = parsed.render_as_string(hide_password=True)
         self._params = {
             "host": parsed.host or "127.0.0.1",
             "port": parsed.port or 5432,
@@ -177,6 +177,27 @@ class PostgresWarehouse(Warehouse):
     def rollback(self) -> None:
         self.execute("ROLLBACK")
 
+    @contextmanager
+    def read_only(self, timeout_seconds: float = USER_SQL_TIMEOUT_SECONDS) -> Iterator[ReadOnlyReader]:
+        """A savepoint (or, outside a transaction, a transaction of its own) made read-only with a
+        statement timeout, rolled back afterwards; statements go through the extended protocol,
+        which runs exactly one, so `SELECT 1; COMMIT` is an error rather than a commit."""
+        nested = self.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        self.execute("SAVEPOINT etl_read_only" if nested else "BEGIN")
+        try:
+            self.execute("SET LOCAL transaction_read_only = on")
+            self.execute(f"SET LOCAL statement_timeout = {round(timeout_seconds * 1000)}")
+            yield self._read_one_statement
+        finally:
+            self.execute("ROLLBACK TO SAVEPOINT etl_read_only" if nested else "ROLLBACK")
+            if nested:
+                self.execute("RELEASE SAVEPOINT etl_read_only")
+
+    def _read_one_statement(self, sql: str) -> pa.Table:
+        cursor = self.connection.cursor(binary=True)
+        cursor.execute(sql, binary=True)
+        return pa.concat_tables(cursor_batches(cursor, 100_000))
+
     def bulk_insert(self, table_name: str, data: pa.Table) -> None:
         if not len(data):
             return
@@ -200,8 +221,13 @@ class PostgresWarehouse(Warehouse):
         return pa.concat_tables(cursor_batches(self.connection.execute(sql), 100_000))
 
     def read_batches(self, sql: str, batch_rows: int) -> Iterator[pa.Table]:
-        """A server-side cursor on a second connection, so staging writes can go on meanwhile."""
-        with psycopg.connect(**self._params) as reader, reader.cursor(name="etl_read") as cursor:
+        """A server-side cursor on a second connection, so staging writes can go on meanwhile.
+
+        The connection only reads (a SQL source's query is user-written) and each statement stops
+        after the user-SQL timeout.
+        """
+        options = f"-c default_transaction_read_only=on -c statement_timeout={round(USER_SQL_TIMEOUT_SECONDS * 1000)}"
+        with psycopg.connect(**self._params, options=options) as reader, reader.cursor(name="etl_read") as cursor:
             cursor.execute(sql)
             yield from cursor_batches(cursor, batch_rows)
 

@@ -11,17 +11,21 @@ from __future__ import annotations
 import datetime
 import decimal
 import sqlite3
+import time
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pyarrow as pa
 from sqlalchemy.engine import make_url
 
 from etl_platform.errors import WarehouseUnavailable
-from etl_platform.warehouse.base import Warehouse
+from etl_platform.warehouse.base import USER_SQL_TIMEOUT_SECONDS, ReadOnlyReader, Warehouse
 from etl_platform.warehouse.dbapi import cursor_batches
 from etl_platform.warehouse.locks import FileLocks, embedded_locks
+
+# What a SQL source's query may do, as SQLite's authorizer names the actions of a compiled statement.
+_READ_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
 
 sqlite3.register_adapter(datetime.datetime, lambda v: v.isoformat(sep=" "))
 sqlite3.register_adapter(datetime.date, lambda v: v.isoformat())
@@ -46,7 +50,6 @@ class SQLiteWarehouse(Warehouse):
     def __init__(self, url: str):
         super().__init__(url)
         self.database = make_url(url).database or ":memory:"
-        self.safe_url = url
         self.locks = embedded_locks(self.database, WriteLocked)
         try:
             if self.database != ":memory:":
@@ -84,6 +87,22 @@ class SQLiteWarehouse(Warehouse):
     def rollback(self) -> None:
         self.connection.execute("ROLLBACK")
 
+    @contextmanager
+    def read_only(self, timeout_seconds: float = USER_SQL_TIMEOUT_SECONDS) -> Iterator[ReadOnlyReader]:
+        """A savepoint with `PRAGMA query_only` on, rolled back afterwards; a progress handler stops a
+        statement after the timeout. Python's sqlite3 runs one statement per call."""
+        deadline = time.monotonic() + timeout_seconds
+        self.execute("SAVEPOINT etl_read_only")
+        self.execute("PRAGMA query_only = ON")
+        self.connection.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        try:
+            yield self.read_arrow
+        finally:
+            self.connection.set_progress_handler(None, 0)
+            self.execute("PRAGMA query_only = OFF")
+            self.execute("ROLLBACK TO SAVEPOINT etl_read_only")
+            self.execute("RELEASE SAVEPOINT etl_read_only")
+
     def bulk_insert(self, table_name: str, data: pa.Table) -> None:
         if not len(data):
             return
@@ -95,9 +114,33 @@ class SQLiteWarehouse(Warehouse):
             self.connection.executemany(f"INSERT INTO {table_name} ({columns}) VALUES ({marks})", rows)
 
     def read_batches(self, sql: str, batch_rows: int) -> Iterator[pa.Table]:
+        """On this connection (a second one would contend for the file locks the load's writer takes),
+        once SQLite's own compiler has said the statement only reads (`_reads_only`)."""
+        self._reads_only(sql)
         cursor = self.connection.cursor()
         cursor.execute(sql)
         yield from cursor_batches(cursor, batch_rows)
+
+    def read_arrow(self, sql: str) -> pa.Table:
+        """The platform's own reads, inside its transactions: no check needed."""
+        return pa.concat_tables(cursor_batches(self.connection.execute(sql), 100_000))
+
+    def _reads_only(self, sql: str) -> None:
+        """Compile `sql` (EXPLAIN runs nothing) on a connection of its own whose authorizer allows reading only.
+
+        The authorizer judges a statement when it is compiled, so a connection of its own keeps it
+        off the load's writes; a statement that would write, attach or change a setting is refused.
+        """
+        checker = sqlite3.connect(self.database, check_same_thread=False)
+        try:
+            for schema in sorted(self._attached() - {"main", "temp"}):
+                checker.execute("ATTACH DATABASE ? AS " + self.quote(schema), (self._schema_file(schema),))
+            checker.set_authorizer(lambda action, *_: sqlite3.SQLITE_OK if action in _READ_ACTIONS else sqlite3.SQLITE_DENY)
+            checker.execute(f"EXPLAIN {sql}")
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(f"only one SELECT may run here ({exc})") from None
+        finally:
+            checker.close()
 
     def columns(self, schema: str, table: str) -> dict[str, str] | None:
         if schema not in self._attached():
