@@ -209,6 +209,16 @@ def test_a_sql_source_reading_the_warehouse_cannot_write_it(any_warehouse_url: s
     assert rows(any_warehouse_url, "SELECT x FROM analytics.canary") == [{"x": 1}]
 
 
+@pytest.mark.parametrize(
+    "table", ["analytics.canary; DROP TABLE analytics.canary", "(SELECT 1) AS t", "read_csv('/etc/passwd')", "a.b.c"]
+)
+def test_a_sql_source_table_is_a_plain_name(table: str) -> None:
+    """`table` is written into `SELECT * FROM <table>`: anything but [schema.]name is refused at validation."""
+    with pytest.raises(SpecError, match=r"source\.table: .* is not allowed; a sql source's table is `\[schema\.\]table`"):
+        pipeline(source={"type": "sql", "table": table})
+    assert pipeline(source={"type": "sql", "table": "Sales.Orders_2024"}).source.table == "Sales.Orders_2024"
+
+
 DELETING_FUNCTION = (
     "CREATE FUNCTION delete_canary() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN DELETE FROM canary; RETURN true; END $$"
 )

@@ -80,6 +80,7 @@ def _model_at(document: Any, loc: tuple[Any, ...]) -> type[BaseModel] | None:
 _PATTERNS = {
     "tags": "tag keys and values hold only letters, digits, '_', '.' and '-' (63 at most)",
     "dataset": "a dataset is `schema.table` in lowercase letters, digits and '_'",
+    "table": "a sql source's table is `[schema.]table` in letters, digits, '_' and '$'; write anything else as a `query`",
 }
 _IDENTIFIER = "lowercase letters, digits and '_', starting with a letter"
 

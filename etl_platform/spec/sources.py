@@ -10,7 +10,7 @@ import datetime
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from etl_platform.spec.base import ColumnName, Strict, parse_duration
 from etl_platform.spec.reach import inside_allowed_roots, single_select
@@ -113,7 +113,10 @@ class Incremental(Strict):
 class SqlSource(Strict):
     type: Literal["sql"]
     url: str | None = Field(None, description="SQLAlchemy URL; `${VAR}` reads an environment variable; omitted = the warehouse")
-    table: str | None = None
+    # Written into `SELECT * FROM <table>`: plain identifiers only, so a table name cannot carry SQL.
+    table: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")] | None = Field(
+        None, description="[schema.]table, letters, digits, '_' and '$'"
+    )
     query: str | None = Field(None, description="one SELECT; it runs read-only, with a statement timeout")
     incremental: Incremental | None = None
 
