@@ -340,16 +340,20 @@ def test_the_first_build_of_one_model_runs_no_test_of_a_model_that_does_not_exis
     checks = check_results(result)
     assert checks[("staging/stg_customers", "unique_stg_customers_customer_id")] == (True, "ERROR")
     assert not any(asset == "staging/stg_orders" for asset, _ in checks)
-    assert rows(project["ETL_WAREHOUSE_URL"], "SELECT count(*) AS n FROM staging.stg_customers")[0]["n"] == 408  # 400 and 8 registered twice
+    assert (
+        rows(project["ETL_WAREHOUSE_URL"], "SELECT count(*) AS n FROM staging.stg_customers")[0]["n"] == 408
+    )  # 400 and 8 registered twice
 
 
 def test_a_dbt_build_reuses_the_partial_parse_state_of_the_last_invocation(project: dict) -> None:
-    first, instance = build_stg_customers(project)
-    assert first.success
+    defs = build_definitions(Settings.from_env())
+    instance = DagsterInstance.from_config(project["DAGSTER_HOME"])
+    assert defs.resolve_job_def("products_job").execute_in_process(instance=instance).success
+    dbt_job = defs.resolve_job_def("dbt_models_job")
+    assert dbt_job.execute_in_process(instance=instance, asset_selection=[STAGING["products"]]).success
     state = Path(project["ETL_DBT_PROJECT_DIR"]) / "target" / "duckdb" / "partial_parse.msgpack"
     assert state.is_file()  # kept for the next invocation
-    defs = build_definitions(Settings.from_env())
-    second = defs.resolve_job_def("dbt_models_job").execute_in_process(instance=instance, asset_selection=[STAGING["customers"]])
+    second = dbt_job.execute_in_process(instance=instance, asset_selection=[STAGING["products"]])
     assert second.success
     log = dbt_messages(instance, second.run_id)
     assert "Found 5 models" in log  # dbt's parse summary: its output reached the run's log
