@@ -233,8 +233,9 @@ def mart(url: str) -> list[dict] | None:
 
 @pytest.mark.timeout(900)
 def test_a_deployment_lives_through_bad_files_and_its_marts_follow_the_good_ones(
-    tmp_path: Path, s3_bucket: str, s3_endpoint: str, postgresql_url: str, dagster_pg_url: str
+    tmp_path: Path, s3_bucket: str, s3_endpoint: str, postgresql_url: str, dagster_pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("DAGSTER_PG_URL", dagster_pg_url)  # the instance this test reads is the deployment's
     breaker = {"quality": {"circuit_breaker": {"error_threshold": 50.0, "min_record_count": 1}}}
     env = production_environment(tmp_path, s3_bucket, s3_endpoint, postgresql_url, dagster_pg_url, **breaker)
     env["ETL_DBT_PROJECT_DIR"] = str(drops_marts_project(tmp_path / "dbt_project"))
