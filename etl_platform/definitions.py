@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from dagster import (
+    AssetsDefinition,
     AssetSelection,
     AssetSpec,
     AutomationConditionSensorDefinition,
@@ -25,7 +26,6 @@ from dagster import (
 from dagster_aws.s3 import S3Resource
 
 from assets import dataset_key, pipeline_asset
-from assets.dbt import dbt_models, dbt_resource
 from etl_platform.breaker import BreakerBoard
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry, PipelineSpec
@@ -57,8 +57,23 @@ def webhook_assets(registry: PipelineRegistry) -> list[AssetSpec]:
     ]
 
 
-def build_definitions(settings: Settings | None = None, python_pipelines: Iterable[PipelineSpec] = ()) -> Definitions:
-    """Assets, jobs, schedules, sensors and resources for every pipeline in the pipelines folder.
+def dbt_layer(settings: Settings) -> tuple[AssetsDefinition | None, dict]:
+    """The dbt models (None without a usable dbt project) and the resource that builds them.
+
+    Imported here: dagster-dbt and dbt take seconds to import, which a process that runs no dbt
+    step (`etl run` of pipelines) does not pay.
+    """
+    from assets.dbt import dbt_models, dbt_resource
+
+    models = dbt_models(settings.dbt_project_dir, settings.warehouse_url, settings.subprocess_environment())
+    return models, ({"dbt": dbt_resource(settings.dbt_project_dir)} if models else {})
+
+
+def build_definitions(
+    settings: Settings | None = None, python_pipelines: Iterable[PipelineSpec] = (), with_dbt: bool = True
+) -> Definitions:
+    """Assets, jobs, schedules, sensors and resources for every pipeline in the pipelines folder,
+    and the dbt models on them unless `with_dbt` is False (a process that runs only pipeline jobs).
 
     Besides the configurable resources, two plain objects are resources: `breakers`, the one
     BreakerBoard of the process (steps and sensors share it), and `secrets`, the settings' named secrets.
@@ -68,7 +83,7 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
     s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, max_attempts=5)
     warehouse = WarehouseResource(url=settings.warehouse_url, lake=settings.lake, s3=s3)
     assets = [pipeline_asset(spec, registry, warehouse.kind) for spec in registry]
-    models = dbt_models(settings.dbt_project_dir, settings.warehouse_url, settings.subprocess_environment())
+    models, dbt = dbt_layer(settings) if with_dbt else (None, {})
     # One step per pipeline job: spawning a process for it would only add start-up time.
     jobs = {
         spec.id: define_asset_job(
@@ -118,7 +133,7 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
             "landing_zone": LandingZoneResource(root=settings.landing, s3=s3),
             "s3": s3,
             "embedding_model": EmbeddingModelResource(),
-            **({"dbt": dbt_resource(settings.dbt_project_dir)} if models else {}),
+            **dbt,
             "breakers": BreakerBoard(settings.breakers),
             "secrets": settings.secrets,
         },

@@ -23,8 +23,17 @@ def test_the_definitions_follow_a_change_of_settings(project: dict, monkeypatch,
     assert pipeline_job("orders_job") is not before
 
 
-def test_a_load_imports_no_scikit_learn_unless_a_step_needs_it() -> None:
-    # scikit-learn takes seconds to import; only anomaly detection and fuzzy deduplication use it.
-    probe = "import sys, etl_platform.engine.runner, etl_platform.definitions; print('sklearn' in sys.modules)"
+def test_a_pipeline_run_leaves_the_dbt_layer_out_and_a_dbt_run_has_it(project: dict) -> None:
+    assert "dbt" not in pipeline_job("orders_job").resource_defs  # nor was dagster-dbt imported for it
+    assert "dbt" in pipeline_job("dbt_models_job").resource_defs
+
+
+def test_a_load_imports_neither_scikit_learn_nor_dbt_unless_a_step_needs_them() -> None:
+    # Each takes seconds to import: scikit-learn is for anomaly detection and fuzzy deduplication,
+    # dagster-dbt (and dbt) for the dbt step.
+    probe = (
+        "import sys, etl_platform.engine.runner, etl_platform.definitions\n"
+        "print(sorted({'sklearn', 'dagster_dbt'} & set(sys.modules)))"
+    )
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"
+    assert done.stdout.strip() == "[]"
