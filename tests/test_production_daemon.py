@@ -96,11 +96,9 @@ def test_a_file_in_s3_runs_the_pipeline_and_its_dependent_through_the_daemon(
 ) -> None:
     env = production_environment(tmp_path, s3_bucket, s3_endpoint, postgresql_url, dagster_pg_url)
     monkeypatch.setenv("DAGSTER_PG_URL", dagster_pg_url)
-    log = (tmp_path / "daemon.log").open("w")
-    daemon = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
+    # `-w workspace.yaml`: the daemon starts its own code server (in the daemon's process group, which `service` ends).
+    daemon = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
+    with service(daemon, env, tmp_path / "daemon.log"):
         s3_client().put_object(Bucket=s3_bucket, Key="incoming/batch-1.csv", Body=b"id,amount\n1,10\n2,20\n3,30\n")
         published = wait_for(
             lambda: table_rows(postgresql_url, "SELECT count(*) AS n FROM raw.drops"), 150, "the file's rows in PostgreSQL"
@@ -144,10 +142,6 @@ def test_a_file_in_s3_runs_the_pipeline_and_its_dependent_through_the_daemon(
             "drop_totals_job": DagsterRunStatus.SUCCESS,
         }
         assert rows(postgresql_url, "SELECT count(*) AS n FROM raw.drops") == [{"n": 3}]
-    finally:
-        daemon.terminate()
-        daemon.wait(30)
-        log.close()
 
 
 # A dbt project on the drops: a mart rebuilt whenever raw.drops publishes.
