@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from dagster import (
+    AssetKey,
+    AssetsDefinition,
     AssetSelection,
     AssetSpec,
     AutomationConditionSensorDefinition,
@@ -25,7 +27,6 @@ from dagster import (
 from dagster_aws.s3 import S3Resource
 
 from assets import dataset_key, pipeline_asset
-from assets.dbt import dbt_models, dbt_resource
 from assets.landing import landing_assets
 from etl_platform.breaker import BreakerBoard
 from etl_platform.settings import Settings
@@ -59,8 +60,23 @@ def webhook_assets(registry: PipelineRegistry) -> list[AssetSpec]:
     ]
 
 
-def build_definitions(settings: Settings | None = None, python_pipelines: Iterable[PipelineSpec] = ()) -> Definitions:
-    """Assets, jobs, schedules, sensors and resources for every pipeline in the pipelines folder.
+def dbt_layer(settings: Settings, reported: list[AssetKey]) -> tuple[AssetsDefinition | None, dict]:
+    """The dbt models (None without a usable dbt project) and the resource that builds them.
+
+    Imported here: dagster-dbt and dbt take seconds to import, which a process that runs no dbt
+    step (`etl run` of pipelines) does not pay.
+    """
+    from assets.dbt import dbt_models, dbt_resource
+
+    models = dbt_models(settings.dbt_project_dir, settings.warehouse_url, settings.subprocess_environment(), reported)
+    return models, ({"dbt": dbt_resource(settings.dbt_project_dir)} if models else {})
+
+
+def build_definitions(
+    settings: Settings | None = None, python_pipelines: Iterable[PipelineSpec] = (), with_dbt: bool = True
+) -> Definitions:
+    """Assets, jobs, schedules, sensors and resources for every pipeline in the pipelines folder,
+    and the dbt models on them unless `with_dbt` is False (a process that runs only pipeline jobs).
 
     Besides the configurable resources, two plain objects are resources: `breakers`, the one
     BreakerBoard of the process (steps and sensors share it), and `secrets`, the settings' named secrets.
@@ -72,7 +88,7 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
     warehouse = WarehouseResource.at(settings.warehouse_url, settings.lake, s3)
     assets = [pipeline_asset(spec, registry, warehouse.kind) for spec in registry]
     reported = [spec.key for spec in webhook_assets(registry)]
-    models = dbt_models(settings.dbt_project_dir, settings.warehouse_url, settings.subprocess_environment(), reported)
+    models, dbt = dbt_layer(settings, reported) if with_dbt else (None, {})
     # One step per pipeline job: spawning a process for it would only add start-up time.
     jobs = {
         spec.id: define_asset_job(
@@ -122,7 +138,7 @@ def build_definitions(settings: Settings | None = None, python_pipelines: Iterab
             "landing_zone": LandingZoneResource(root=settings.landing, allowed_roots=list(roots.declared), s3=s3),
             "s3": s3,
             "embedding_model": EmbeddingModelResource(),
-            **({"dbt": dbt_resource(settings.dbt_project_dir)} if models else {}),
+            **dbt,
             "breakers": BreakerBoard(settings.breakers),
             "secrets": settings.secrets,
         },

@@ -141,7 +141,8 @@ def file_arrival_sensor(spec: PipelineSpec, job: UnresolvedAssetJobDefinition) -
             )
             in_flight.update(dict.fromkeys((file_token(f) for f in batch), run_key))
             cursor["requested_at"][run_key] = time.time()
-        context.log.info(plan.summary())
+        if requests:  # a skipped tick's summary is its skip reason, which the daemon logs: once, not twice
+            context.log.info(plan.summary())
         observation = landing_observation(spec, plan, cursor, time.time())
         return SensorResult(
             run_requests=requests,

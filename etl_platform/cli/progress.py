@@ -8,7 +8,6 @@ one place that sees all of them. Each pipeline asset reports its progress as an 
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 
 from dagster import DagsterEventType, DagsterInstance, RunsFilter
@@ -177,7 +176,7 @@ def follow(worker: threading.Thread, follower: RunFollower, console: Console) ->
     if not console.is_terminal:
         announced: set[str] = set()
         while worker.is_alive():
-            time.sleep(0.5)
+            worker.join(0.5)  # returns as soon as the run ends
             follower.poll()
             for status in follower.statuses:
                 if status.state in {"done", "failed", "skipped"} and status.dataset not in announced:
@@ -198,7 +197,7 @@ def follow(worker: threading.Thread, follower: RunFollower, console: Console) ->
                 bars.update(tasks[status.dataset], completed=completed, detail=detail)
             if not alive:
                 return
-            time.sleep(0.3)
+            worker.join(0.3)
 
 
 def summary_table(steps: list[AssetStatus]) -> Table:

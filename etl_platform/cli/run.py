@@ -16,11 +16,31 @@ from etl_platform.spec import PipelineSpec
 QUIET_CONSOLE = {"console": {"config": {"log_level": "CRITICAL"}}}
 
 
-def pipeline_job(job: str):
-    """Reconstruct a job of the composition root by name (Dagster calls this here and in step processes)."""
+# The definitions built in this process, with and without the dbt layer, and the settings they were built from.
+_BUILT: dict[bool, tuple[Settings, Definitions]] = {}
+
+
+def cli_definitions(with_dbt: bool) -> Definitions:
+    """The composition root's definitions, built once per process for the same settings.
+
+    Dagster reconstructs a run's job several times (to plan it, to run it, for each step): each
+    build would read every pipeline file again. A pipeline run leaves the dbt layer out: importing
+    dagster-dbt and loading the manifest would cost seconds that no step of it uses.
+    """
     from etl_platform.definitions import build_definitions
 
-    return build_definitions(Settings.from_env()).resolve_job_def(job)
+    settings = Settings.from_env()
+    built = _BUILT.get(with_dbt)
+    if built is None or built[0] != settings:
+        built = _BUILT[with_dbt] = (settings, build_definitions(settings, with_dbt=with_dbt))
+    return built[1]
+
+
+def pipeline_job(job: str):
+    """Reconstruct a job of the composition root by name (Dagster calls this here and in step processes)."""
+    from etl_platform.definitions import DBT_JOB
+
+    return cli_definitions(with_dbt=job == DBT_JOB).resolve_job_def(job)
 
 
 def dbt_model_statuses(defs: Definitions) -> list[AssetStatus]:
@@ -52,7 +72,7 @@ def run_through_dagster(
     """
     from assets import dataset_key
     from etl_platform.cli.common import instance
-    from etl_platform.definitions import ALL_PIPELINES_JOB, DBT_JOB, build_definitions, job_name
+    from etl_platform.definitions import ALL_PIPELINES_JOB, DBT_JOB, job_name
 
     pipelines = [
         AssetStatus(s.id, s.destination.dataset, dataset_key(s.destination.dataset).to_python_identifier()) for s in specs
@@ -67,7 +87,7 @@ def run_through_dagster(
     job = job_name(specs[0].id) if single else ALL_PIPELINES_JOB
     runs = instance(settings)
     success = _follow_run(runs, job, pipelines, run_config, tags, console, subset=not single)
-    models = dbt_model_statuses(build_definitions(settings)) if with_dbt else []
+    models = dbt_model_statuses(cli_definitions(with_dbt=True)) if with_dbt else []
     if models and success:
         success = _follow_run(runs, DBT_JOB, models, {"loggers": QUIET_CONSOLE}, {"etl/trigger": "cli"}, console, subset=False)
     for model in models if not success else []:

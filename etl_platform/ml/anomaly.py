@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sklearn.ensemble import IsolationForest
 
 from etl_platform.errors import TransformError
 from etl_platform.spec.ml import DetectAnomaliesSpec
@@ -82,6 +81,9 @@ class AnomalyDetector:
             filled = np.where(np.isnan(scaled), np.nanmedian(scaled, axis=0), scaled)
             filled = filled[:, np.nanstd(filled, axis=0) > 0]  # a constant column isolates nothing
         if "isolation_forest" in self.spec.methods and rows >= 10 and filled.shape[1]:
+            # scikit-learn takes seconds to import: only a load that detects anomalies pays for it.
+            from sklearn.ensemble import IsolationForest
+
             forest = IsolationForest(contamination=self.spec.contamination, random_state=0, n_estimators=200).fit(filled)
             # decision_function < 0 means anomalous; 1 - d puts the threshold at 1 like the others
             relative = 1 - forest.decision_function(filled)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import jellyfish
 import numpy as np
 import pyarrow as pa
-from sklearn.neighbors import NearestNeighbors
 
 from etl_platform.ml.embeddings import Embedder
 from etl_platform.ml.quality_score import completeness
@@ -150,6 +149,9 @@ class Deduplicator:
 
     def _fuzzy(self, table: pa.Table, clusters: UnionFind) -> list[FieldVectors]:
         """Union rows whose weighted similarity reaches the threshold; returns the fields' vectors."""
+        # scikit-learn takes seconds to import: only a load that deduplicates fuzzily pays for it.
+        from sklearn.neighbors import NearestNeighbors
+
         fuzzy = self.spec.fuzzy
         fields = self._fields(table)
         combined = np.zeros((len(table), self.embedder.dimensions), np.float32)
