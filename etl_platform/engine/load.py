@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -44,11 +45,12 @@ from etl_platform.quality.audit import (
 from etl_platform.quality.model_validator import ModelValidator, model_check_names
 from etl_platform.quality.schema_registry import infer_schema
 from etl_platform.quality.validator import RowValidator, RuleStats
-from etl_platform.sources import PROVENANCE, Checkpoint, FileSetSource, Source, SourceChunk
+from etl_platform.sources import PROVENANCE, SOURCE_FILE, Checkpoint, FileSetSource, Source, SourceChunk
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.state.files import AlreadyProcessed
 from etl_platform.transforms import Rejected, TransformChain, TransformContext
 from etl_platform.warehouse import Warehouse
+from etl_platform.warehouse.ledger import AppendedMeanwhile
 from etl_platform.warehouse.publish import latest_registered_schema, replace_quarantine
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,9 @@ class Load:
         self.latest_schema = latest_registered_schema(warehouse, self.dataset)
         self.drift_judged = False
         self.writer = BackgroundWriter()
+        self.rows_by_file: Counter[str] = Counter()  # rows each input file gave, for its append ledger entry
+        # on_changed_file: reload deletes a file's rows by this column, so the target keeps it
+        self.kept_provenance = SOURCE_FILE if spec.destination.on_changed_file == "reload" else None
 
     # --- setting up -------------------------------------------------------------------------
 
@@ -129,6 +134,7 @@ class Load:
             f"{self.warehouse.staging_prefix(self.dataset)}{run_tag}",
             evolve=self.spec.schema_policy.on_drift == "evolve",
             truncate=self.options.full_refresh,
+            reloaded=self.source.reloaded() if isinstance(self.source, FileSetSource) else None,
         )
 
     def _validators(self) -> list:
@@ -195,7 +201,21 @@ class Load:
         if self.whole_load is not None:
             self.whole_load.collect(table)  # staged once every row is in (engine.whole_load)
             return
-        self._emit(table.drop_columns([c for c in PROVENANCE if c in table.column_names]))
+        self._count_by_file(table)
+        self._emit(self._without_provenance(table))
+
+    def _count_by_file(self, table: pa.Table) -> None:
+        if SOURCE_FILE in table.column_names and len(table):
+            for item in pc.value_counts(table[SOURCE_FILE].cast(pa.string())).to_pylist():
+                self.rows_by_file[item["values"]] += item["counts"]
+
+    def _without_provenance(self, table: pa.Table) -> pa.Table:
+        """The rows as published: without provenance, except each row's file where a reload needs it."""
+        table = table.drop_columns([c for c in PROVENANCE if c in table.column_names and c != self.kept_provenance])
+        if self.kept_provenance in table.column_names:
+            index = table.column_names.index(SOURCE_FILE)
+            table = table.set_column(index, SOURCE_FILE, table[SOURCE_FILE].cast(pa.string()))
+        return table
 
     def _emit(self, table: pa.Table) -> None:
         """Judge drift (first rows only), observe for the dataset rules, and queue rows for the destination."""
@@ -268,7 +288,7 @@ class Load:
         except QualityGateFailed:
             self._keep_failing_rows()
             raise
-        except AlreadyProcessed as taken:
+        except (AlreadyProcessed, AppendedMeanwhile) as taken:
             return self._skipped(f"{taken}; nothing was published twice", None)
         self.report.schema = self.destination.schema
         self.report.target_rows = result.target_rows
@@ -322,8 +342,11 @@ class Load:
         self.report.rows_published = 0  # staged, then rolled back: nothing reached the target
 
     def _ledger_row(self) -> dict:
-        report = self.report
+        report, source = self.report, self.source
+        files = isinstance(source, FileSetSource) and source.plan is not None
         return {
+            "appended": source.ledger_entries(self.rows_by_file) if files else None,
+            "reloaded": source.reloaded() if files else None,
             "dataset": self.dataset,
             "fingerprint": report.fingerprint,
             "pipeline": self.spec.id,

@@ -20,6 +20,7 @@ from etl_platform.sources.base import BadLine, SourceChunk, with_provenance
 from etl_platform.sources.compression import open_binary
 from etl_platform.sources.fileset import FileSetSource
 from etl_platform.spec.sources import CsvSource
+from etl_platform.state.appends import AppendPlan, Tail
 from etl_platform.state.files import ProcessedFiles
 from etl_platform.stores import FileStore, StoredFile
 
@@ -27,16 +28,28 @@ BLOCK_BYTES = 4 << 20
 
 
 class CsvFileSource(FileSetSource):
-    def __init__(self, spec: CsvSource, files: list[StoredFile], store: FileStore, processed: ProcessedFiles | None = None):
-        super().__init__(files, store, processed)
+    def __init__(
+        self,
+        spec: CsvSource,
+        files: list[StoredFile],
+        store: FileStore,
+        processed: ProcessedFiles | None = None,
+        plan: AppendPlan | None = None,
+    ):
+        super().__init__(files, store, processed, plan)
         self.spec = spec
 
-    def _options(self, column_names: list[str] | None, bad: list[BadLine], name: str, strict: bool):
-        """Reader options; a malformed line is recorded, then skipped (quarantine) or ends the read (strict)."""
+    def _options(self, column_names: list[str] | None, bad: list[BadLine], name: str, strict: bool, tail: Tail | None = None):
+        """Reader options; a malformed line is recorded, then skipped (quarantine) or ends the read (strict).
+
+        Reading a grown file's `tail` starts after its header, so lines count from the tail's line.
+        """
         spec = self.spec
+        lines_before = tail.line - 1 if tail else 0
 
         def on_invalid(row: pacsv.InvalidRow) -> str:
-            bad.append(BadLine(name, row.number, row.text, f"expected {row.expected_columns} fields, found {row.actual_columns}"))
+            line = row.number + lines_before if row.number is not None else None
+            bad.append(BadLine(name, line, row.text, f"expected {row.expected_columns} fields, found {row.actual_columns}"))
             return "error" if strict else "skip"
 
         read = pacsv.ReadOptions(
@@ -44,7 +57,7 @@ class CsvFileSource(FileSetSource):
             block_size=BLOCK_BYTES,
             encoding=spec.encoding,
             column_names=column_names,
-            skip_rows=1 if (spec.header and column_names) else 0,
+            skip_rows=1 if (spec.header and column_names and tail is None) else 0,
         )
         parse = pacsv.ParseOptions(
             delimiter=spec.delimiter,
@@ -81,17 +94,20 @@ class CsvFileSource(FileSetSource):
     def _read_file(self, file: StoredFile, path: Path, chunk_rows: int) -> Iterator[SourceChunk]:
         """Chunks of at most `chunk_rows` rows, then an empty chunk carrying the byte count."""
         names = self._header(file, path)
-        first_data_line = 2 if self.spec.header else 1
+        tail = self.tail(file)
+        first_data_line = tail.line if tail else 2 if self.spec.header else 1
         bad: list[BadLine] = []
-        read, parse = self._options(names, bad, file.name, strict=self.spec.on_bad_line == "fail")
+        read, parse = self._options(names, bad, file.name, strict=self.spec.on_bad_line == "fail", tail=tail)
         convert = pacsv.ConvertOptions(
             column_types={n: pa.string() for n in names},
             null_values=self.spec.null_values,
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
         )
-        rows_seen = reported = bytes_counted = 0
+        rows_seen = reported = 0
+        bytes_counted = tail.start if tail else 0
         with open_binary(path, self.spec.compression, file.name) as opened:
+            opened.raw.seek(bytes_counted)  # a grown file: only its new lines (uncompressed, see state.appends)
             try:
                 for batch in pacsv.open_csv(opened.stream, read_options=read, parse_options=parse, convert_options=convert):
                     consumed, bytes_counted = opened.consumed() - bytes_counted, opened.consumed()

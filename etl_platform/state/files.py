@@ -32,6 +32,7 @@ class FileRecord:
     failures: int
     last_error: str | None
     run_id: str | None
+    size: int | None = None
 
 
 class FileState:
@@ -43,14 +44,14 @@ class FileState:
     def records(self) -> dict[str, FileRecord]:
         """Every file this pipeline has a record of, by URL."""
         rows = self.warehouse.query(
-            f"SELECT file_url, version, status, failures, last_error, run_id FROM {self.table} WHERE pipeline = ?",
+            f"SELECT file_url, version, status, failures, last_error, run_id, size FROM {self.table} WHERE pipeline = ?",
             (self.pipeline,),
         )
-        return {url: FileRecord(version, status, failures, error, run) for url, version, status, failures, error, run in rows}
+        return {url: FileRecord(*record) for url, *record in rows}
 
-    def pending(self, files: list[StoredFile]) -> list[StoredFile]:
-        """The files whose current version is neither processed nor dead-lettered."""
-        records = self.records()
+    def pending(self, files: list[StoredFile], records: dict[str, FileRecord] | None = None) -> list[StoredFile]:
+        """The files whose current version is neither processed nor dead-lettered (`records`: read already)."""
+        records = self.records() if records is None else records
         return [f for f in files if not self._done(records.get(f.url), f)]
 
     @staticmethod

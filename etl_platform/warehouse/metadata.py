@@ -40,8 +40,10 @@ QUARANTINE_SCHEMA = pa.schema(
 # is kept, so a re-run of the same input replaces its rows.
 QUARANTINE_TABLE_SCHEMA = QUARANTINE_SCHEMA.append(pa.field("input_fingerprint", pa.string()))
 
-# load_ledger: one row per appended input (dataset, fingerprint), so an input is never appended
-# twice; written by warehouse.publish.record_load, emptied for a dataset by a full refresh.
+# load_ledger: one row per content appended to a dataset (dataset, fingerprint), so the same content
+# is never appended twice: per file for file sources (its URL and the bytes read, so a file that
+# grew appends only its new part), per load for other sources (file_url and bytes NULL); written
+# by warehouse.publish.record_load, emptied for a dataset by a full refresh (warehouse.ledger).
 LEDGER_SCHEMA = pa.schema(
     [
         ("dataset", pa.string()),
@@ -50,6 +52,8 @@ LEDGER_SCHEMA = pa.schema(
         ("run_id", pa.string()),
         ("rows", pa.int64()),
         ("loaded_at", pa.timestamp("us", tz="UTC")),
+        ("file_url", pa.string()),
+        ("bytes", pa.int64()),
     ]
 )
 
@@ -140,7 +144,7 @@ class MetaTable:
 
 
 META_TABLES: tuple[MetaTable, ...] = (
-    MetaTable("load_ledger", LEDGER_SCHEMA, ("dataset", "fingerprint")),
+    MetaTable("load_ledger", LEDGER_SCHEMA, ("dataset", "fingerprint"), indexes=(("ledger_by_file", ("dataset", "file_url")),)),
     MetaTable("schema_versions", SCHEMA_VERSIONS_SCHEMA),
     MetaTable("load_history", HISTORY_SCHEMA),
     MetaTable("quarantine", QUARANTINE_TABLE_SCHEMA, indexes=(("quarantine_by_input", ("dataset", "input_fingerprint")),)),
@@ -165,9 +169,11 @@ def ensure_metadata(warehouse: Warehouse) -> None:
             for index, columns in table.indexes:
                 warehouse.create_index(META_SCHEMA, table.name, index, list(columns))
             continue
-        for field in table.schema:
-            if field.name not in existing:
-                warehouse.add_column(relation, field.name, sql_type(field.type, warehouse.dialect, field.name))
+        added = [field for field in table.schema if field.name not in existing]
+        for field in added:
+            warehouse.add_column(relation, field.name, sql_type(field.type, warehouse.dialect, field.name))
+        for index, columns in table.indexes if added else ():  # an index on columns this upgrade added
+            warehouse.create_index(META_SCHEMA, table.name, index, list(columns))
     upgrade_cursor_state(warehouse)
 
 
