@@ -205,8 +205,14 @@ class Load:
         self._emit(self._without_provenance(table))
 
     def _count_by_file(self, table: pa.Table) -> None:
-        if SOURCE_FILE in table.column_names and len(table):
-            for item in pc.value_counts(table[SOURCE_FILE].cast(pa.string())).to_pylist():
+        """Rows per input file; a source's chunk names one file in its dictionary, so mostly no counting."""
+        if SOURCE_FILE not in table.column_names:
+            return
+        for piece in table[SOURCE_FILE].chunks:
+            if isinstance(piece, pa.DictionaryArray) and len(piece.dictionary) == 1:
+                self.rows_by_file[piece.dictionary[0].as_py()] += len(piece)
+                continue
+            for item in pc.value_counts(piece.cast(pa.string())).to_pylist():
                 self.rows_by_file[item["values"]] += item["counts"]
 
     def _without_provenance(self, table: pa.Table) -> pa.Table:
