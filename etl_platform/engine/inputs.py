@@ -19,7 +19,7 @@ from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.spec.sources import SqlSource
 from etl_platform.spec.triggers import FileArrival
 from etl_platform.state import FileState, ProcessedFiles, saved_position
-from etl_platform.state.appends import adopt_legacy_entries, plan_appends
+from etl_platform.state.appends import AppendRules, adopt_legacy_entries, plan_appends
 from etl_platform.state.cursor import saved_mark
 from etl_platform.stores import FileLocation, FileStore, StoredFile
 from etl_platform.warehouse import Warehouse
@@ -95,41 +95,50 @@ def plan_files(spec: PipelineSpec, warehouse: Warehouse, location: FileLocation,
         if not files:
             return LoadInput(None, nothing_new="the requested files are gone (moved to the dead-letter prefix, or deleted)")
     incremental = spec.incremental_files and not options.full_refresh
+    records = {}
     if incremental:
         state = FileState(warehouse, spec.id)
         records = state.records()
         if spec.destination.write == "append":
-            adopt_legacy_entries(warehouse, spec.destination.dataset, spec.id, location.store, listed, records)
+            records = adopt_legacy_entries(append_rules(spec, warehouse, location, records), spec.id, listed)
         files = state.pending(files, records)
         if not files:
             return LoadInput(None, nothing_new=f"no new or changed files in {location.url}")
     if spec.destination.write != "append":
         processed = ProcessedFiles(files, exclusive=incremental, reset=options.full_refresh)
         return LoadInput(open_file_source(spec.source, files, location.store, processed), files)
-    return plan_append_files(spec, warehouse, location, files, options)
+    return plan_append_files(spec, append_rules(spec, warehouse, location, records, options.full_refresh), files, listed, options)
+
+
+def append_rules(
+    spec: PipelineSpec, warehouse: Warehouse, location: FileLocation, records: dict, fresh: bool = False
+) -> AppendRules:
+    return AppendRules(
+        warehouse,
+        spec.destination.dataset,
+        location.store,
+        records,
+        spec.destination.on_changed_file,
+        lambda file: reads_tail(spec.source, file),
+        fresh,
+    )
 
 
 def plan_append_files(
-    spec: PipelineSpec, warehouse: Warehouse, location: FileLocation, files: list[StoredFile], options: RunOptions
+    spec: PipelineSpec, rules: AppendRules, files: list[StoredFile], listed: list[StoredFile], options: RunOptions
 ) -> LoadInput:
     """An append's files less those whose content the dataset holds (recorded as processed, not read)."""
-    dataset, store = spec.destination.dataset, location.store
-    plan = plan_appends(
-        warehouse,
-        dataset,
-        store,
-        files,
-        spec.destination.on_changed_file,
-        lambda file: reads_tail(spec.source, file),
-        fresh=options.full_refresh,
+    plan = plan_appends(rules, files, listed)
+    processed = ProcessedFiles(
+        plan.read + plan.held, exclusive=not options.full_refresh, reset=options.full_refresh, contents=plan.fingerprints
     )
-    processed = ProcessedFiles(plan.read + plan.held, exclusive=not options.full_refresh, reset=options.full_refresh)
     if not plan.read:
-        with warehouse.transaction():
-            processed.save(warehouse, spec.id, options.run_id or "")
+        with rules.warehouse.transaction():
+            processed.save(rules.warehouse, spec.id, options.run_id or "")
         names = ", ".join(f.name for f in plan.held[:3]) + (", ..." if len(plan.held) > 3 else "")
-        return LoadInput(None, nothing_new=f"every new or changed file holds content already appended to {dataset} ({names})")
-    return LoadInput(open_file_source(spec.source, plan.read, store, processed, plan), plan.read)
+        reason = f"every new or changed file holds content already appended to {rules.dataset} ({names})"
+        return LoadInput(None, nothing_new=reason)
+    return LoadInput(open_file_source(spec.source, plan.read, rules.store, processed, plan), plan.read)
 
 
 def plan_query(spec: PipelineSpec, warehouse: Warehouse, full_refresh: bool, secrets: Mapping[str, str]) -> LoadInput:

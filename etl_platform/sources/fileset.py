@@ -53,8 +53,8 @@ class FileSetSource:
         return digest.hexdigest()
 
     def ledger_entries(self, rows_by_file: dict[str, int]) -> list[LedgerEntry]:
-        """One append ledger entry per file read: its content now, its bytes, the rows it gave."""
-        return [LedgerEntry(self._content(f), f.url, f.size, rows_by_file.get(f.name, 0)) for f in self.files]
+        """One append ledger entry per file read: its content now and the rows it gave."""
+        return [LedgerEntry(self._content(f), f.url, rows_by_file.get(f.name, 0)) for f in self.files]
 
     def reloaded(self) -> list[str]:
         """Files whose earlier rows this load replaces (on_changed_file: reload)."""

@@ -1,18 +1,21 @@
 """What an append reads of its new or changed files: the exactly-once rules for files.
 
 The append ledger (warehouse.ledger) holds, per dataset, the fingerprint of every file content
-appended, with the file's URL and the bytes read. From it, each file a load lists is:
+appended; the file state (state.files) keeps, per URL, the size and fingerprint of the content
+last processed from it. From them, each new or changed file (new URL, or new version) is:
 
 - **held**: its bytes were appended already, under any name (touched, renamed, copied,
   re-delivered): recorded as processed, never read again;
-- **grown**: the content appended from this URL is the beginning of the file now, ending at a
+- **grown**: the content processed from this URL is the beginning of the file now and ends at a
   line break: only the lines after it are read;
 - **changed** in any other way: the pipeline's `on_changed_file` decides: `fail` (the default)
   stops the load naming the file, `reload` reads it whole and replaces its earlier rows in the
   same transaction, `append` reads it whole and appends it again;
 - **new**: read whole.
 
-Two files of one load with the same bytes are read once. docs/how-a-run-works.md has the table.
+Two files of one load with the same bytes are read once. A reload forgets the file's earlier
+content, so files skipped as copies of that content are read again in the same load.
+docs/how-a-run-works.md has the table.
 """
 
 from __future__ import annotations
@@ -22,13 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from etl_platform.errors import EtlError
-from etl_platform.state.files import PROCESSED, FileRecord
+from etl_platform.state.files import PROCESSED, FileRecord, FileState
 from etl_platform.stores import FileStore, StoredFile
 from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.ledger import (
     LedgerEntry,
     appended_contents,
-    appended_files,
     forget_legacy_entries,
     insert_entries,
     legacy_entries,
@@ -52,66 +54,79 @@ class AppendPlan:
     """The files an append reads (with their content fingerprints), from where, and those it need not read."""
 
     read: list[StoredFile] = field(default_factory=list)
-    fingerprints: dict[str, str] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)  # of the files read and held
     tails: dict[str, Tail] = field(default_factory=dict)
     reloaded: list[str] = field(default_factory=list)
     held: list[StoredFile] = field(default_factory=list)
 
 
-def plan_appends(
-    warehouse: Warehouse,
-    dataset: str,
-    store: FileStore,
-    files: list[StoredFile],
-    on_changed_file: str,
-    reads_tail: Callable[[StoredFile], bool],
-    fresh: bool = False,
-) -> AppendPlan:
-    """Sort `files` by the rules above; `fresh` (a full refresh) ignores what the ledger holds."""
-    fingerprints = {f.url: store.content_fingerprint(f) for f in files}
-    held = set() if fresh else appended_contents(warehouse, dataset, fingerprints.values())
-    earlier = {} if fresh else appended_files(warehouse, dataset, fingerprints)
-    plan = AppendPlan()
-    for file in files:
-        fingerprint = fingerprints[file.url]
+@dataclass(frozen=True)
+class AppendRules:
+    """What one append's plan looks at: the dataset, the store, the file state, and the pipeline's choices."""
+
+    warehouse: Warehouse
+    dataset: str
+    store: FileStore
+    records: dict[str, FileRecord]  # the pipeline's file state by URL (empty on a full refresh)
+    on_changed_file: str
+    reads_tail: Callable[[StoredFile], bool]
+    fresh: bool = False  # a full refresh: the ledger is being emptied, nothing is held
+
+
+def plan_appends(rules: AppendRules, files: list[StoredFile], listed: list[StoredFile]) -> AppendPlan:
+    """Sort the new or changed `files` by the rules above; `listed` (every file there) gives a reload its copies."""
+    fingerprints = {f.url: rules.store.content_fingerprint(f) for f in files}
+    held = set() if rules.fresh else appended_contents(rules.warehouse, rules.dataset, fingerprints.values())
+    plan, queue = AppendPlan(), list(files)
+    while queue:
+        file = queue.pop(0)
+        fingerprint = fingerprints.get(file.url) or rules.store.content_fingerprint(file)
+        plan.fingerprints[file.url] = fingerprint
         if fingerprint in held:
             plan.held.append(file)
             continue
         held.add(fingerprint)
-        before = earlier.get(file.url)
-        if before is not None:
-            tail = grown_tail(store, file, before) if reads_tail(file) else None
+        before = rules.records.get(file.url)
+        if before is not None and before.content not in (None, fingerprint):
+            tail = grown_tail(rules.store, file, before) if rules.reads_tail(file) else None
             if tail is not None:
                 plan.tails[file.url] = tail
-            elif on_changed_file == "reload":
+            elif rules.on_changed_file == "reload":
                 plan.reloaded.append(file.url)
-            elif on_changed_file == "fail":
-                raise ChangedFile(changed_message(file, before, dataset))
+                held.discard(before.content)
+                queue += _copies(rules.records, listed, before.content, exclude={f.url for f in files})
+            elif rules.on_changed_file == "fail":
+                raise ChangedFile(changed_message(file, before, rules.dataset))
         plan.read.append(file)
-        plan.fingerprints[file.url] = fingerprint
     return plan
 
 
-def changed_message(file: StoredFile, before: LedgerEntry, dataset: str) -> str:
+def _copies(records: dict[str, FileRecord], listed: list[StoredFile], content: str, exclude: set[str]) -> list[StoredFile]:
+    """Unchanged files that were skipped as copies of `content`: a reload forgets it, so they are read."""
+    unchanged = [f for f in listed if f.url not in exclude and (r := records.get(f.url)) and r.version == f.version]
+    return [f for f in unchanged if records[f.url].content == content]
+
+
+def changed_message(file: StoredFile, before: FileRecord, dataset: str) -> str:
     return (
-        f"{file.name}: its content changed since it was appended to {dataset} ({before.bytes} bytes then, "
+        f"{file.name}: its content changed since it was appended to {dataset} ({before.size} bytes then, "
         f"{file.size} now, and not by lines added at its end). Nothing was loaded. Restore the file, or choose "
         f"in the pipeline's `destination.on_changed_file`: `reload` (replace the rows this file gave with its "
         f"content now) or `append` (append it whole again); the default `fail` stops here"
     )
 
 
-def grown_tail(store: FileStore, file: StoredFile, before: LedgerEntry) -> Tail | None:
+def grown_tail(store: FileStore, file: StoredFile, before: FileRecord) -> Tail | None:
     """Where the new lines of a grown file start, or None when the file changed in another way.
 
-    The bytes appended before must be the file's beginning, and end where a line ends (the last
-    line appended is not continued), so the rest is whole new lines.
+    The bytes processed before must be the file's beginning, and end where a line ends (the last
+    line read is not continued), so the rest is whole new lines.
     """
-    length = before.bytes or 0
+    length = before.size or 0
     if not 0 < length < file.size:
         return None
     with store.local_copy(file) as path:
-        if not store.prefix_matches(path, length, before.fingerprint):
+        if not store.prefix_matches(path, length, before.content):
             return None
         lines, last, following = _line_breaks(path, length)
     if last == b"\n":
@@ -133,25 +148,25 @@ def _line_breaks(path: Path, length: int) -> tuple[int, bytes, bytes]:
         return count, last, handle.read(2)
 
 
-def adopt_legacy_entries(
-    warehouse: Warehouse, dataset: str, pipeline: str, store: FileStore, files: list[StoredFile], records: dict[str, FileRecord]
-) -> None:
+def adopt_legacy_entries(rules: AppendRules, pipeline: str, listed: list[StoredFile]) -> dict[str, FileRecord]:
     """Once per dataset after the upgrade from the per-load ledger: give each appended file its own entry.
 
     The old entries fingerprinted a load's set of files and name no file. A file that the file
-    state says was processed, in the version listed now, holds exactly the bytes appended then:
-    its entry is its content now. So does one touched since (a new version of the same size), the
-    day this upgrade is for; one whose size changed meanwhile is read as new. The old entries go
-    in the same transaction.
+    state says was processed, with the size it has now, holds the bytes appended then: a file
+    touched since (a new version, the same size) is the day this upgrade is for. One whose size
+    changed meanwhile is read as new. The file state records each adopted file's content, and the
+    old entries go, in one transaction. Returns the file state as it is then.
     """
+    warehouse, dataset = rules.warehouse, rules.dataset
     if not legacy_entries(warehouse, dataset, pipeline):
-        return
-    unchanged = [f for f in files if (r := records.get(f.url)) and r.status == PROCESSED and r.size == f.size]
-    entries: dict[str, LedgerEntry] = {}
-    for file in unchanged:
-        fingerprint = store.content_fingerprint(file)
-        entries.setdefault(fingerprint, LedgerEntry(fingerprint, file.url, file.size))
+        return rules.records
+    adopted = [f for f in listed if (r := rules.records.get(f.url)) and r.status == PROCESSED and r.size == f.size]
+    contents = {f.url: rules.store.content_fingerprint(f) for f in adopted}
+    entries = {fingerprint: LedgerEntry(fingerprint, url) for url, fingerprint in contents.items()}
+    state = FileState(warehouse, pipeline)
     with warehouse.transaction():
         held = appended_contents(warehouse, dataset, entries)
         insert_entries(warehouse, dataset, pipeline, "upgrade", [e for f, e in entries.items() if f not in held])
         forget_legacy_entries(warehouse, dataset, pipeline)
+        state.mark_processed(adopted, "upgrade", exclusive=False, contents=contents)
+    return state.records()

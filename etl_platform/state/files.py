@@ -1,7 +1,9 @@
 """Which files a pipeline has processed, which failed, and which went to the dead-letter prefix.
 
 A file is identified by its URL and its version (S3 ETag, or a local file's mtime and size):
-a re-uploaded object is new work. `mark_processed` runs inside the publish transaction, so a
+a re-uploaded object is new work. For an append, a file's record also keeps the fingerprint of
+the content last processed from it (`content`, with `size`), which a failure keeps too: it tells
+a file that grew from one that was rewritten (state.appends). `mark_processed` runs inside the publish transaction, so a
 run that fails leaves its files eligible; `record_failure` runs in its own transaction after a
 failed run, so the sensor can retry a file alone and give up on it after N failures.
 """
@@ -33,6 +35,7 @@ class FileRecord:
     last_error: str | None
     run_id: str | None
     size: int | None = None
+    content: str | None = None
 
 
 class FileState:
@@ -44,7 +47,7 @@ class FileState:
     def records(self) -> dict[str, FileRecord]:
         """Every file this pipeline has a record of, by URL."""
         rows = self.warehouse.query(
-            f"SELECT file_url, version, status, failures, last_error, run_id, size FROM {self.table} WHERE pipeline = ?",
+            f"SELECT file_url, version, status, failures, last_error, run_id, size, content FROM {self.table} WHERE pipeline = ?",
             (self.pipeline,),
         )
         return {url: FileRecord(*record) for url, *record in rows}
@@ -58,7 +61,15 @@ class FileState:
     def _done(record: FileRecord | None, file: StoredFile) -> bool:
         return record is not None and record.version == file.version and record.status in (PROCESSED, DEAD_LETTER)
 
-    def _write(self, files: list[StoredFile], status: str, run_id: str, failures: dict[str, int], error: str | None) -> None:
+    def _write(
+        self,
+        files: list[StoredFile],
+        status: str,
+        run_id: str,
+        failures: dict[str, int],
+        error: str | None,
+        contents: dict[str, str | None] | None = None,
+    ) -> None:
         urls = [f.url for f in files]
         for start in range(0, len(urls), 500):
             batch = urls[start : start + 500]
@@ -78,20 +89,23 @@ class FileState:
                 "last_error": error,
                 "run_id": run_id,
                 "updated_at": now,
+                "content": (contents or {}).get(f.url),
             }
             for f in files
         ]
         if rows:
             self.warehouse.bulk_insert(self.table, pa.Table.from_pylist(rows, FILE_STATE_SCHEMA))
 
-    def mark_processed(self, files: list[StoredFile], run_id: str, exclusive: bool) -> None:
-        """Inside the publish transaction: record the files; `exclusive` (incremental loads) refuses
-        if another run published one of them first."""
+    def mark_processed(
+        self, files: list[StoredFile], run_id: str, exclusive: bool, contents: dict[str, str] | None = None
+    ) -> None:
+        """Inside the publish transaction: record the files (and an append's `contents`); `exclusive`
+        (incremental loads) refuses if another run published one of them first."""
         records = self.records()
         taken = [f.url for f in files if (r := records.get(f.url)) and r.status == PROCESSED and r.version == f.version]
         if exclusive and taken:
             raise AlreadyProcessed(f"{len(taken)} of these files were published by another run meanwhile, e.g. {taken[0]}")
-        self._write(files, PROCESSED, run_id, {}, None)
+        self._write(files, PROCESSED, run_id, {}, None, contents)
 
     def record_failure(self, files: list[StoredFile], run_id: str, error: str) -> dict[str, int]:
         """In its own transaction: count one more failure for each file's current version.
@@ -109,7 +123,8 @@ class FileState:
                     continue
                 failures[f.url] = (record.failures if same_version else 0) + 1
                 counted.append(f)
-            self._write(counted, FAILED, run_id, failures, error)
+            processed_before = {f.url: records[f.url].content for f in counted if f.url in records}
+            self._write(counted, FAILED, run_id, failures, error, processed_before)
         return failures
 
     def mark_dead_letter(self, file: StoredFile, failures: int, error: str | None) -> None:
@@ -132,9 +147,10 @@ class ProcessedFiles:
     files: list[StoredFile]
     exclusive: bool
     reset: bool = False
+    contents: dict[str, str] | None = None  # an append's: each file's content fingerprint (state.appends)
 
     def save(self, target: Warehouse, pipeline: str, run_id: str) -> None:
         state = FileState(target, pipeline)
         if self.reset:
             state.reset()
-        state.mark_processed(self.files, run_id, exclusive=self.exclusive)
+        state.mark_processed(self.files, run_id, exclusive=self.exclusive, contents=self.contents)

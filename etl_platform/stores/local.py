@@ -104,4 +104,3 @@ class LocalStore(FileStore):
     def prefix_matches(self, local: Path, length: int, fingerprint: str) -> bool:
         with local.open("rb") as handle:
             return hash_prefix(handle, length) == fingerprint
-

@@ -1,10 +1,10 @@
 """The append ledger (`_etl.load_ledger`): which content each dataset holds, so no content is appended twice.
 
 A file source's unit is the file: one entry per file appended, keyed by the fingerprint of its
-bytes, with its URL and how many bytes were read. The same bytes under another name, or touched,
-are found by their fingerprint; a file that grew is found by its URL and the bytes already read
-(docs/how-a-run-works.md, "Exactly once for files"). Other sources (SQL, frames, a replay) record
-one entry per load, without a URL. Every lookup takes its keys in batches, never one query a file.
+bytes, with the URL its rows came from. The same bytes under another name, or touched, are found
+by their fingerprint (docs/how-a-run-works.md, "Exactly once for files"; what was read of each
+URL is the file state's, state.files). Other sources (SQL, frames, a replay) record one entry per
+load, without a URL. Every lookup takes its keys in batches, never one query a file.
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ class AppendedMeanwhile(EtlError):
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """Content appended to a dataset: a whole input (no URL), or one file and the bytes read of it."""
+    """Content appended to a dataset: a whole input (no URL), or one file's content and the rows it gave."""
 
     fingerprint: str
     file_url: str | None = None
-    bytes: int | None = None
     rows: int | None = None
 
 
@@ -53,21 +52,6 @@ def appended_contents(warehouse: Warehouse, dataset: str, fingerprints: Iterable
         sql = f"SELECT fingerprint FROM {_ledger(warehouse)} WHERE dataset = ? AND fingerprint IN ({', '.join('?' * len(batch))})"
         held.update(row[0] for row in warehouse.query(sql, (dataset, *batch)))
     return held
-
-
-def appended_files(warehouse: Warehouse, dataset: str, urls: Iterable[str]) -> dict[str, LedgerEntry]:
-    """The content last appended from each of these files, by URL (files never appended are absent)."""
-    latest: dict[str, tuple] = {}
-    for batch in _batches(urls):
-        sql = (
-            f"SELECT file_url, fingerprint, bytes, rows, loaded_at FROM {_ledger(warehouse)} "
-            f"WHERE dataset = ? AND file_url IN ({', '.join('?' * len(batch))})"
-        )
-        for url, fingerprint, size, rows, loaded_at in warehouse.query(sql, (dataset, *batch)):
-            order = (loaded_at, size or 0)
-            if url not in latest or order > latest[url][0]:
-                latest[url] = (order, LedgerEntry(fingerprint, url, size, rows))
-    return {url: entry for url, (_, entry) in latest.items()}
 
 
 def ledger_entries(warehouse: Warehouse, dataset: str) -> int:
@@ -94,7 +78,6 @@ def insert_entries(warehouse: Warehouse, dataset: str, pipeline: str, run_id: st
             "rows": e.rows,
             "loaded_at": now,
             "file_url": e.file_url,
-            "bytes": e.bytes,
         }
         for e in entries
     ]

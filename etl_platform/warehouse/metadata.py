@@ -41,9 +41,9 @@ QUARANTINE_SCHEMA = pa.schema(
 QUARANTINE_TABLE_SCHEMA = QUARANTINE_SCHEMA.append(pa.field("input_fingerprint", pa.string()))
 
 # load_ledger: one row per content appended to a dataset (dataset, fingerprint), so the same content
-# is never appended twice: per file for file sources (its URL and the bytes read, so a file that
-# grew appends only its new part), per load for other sources (file_url and bytes NULL); written
-# by warehouse.publish.record_load, emptied for a dataset by a full refresh (warehouse.ledger).
+# is never appended twice: per file for file sources (with the URL its rows came from, which a
+# reload forgets), per load for other sources (file_url NULL); written by
+# warehouse.publish.record_load, emptied for a dataset by a full refresh (warehouse.ledger).
 LEDGER_SCHEMA = pa.schema(
     [
         ("dataset", pa.string()),
@@ -53,7 +53,6 @@ LEDGER_SCHEMA = pa.schema(
         ("rows", pa.int64()),
         ("loaded_at", pa.timestamp("us", tz="UTC")),
         ("file_url", pa.string()),
-        ("bytes", pa.int64()),
     ]
 )
 
@@ -86,7 +85,8 @@ SCHEMA_VERSIONS_SCHEMA = pa.schema(
     ]
 )
 
-# file_state: one row per file a pipeline has seen, its version saying which content was processed;
+# file_state: one row per file a pipeline has seen, its version saying which content was processed
+# (and, for an append, that content's fingerprint: state.appends tells growth from a rewrite by it);
 # written by state.files: processed files inside the publish transaction, so "processed" means
 # "published" (docs/architecture.md); failures and dead letters when they happen.
 FILE_STATE_SCHEMA = pa.schema(
@@ -100,6 +100,7 @@ FILE_STATE_SCHEMA = pa.schema(
         ("last_error", pa.string()),
         ("run_id", pa.string()),
         ("updated_at", pa.timestamp("us", tz="UTC")),
+        ("content", pa.string()),
     ]
 )
 
