@@ -31,6 +31,7 @@ from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.ledger import (
     LedgerEntry,
     appended_contents,
+    contents_of_files,
     forget_legacy_entries,
     insert_entries,
     legacy_entries,
@@ -77,7 +78,7 @@ def plan_appends(rules: AppendRules, files: list[StoredFile], listed: list[Store
     """Sort the new or changed `files` by the rules above; `listed` (every file there) gives a reload its copies."""
     fingerprints = {f.url: rules.store.content_fingerprint(f) for f in files}
     held = set() if rules.fresh else appended_contents(rules.warehouse, rules.dataset, fingerprints.values())
-    plan, queue = AppendPlan(), list(files)
+    plan, queue, queued = AppendPlan(), list(files), {f.url for f in files}
     while queue:
         file = queue.pop(0)
         fingerprint = fingerprints.get(file.url) or rules.store.content_fingerprint(file)
@@ -93,18 +94,21 @@ def plan_appends(rules: AppendRules, files: list[StoredFile], listed: list[Store
                 plan.tails[file.url] = tail
             elif rules.on_changed_file == "reload":
                 plan.reloaded.append(file.url)
-                held.discard(before.content)
-                queue += _copies(rules.records, listed, before.content, exclude={f.url for f in files})
+                forgotten = {before.content, *contents_of_files(rules.warehouse, rules.dataset, [file.url])}
+                held -= forgotten
+                copies = _copies(rules.records, listed, forgotten, exclude=queued)
+                queue += copies
+                queued.update(f.url for f in copies)
             elif rules.on_changed_file == "fail":
                 raise ChangedFile(changed_message(file, before, rules.dataset))
         plan.read.append(file)
     return plan
 
 
-def _copies(records: dict[str, FileRecord], listed: list[StoredFile], content: str, exclude: set[str]) -> list[StoredFile]:
-    """Unchanged files that were skipped as copies of `content`: a reload forgets it, so they are read."""
+def _copies(records: dict[str, FileRecord], listed: list[StoredFile], contents: set[str], exclude: set[str]) -> list[StoredFile]:
+    """Unchanged files that were skipped as copies of `contents`: a reload forgets them, so they are read."""
     unchanged = [f for f in listed if f.url not in exclude and (r := records.get(f.url)) and r.version == f.version]
-    return [f for f in unchanged if records[f.url].content == content]
+    return [f for f in unchanged if records[f.url].content in contents]
 
 
 def changed_message(file: StoredFile, before: FileRecord, dataset: str) -> str:

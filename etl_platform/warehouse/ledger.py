@@ -54,6 +54,15 @@ def appended_contents(warehouse: Warehouse, dataset: str, fingerprints: Iterable
     return held
 
 
+def contents_of_files(warehouse: Warehouse, dataset: str, urls: Iterable[str]) -> set[str]:
+    """The contents appended from these files (what a reload of them forgets)."""
+    contents: set[str] = set()
+    for batch in _batches(urls):
+        sql = f"SELECT fingerprint FROM {_ledger(warehouse)} WHERE dataset = ? AND file_url IN ({', '.join('?' * len(batch))})"
+        contents.update(row[0] for row in warehouse.query(sql, (dataset, *batch)))
+    return contents
+
+
 def ledger_entries(warehouse: Warehouse, dataset: str) -> int:
     """How many entries `dataset` has: appends the ledger remembers."""
     return warehouse.query(f"SELECT count(*) FROM {_ledger(warehouse)} WHERE dataset = ?", (dataset,))[0][0]
