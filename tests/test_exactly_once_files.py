@@ -142,6 +142,9 @@ def test_on_changed_file_reload_replaces_the_rows_of_that_file_only(warehouse_ur
     # The file's rows and its ledger entry went together: a second reload is again exact.
     day.write_text("id,amount\n" + csv_lines(1, 1))
     assert run_pipeline(spec, environment).target_rows == 3
+    day.write_text("id,amount\n")  # rewritten to no rows at all: its rows go
+    assert run_pipeline(spec, environment).rows_published == 0
+    assert target_ids(warehouse_url) == [10, 11]
 
 
 def test_a_dropped_append_target_is_refused_at_once_naming_full_refresh(warehouse_url: str, landing: Path) -> None:

@@ -50,8 +50,8 @@ from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.state.files import AlreadyProcessed
 from etl_platform.transforms import Rejected, TransformChain, TransformContext
 from etl_platform.warehouse import Warehouse
-from etl_platform.warehouse.ledger import AppendedMeanwhile
-from etl_platform.warehouse.publish import latest_registered_schema, replace_quarantine
+from etl_platform.warehouse.ledger import AppendedMeanwhile, forget_files
+from etl_platform.warehouse.publish import forget_file_rows, latest_registered_schema, replace_quarantine
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +285,7 @@ class Load:
             # checkpoint, so a sensor does not request the same input again.
             with self.warehouse.transaction():
                 replace_quarantine(self.warehouse, self.dataset, self.report.fingerprint, self.quarantine.batches())
+                self._forget_reloaded_files()
                 self._save(checkpoint, self.warehouse)
             return self._skipped("the input held no rows", checkpoint)
         try:
@@ -306,6 +307,13 @@ class Load:
             return self._skipped(result.skipped_reason, checkpoint)
         self._acknowledge(checkpoint)
         return self.report
+
+    def _forget_reloaded_files(self) -> None:
+        """A reloaded file that now holds no rows still replaces the rows it gave (on_changed_file: reload)."""
+        reloaded = self.source.reloaded() if isinstance(self.source, FileSetSource) else []
+        if reloaded and self.warehouse.columns(*self.warehouse.split(self.dataset)) is not None:
+            forget_file_rows(self.warehouse, self.dataset, reloaded)
+            forget_files(self.warehouse, self.dataset, reloaded)
 
     def _audit(self, target: Warehouse, checkpoint: Checkpoint | None) -> None:
         """Inside the publish transaction: dataset rules; any failing blocking check rolls everything back."""

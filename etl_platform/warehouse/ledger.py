@@ -69,11 +69,9 @@ def ledger_entries(warehouse: Warehouse, dataset: str) -> int:
 
 
 def record_appended(warehouse: Warehouse, ledger_row: dict) -> None:
-    """Within an append's publish transaction: its entries, in place of those of the files it reloads."""
-    dataset = ledger_row["dataset"]
-    forget_files(warehouse, dataset, ledger_row.get("reloaded") or [])
+    """Within an append's publish transaction, after `held_already`: its entries."""
     entries = ledger_row.get("appended") or [LedgerEntry(ledger_row["fingerprint"], rows=ledger_row["rows"])]
-    insert_entries(warehouse, dataset, ledger_row["pipeline"], ledger_row["run_id"], entries)
+    insert_entries(warehouse, ledger_row["dataset"], ledger_row["pipeline"], ledger_row["run_id"], entries)
 
 
 def insert_entries(warehouse: Warehouse, dataset: str, pipeline: str, run_id: str, entries: list[LedgerEntry]) -> None:
@@ -97,9 +95,12 @@ def insert_entries(warehouse: Warehouse, dataset: str, pipeline: str, run_id: st
 def held_already(warehouse: Warehouse, ledger_row: dict) -> bool:
     """Inside the publish transaction: whether the dataset holds all of this load's content already.
 
-    Part of it held means another run appended those files meanwhile: AppendedMeanwhile, so this
-    load publishes nothing and its files stay pending for the next run.
+    The entries of the files this load reloads are forgotten first: their content (and copies of
+    it this load reads) is appended anew. Part of the content held means another run appended
+    those files meanwhile: AppendedMeanwhile, so this load publishes nothing and its files stay
+    pending for the next run.
     """
+    forget_files(warehouse, ledger_row["dataset"], ledger_row.get("reloaded") or [])
     entries = ledger_row.get("appended") or [LedgerEntry(ledger_row["fingerprint"])]
     held = appended_contents(warehouse, ledger_row["dataset"], [e.fingerprint for e in entries])
     if held and len(held) < len({e.fingerprint for e in entries}):
