@@ -198,3 +198,17 @@ def test_a_ledger_from_before_per_file_entries_is_adopted(warehouse_url: str, la
 def test_on_changed_file_is_validated(destination: dict, transforms: list, message: str) -> None:
     with pytest.raises((SpecError, ValueError), match=message):
         pipeline(source={"type": "csv", "path": "x/*.csv"}, transforms=transforms, destination={"dataset": "a.b", **destination})
+
+
+def test_a_reload_reads_the_copies_that_were_skipped_as_duplicates_of_its_old_content(duckdb_url: str, landing: Path) -> None:
+    """Found by the state machine: the copy's rows were the original's, which the reload deletes."""
+    environment = environment_for(duckdb_url, landing)
+    spec = pipeline(**drops(on_changed_file="reload"))
+    original = write_csv(landing, "drops/a.csv", "id,amount\n" + csv_lines(1, 2))
+    run_pipeline(spec, environment)
+    write_csv(landing, "drops/copy.csv", "id,amount\n" + csv_lines(1, 2))
+    assert run_pipeline(spec, environment).rows_published == 0
+    original.write_text("id,amount\n" + csv_lines(3, 3))
+    report = run_pipeline(spec, environment)
+    assert report.source_files == [str(original), str(landing / "drops/copy.csv")]
+    assert target_ids(duckdb_url) == [1, 2, 3]

@@ -130,7 +130,11 @@ def plan_append_files(
     """An append's files less those whose content the dataset holds (recorded as processed, not read)."""
     plan = plan_appends(rules, files, listed)
     processed = ProcessedFiles(
-        plan.read + plan.held, exclusive=not options.full_refresh, reset=options.full_refresh, contents=plan.fingerprints
+        plan.read + plan.held,
+        exclusive=not options.full_refresh,
+        reset=options.full_refresh,
+        contents=plan.fingerprints,
+        reread=frozenset(plan.reread),
     )
     if not plan.read:
         with rules.warehouse.transaction():

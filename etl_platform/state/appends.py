@@ -58,6 +58,7 @@ class AppendPlan:
     fingerprints: dict[str, str] = field(default_factory=dict)  # of the files read and held
     tails: dict[str, Tail] = field(default_factory=dict)
     reloaded: list[str] = field(default_factory=list)
+    reread: list[str] = field(default_factory=list)  # unchanged copies of content a reload forgets
     held: list[StoredFile] = field(default_factory=list)
 
 
@@ -99,6 +100,7 @@ def plan_appends(rules: AppendRules, files: list[StoredFile], listed: list[Store
                 copies = _copies(rules.records, listed, forgotten, exclude=queued)
                 queue += copies
                 queued.update(f.url for f in copies)
+                plan.reread += [f.url for f in copies]
             elif rules.on_changed_file == "fail":
                 raise ChangedFile(changed_message(file, before, rules.dataset))
         plan.read.append(file)

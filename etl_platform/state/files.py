@@ -97,12 +97,22 @@ class FileState:
             self.warehouse.bulk_insert(self.table, pa.Table.from_pylist(rows, FILE_STATE_SCHEMA))
 
     def mark_processed(
-        self, files: list[StoredFile], run_id: str, exclusive: bool, contents: dict[str, str] | None = None
+        self,
+        files: list[StoredFile],
+        run_id: str,
+        exclusive: bool,
+        contents: dict[str, str] | None = None,
+        reread: frozenset[str] = frozenset(),
     ) -> None:
         """Inside the publish transaction: record the files (and an append's `contents`); `exclusive`
-        (incremental loads) refuses if another run published one of them first."""
+        (incremental loads) refuses if another run published one of them first, except the processed
+        files this load reads again on purpose (`reread`: copies of a reloaded file's old content)."""
         records = self.records()
-        taken = [f.url for f in files if (r := records.get(f.url)) and r.status == PROCESSED and r.version == f.version]
+        taken = [
+            f.url
+            for f in files
+            if (r := records.get(f.url)) and r.status == PROCESSED and r.version == f.version and f.url not in reread
+        ]
         if exclusive and taken:
             raise AlreadyProcessed(f"{len(taken)} of these files were published by another run meanwhile, e.g. {taken[0]}")
         self._write(files, PROCESSED, run_id, {}, None, contents)
@@ -148,9 +158,10 @@ class ProcessedFiles:
     exclusive: bool
     reset: bool = False
     contents: dict[str, str] | None = None  # an append's: each file's content fingerprint (state.appends)
+    reread: frozenset[str] = frozenset()  # processed files an append reads again (state.appends)
 
     def save(self, target: Warehouse, pipeline: str, run_id: str) -> None:
         state = FileState(target, pipeline)
         if self.reset:
             state.reset()
-        state.mark_processed(self.files, run_id, exclusive=self.exclusive, contents=self.contents)
+        state.mark_processed(self.files, run_id, exclusive=self.exclusive, contents=self.contents, reread=self.reread)
