@@ -3,6 +3,8 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Tests run in this many processes (pytest-xdist); each test has its own databases and folders.
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint format services ui bench clean
 
@@ -20,7 +22,7 @@ demo: setup  ## Write the demo data and materialize every demo pipeline on the e
 
 test: setup services  ## Check the import contracts (lint-imports, pyproject.toml), then run the whole test suite against the machine's real services
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: setup  ## ruff lint and format check
 	$(BIN)/ruff check .

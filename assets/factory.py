@@ -30,12 +30,12 @@ from dagster_pandera import pandera_schema_to_dagster_type
 from pydantic import Field
 
 from assets.checks import check_result, check_specs
+from assets.failures import step_failure
 from assets.metadata import lineage_metadata, materialization_metadata
-from etl_platform.breaker import BreakerBoard, SystemUnavailable
+from etl_platform.breaker import BreakerBoard
 from etl_platform.engine.environment import Environment
 from etl_platform.engine.options import Progress, RunOptions, given
 from etl_platform.engine.runner import run_pipeline
-from etl_platform.errors import EtlError, WarehouseUnavailable
 from etl_platform.lineage.columns import column_lineage
 from etl_platform.quality.audit import QualityGateFailed
 from etl_platform.settings import Secrets
@@ -134,7 +134,7 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
         check_specs=check_specs(spec, key, registry.frames[spec.id].model if spec.id in registry.frames else None),
         can_subset=True,
         pool=f"dataset_{destination.dataset.replace('.', '_')}",
-        # Transient failures (warehouse or S3 unreachable, a breaker open) retry the step with growing delays.
+        # Only transient failures (an outage, a lock; assets/failures.py) retry the step, with growing delays.
         retry_policy=RetryPolicy(max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS),
         op_tags={"etl/pipeline": spec.id},
     )
@@ -173,16 +173,14 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
                 model=python.model if python else None,
             )
             report = run_pipeline(spec, environment, options)
-        except (WarehouseUnavailable, SystemUnavailable):
-            raise  # transient until proven otherwise: the retry policy tries again
         except QualityGateFailed as stopped:
             # Record every check that was judged, then fail: the breaker or a blocking rule stops here.
             for outcome in stopped.outcomes:
                 yield check_result(outcome)
             metadata = materialization_metadata(stopped.report, "", destination.dataset) if stopped.report else {}
             raise Failure(description=str(stopped), metadata=metadata, allow_retries=False) from stopped
-        except EtlError as exc:
-            raise Failure(description=str(exc), allow_retries=False) from exc
+        except Exception as error:  # retried only if transient (assets/failures.py)
+            raise step_failure(error, lambda: context.instance.get_latest_materialization_event(key) is not None) from error
         if report.rows_published == 0 and report.skipped_reason:
             # Nothing new was published: no materialization, so nothing downstream runs for it.
             context.log.info(f"{spec.id}: nothing to publish: {report.skipped_reason}")

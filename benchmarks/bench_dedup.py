@@ -87,6 +87,8 @@ def platform_clusters(frame: pd.DataFrame, spec: dict) -> tuple[list[int], float
     started = time.perf_counter()
     result = deduplicator.apply(table)
     seconds = time.perf_counter() - started
+    if len(result.kept) + len(result.dropped) != len(table):
+        raise SystemExit(f"the platform kept {len(result.kept)} and dropped {len(result.dropped)} of {len(table)} records")
     cluster = np.arange(len(table))
     kept_rows = result.kept["_row"].to_numpy()
     kept_cluster = result.kept["dedup_cluster"].to_pylist()
@@ -138,7 +140,9 @@ def splink_clusters(frame: pd.DataFrame) -> tuple[list[int], float]:
     table = clusters.as_pandas_dataframe()
     seconds = time.perf_counter() - started
     by_id = dict(zip(table["unique_id"], table["cluster_id"], strict=True))
-    return [hash(by_id.get(i, f"single-{i}")) for i in range(len(data))], seconds
+    if len(by_id) != len(data):  # a record without a cluster would count as unique: refuse to score
+        raise SystemExit(f"splink clustered {len(by_id)} of {len(data)} records")
+    return [by_id[i] for i in range(len(data))], seconds
 
 
 def typo(text: str, rng: random.Random) -> str:

@@ -103,10 +103,21 @@ def reference_seconds(warehouse_url: str, body: bytes, workdir: Path) -> float:
         }
     )
     started = time.perf_counter()
-    run_pipeline(
+    report = run_pipeline(
         spec, Environment.at(warehouse_url, workdir / "reference", workdir / "lake", secrets=Settings.from_env().secrets)
     )
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if report.rows_published != body.count(b"\n") - 1:  # the header line
+        raise SystemExit(f"the reference load published {report.rows_published:,} rows ({report.skipped_reason}): no ratio")
+    return seconds
+
+
+def verify_published(connection: psycopg.Connection, drops: int, rows: int) -> None:
+    """Every drop published all its rows, once: a latency of a partial or doubled load means nothing."""
+    counts = dict(connection.execute("SELECT drop, count(*) FROM bench.drops GROUP BY drop").fetchall())
+    wrong = {drop: counts.get(drop, 0) for drop in range(1, drops + 1) if counts.get(drop, 0) != rows}
+    if wrong or len(counts) != drops:
+        raise SystemExit(f"drops not published exactly once with {rows} rows each (drop: rows): {wrong or counts}")
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -192,6 +203,7 @@ def main() -> int:
                     f"(sensor {waits[-1]:5.2f}, queue+launch {queues[-1]:5.2f}, run {runs[-1]:5.2f})",
                     flush=True,
                 )
+            verify_published(connection, args.drops, args.rows)
         reference = reference_seconds(warehouse_url, drop_file(0, args.rows), workdir)
     finally:
         if daemon is not None:

@@ -28,7 +28,9 @@ T = TypeVar("T")
 
 
 class SystemUnavailable(EtlError):
-    """An external system's circuit breaker is open: the call was not attempted."""
+    """An external system is down or its circuit breaker is open: worth trying again later."""
+
+    transient = True
 
 
 class BreakerBoard:

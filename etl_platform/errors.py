@@ -9,7 +9,19 @@ from __future__ import annotations
 
 
 class EtlError(Exception):
-    """Base class: an expected failure with a message written for the user."""
+    """Base class: an expected failure with a message written for the user.
+
+    `transient` says whether the same work may succeed later unchanged (a server restarting, a
+    lock held by another run): only those are retried. Every other EtlError is about the data or
+    the configuration, fails at once, and is the user's to fix (docs/how-a-run-works.md, "Failures").
+    """
+
+    transient: bool = False
+
+    def __init__(self, message: str = "", *, transient: bool | None = None):
+        super().__init__(message)
+        if transient is not None:
+            self.transient = transient
 
 
 class SpecError(EtlError):
@@ -29,7 +41,17 @@ class DestinationError(EtlError):
 
 
 class WarehouseUnavailable(EtlError):
-    """The warehouse cannot be reached or refuses the credentials."""
+    """The warehouse cannot be reached, or refuses the configuration (URL, credentials, database).
+
+    `transient`: the server may come back by itself (a timeout, starting up, too many clients, a
+    lock). `endpoint` is set when nothing answered at the host and port (connection refused): a
+    wrong port and a stopped server look alike, so whoever knows whether the endpoint ever answered
+    (the Dagster layer: the asset published before) decides whether to retry.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False, endpoint: str | None = None):
+        super().__init__(message, transient=transient)
+        self.endpoint = endpoint
 
 
 def one_line(error: BaseException) -> str:

@@ -6,10 +6,28 @@ list only the data columns. Steps evaluate SQL with DuckDB, so identifiers are q
 
 from __future__ import annotations
 
+import duckdb
 import pyarrow as pa
 
 from etl_platform.errors import TransformError
 from etl_platform.sources.base import PROVENANCE
+
+# What the DuckDB that evaluates spec authors' expressions may not do. Expressions are parsed and
+# checked before they run (etl_platform.spec.expressions); this is the second wall, for a gap in
+# the first: no files, network or extensions (table functions that read files fail, and so would
+# getenv), no Python objects found by name, and no SET that could undo it.
+SANDBOX = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "python_enable_replacements": False,
+    "lock_configuration": True,
+}
+
+
+def sandboxed_duckdb() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that sees only the tables registered on it."""
+    return duckdb.connect(config=SANDBOX)
 
 
 def ident(name: str) -> str:

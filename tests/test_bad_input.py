@@ -97,7 +97,7 @@ def test_database_down_and_wrong_credentials(landing: Path) -> None:
     with pytest.raises(WarehouseUnavailable) as down:
         run_pipeline(spec, environment_for("postgresql://postgres@127.0.0.1:1/test", landing))
     assert "cannot connect to the PostgreSQL warehouse postgresql://postgres@127.0.0.1:1/test" in str(down.value)
-    assert "is the server running and reachable? check ETL_WAREHOUSE_URL" in str(down.value)
+    assert "nothing listens there: is the server running, and are the host and port in ETL_WAREHOUSE_URL" in str(down.value)
     with pytest.raises(WarehouseUnavailable) as refused:
         run_pipeline(spec, environment_for("postgresql://nobody:secret@127.0.0.1:5432/test", landing))
     assert "nobody" in str(refused.value) and "secret" not in str(refused.value)

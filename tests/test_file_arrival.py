@@ -160,7 +160,7 @@ def test_reupload_with_new_etag_is_processed_again(
     assert harness.published_ids() == [1, 2]
 
 
-def test_failure_then_retry_alone_then_dead_letter_after_n_failures(
+def test_a_deterministic_failure_is_dead_lettered_after_one_run_and_the_good_file_loads(
     tmp_path: Path, instance: DagsterInstance, duckdb_url: str, s3_bucket: str
 ) -> None:
     put(s3_bucket, "in/good.csv", "id,amount\n1,1\n")
@@ -170,27 +170,36 @@ def test_failure_then_retry_alone_then_dead_letter_after_n_failures(
         instance,
         duckdb_url,
         f"s3://{s3_bucket}",
-        {"prefix": "in/", "pattern": "*.csv", "max_failures": 2},
+        {"prefix": "in/", "pattern": "*.csv", "max_failures": 3},
         source={"type": "csv", "on_bad_line": "fail"},
     )
     first = harness.tick()
     assert len(first.run_requests) == 1
     assert harness.run(first) == [False]  # the malformed line fails the whole load: nothing published
-    # The error names bad.csv: only it is counted. Both files are retried, bad.csv in a run of its own.
+    # The error names bad.csv: only it is counted, as permanent (the same file fails the same way again).
     failures = rows(duckdb_url, "SELECT file_url, status, failures FROM _etl.file_state ORDER BY file_url")
-    assert failures == [{"file_url": f"s3://{s3_bucket}/in/bad.csv", "status": "failed", "failures": 1}]
-    retry = harness.tick()
-    assert sorted(harness.requested_files(retry)) == [[f"s3://{s3_bucket}/in/bad.csv"], [f"s3://{s3_bucket}/in/good.csv"]]
-    assert sorted(harness.run(retry)) == [False, True]
+    assert failures == [{"file_url": f"s3://{s3_bucket}/in/bad.csv", "status": "failed_permanently", "failures": 1}]
+    retry = harness.tick()  # bad.csv moves to the dead-letter prefix at once; good.csv is retried
+    assert harness.requested_files(retry) == [[f"s3://{s3_bucket}/in/good.csv"]]
+    assert harness.run(retry) == [True]
     assert harness.published_ids() == [1]
-    final = harness.tick()  # bad.csv has failed twice: it moves to the dead-letter prefix with its error
-    assert final.run_requests == []
     dead = s3_client().get_object(Bucket=s3_bucket, Key="in/_dead_letter/bad.csv.error.txt")["Body"].read().decode()
-    assert "failed loads: 2" in dead and "malformed line" in dead
+    assert "failed loads: 1" in dead and "malformed line" in dead
     assert s3_client().list_objects_v2(Bucket=s3_bucket, Prefix="in/bad.csv").get("KeyCount") == 0
     state = rows(duckdb_url, "SELECT status, failures FROM _etl.file_state WHERE file_url LIKE '%bad.csv'")
-    assert state == [{"status": "dead_letter", "failures": 2}]
+    assert state == [{"status": "dead_letter", "failures": 1}]
     assert harness.tick().run_requests == []
+
+
+def test_a_tripped_breaker_is_dead_lettered_after_one_run(tmp_path: Path, instance: DagsterInstance, duckdb_url: str) -> None:
+    landing = tmp_path / "landing"
+    (landing / "in").mkdir(parents=True)
+    (landing / "in" / "a.csv").write_text("id,amount\n1,one\n2,two\n")
+    harness = Harness(tmp_path, instance, duckdb_url, str(landing), {"prefix": "in/"})
+    assert harness.run(harness.tick()) == [False]
+    assert harness.tick().run_requests == []
+    note = (landing / "in" / "_dead_letter" / "a.csv.error.txt").read_text()
+    assert "failed loads: 1" in note and "circuit_breaker" in note and "cannot cast 'one' in 'amount' to float" in note
 
 
 def test_a_failed_run_leaves_its_files_eligible_and_a_retry_succeeds(

@@ -59,7 +59,7 @@ def test_every_row_rule_passes_on_clean_rows(warehouse_url: str, landing: Path) 
     report = load(warehouse_url, landing, CLEAN, ROW_RULES)
     assert all(c.passed for c in report.checks)
     rules = [Rule.model_validate(r, context={"custom_checks": CHECKS}) for r in ROW_RULES]
-    assert {c.name for c in report.checks} == {r.check_name for r in rules} | {"schema_drift"}
+    assert {c.name for c in report.checks} == {r.check_name for r in rules} | {"schema_drift", "circuit_breaker"}
     assert (report.rows_published, report.rows_quarantined) == (2, 0)
 
 

@@ -66,11 +66,20 @@ def list_pipelines() -> None:
 
 @cli.command()
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def validate(files: tuple[Path, ...]) -> None:
+@click.option("--data", is_flag=True, help="Also read a sample of each pipeline's input through its transforms and rules.")
+@click.option("--sample", default=1000, show_default=True, help="Rows read per pipeline by --data.")
+def validate(files: tuple[Path, ...], data: bool, sample: int) -> None:
     """Validate pipeline FILES (default: the whole pipelines folder), with their dependencies.
 
-    Exit code 0 if every file is valid, 1 if not (each error names file, line and field).
+    Checks what is known without data: every field, every dependency, and that each lookup's
+    dataset is published by a pipeline or a dbt model. With --data, each pipeline also reads a
+    sample of its input (writing nothing, as `etl run --dry-run`) through its transforms and
+    quality rules, so a rule on a missing column, or a sample the circuit breaker would stop (a
+    wrong date format), fails here.
+    Exit code 0 if everything is valid, 1 if not (each error names file, field and the fix).
     """
+    from etl_platform.cli.validate import check_with_data, unpublished_lookups
+
     resolved = settings()
     try:
         python, custom_checks = load_python_folder(resolved.pipelines_dir)
@@ -80,15 +89,33 @@ def validate(files: tuple[Path, ...]) -> None:
     except SpecError as exc:
         click.secho(str(exc), fg="red", err=True)
         sys.exit(EXIT_FAILED)
-    for spec in given or pipelines:
-        click.echo(f"ok  {spec.id}  ({spec.origin})")
+    checked = given or list(pipelines)
+    errors, warnings = unpublished_lookups(pipelines, resolved)
+    errors = [e for e in errors if any(e.startswith(f"{spec.origin}:") for spec in checked)]
+    for warning in warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    if data and not errors:
+        errors = check_with_data(checked, resolved, sample)
+    elif not errors:
+        for spec in checked:
+            click.echo(f"ok  {spec.id}  ({spec.origin})")
+    if errors:
+        click.secho("\n".join(errors), fg="red", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print only the levels as JSON.")
 def plan(as_json: bool) -> None:
     """Show execution levels: each level depends only on the levels before it."""
-    levels = registry(settings()).levels()
+    from etl_platform.cli.validate import unpublished_lookups
+
+    resolved = settings()
+    pipelines = registry(resolved)
+    errors, warnings = unpublished_lookups(pipelines, resolved)
+    for problem in errors + warnings:
+        click.secho(f"warning: {problem}; this lookup is no edge of the plan", fg="yellow", err=True)
+    levels = pipelines.levels()
     if as_json:
         click.echo(json.dumps(levels))
         return

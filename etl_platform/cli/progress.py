@@ -77,6 +77,8 @@ class RunFollower:
             self.run_id = records[0].dagster_run.run_id
         logs = self.instance.all_logs(self.run_id)
         for entry in logs[self._seen :]:
+            if entry.dagster_event is not None and entry.dagster_event.event_type == DagsterEventType.RUN_FAILURE:
+                self._apply_run_failure(entry.dagster_event)
             step = self._by_step.get(entry.step_key or "", [])
             # A dbt step that fails after building some models: dbt skipped the others (they were not lost).
             partly_built = any(status.state == "done" for status in step)
@@ -110,6 +112,17 @@ class RunFollower:
                 status.rows_read = status.metadata.get("rows_read", status.rows_read)
         self._seen = len(logs)
 
+    def _apply_run_failure(self, event) -> None:
+        """A run that failed outside any step (its code location, a resource): every unfinished asset
+        failed, with the run's error, so no pipeline fails without a reason."""
+        error = event.event_specific_data.error if event.event_specific_data else None
+        if error is None:
+            return  # a step failed: its own failure event named the reason
+        message = root_cause(error)
+        for status in self.statuses:
+            if status.state in {"waiting", "running", "retrying"}:
+                status.state, status.error = "failed", message
+
     @staticmethod
     def _apply_observation(status: AssetStatus, metadata: dict) -> None:
         """The asset's own observations (assets.factory): why it published nothing, or its progress."""
@@ -134,7 +147,7 @@ class RunFollower:
                 status.error = failure.user_failure_data.description  # the platform's own message
                 status.metadata = {**status.metadata, **plain_values(failure.user_failure_data.metadata)}
             else:
-                status.error = failure.error.message.strip() if failure.error else "step failed"
+                status.error = root_cause(failure.error) if failure.error else "step failed"
         elif status.state == "done":
             return
         elif event.event_type == DagsterEventType.STEP_START:
@@ -145,6 +158,13 @@ class RunFollower:
             status.state = "retrying"
         elif event.event_type == DagsterEventType.STEP_SKIPPED:
             status.state = "skipped"
+
+
+def root_cause(error) -> str:
+    """The innermost error of a Dagster SerializableErrorInfo: the reason, not "Exceeded max_retries of 3"."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
 
 
 def follow(worker: threading.Thread, follower: RunFollower, console: Console) -> None:

@@ -14,6 +14,7 @@ from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, environment, registry,
 from etl_platform.errors import EtlError
 from etl_platform.warehouse import open_warehouse
 from etl_platform.warehouse.metadata import META_SCHEMA, ensure_metadata
+from etl_platform.warehouse.publish import purge_quarantine
 
 console = Console(width=None if sys.stdout.isatty() else 140)
 
@@ -127,5 +128,5 @@ def purge(pipeline: str | None, rule: str | None, run_id: str | None, yes: bool)
         count = warehouse.query(f"SELECT count(*) FROM {relation}{where}", params)[0][0]
         if count and not yes:
             click.confirm(f"Delete {count:,} quarantined rows?", abort=True)
-        warehouse.execute(f"DELETE FROM {relation}{where}", params)
+        count = purge_quarantine(warehouse, where, params)
     console.print(f"purged {count:,} quarantined rows")

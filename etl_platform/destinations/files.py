@@ -91,9 +91,16 @@ class FileDestination:
         self._parts: dict[str, PartWriter] = {}
         self._rows = 0
 
+    def _claim(self, run_tag: str) -> str:
+        """The name of a run's staging, which the run claims (warehouse.locks): as for a staging table."""
+        return f"{self.warehouse.staging_prefix(self.spec.dataset)}{run_tag}"
+
     def write(self, table: pa.Table) -> None:
         if self.schema is None:
-            self.staging = self.lake.staging_folder(self.prefix, self.run_tag)
+            self.warehouse.locks.claim(self._claim(self.run_tag))
+            self.staging = self.lake.staging_folder(
+                self.prefix, self.run_tag, lambda tag: self.warehouse.locks.claimed(self._claim(tag))
+            )
             self.schema = table.schema
         table = align(table, self.schema)
         self._rows += len(table)
@@ -132,7 +139,7 @@ class FileDestination:
         self._close()
         dataset = self.spec.dataset
         fingerprint = ledger_row["fingerprint"]
-        with self.warehouse.transaction():
+        with self.warehouse.publishing(dataset):
             if self.spec.write == "append" and held_already(self.warehouse, ledger_row):
                 self.discard()
                 return PublishResult(0, None, "this input was already appended (load ledger)")
@@ -153,3 +160,4 @@ class FileDestination:
         if self.staging is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None
+        self.warehouse.locks.release(self._claim(self.run_tag))

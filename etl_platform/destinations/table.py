@@ -38,6 +38,7 @@ class TableDestination:
         if spec.write == "append":
             self.chunks = ChunkTable(warehouse, warehouse.target(spec.dataset), self._begin_append, None, with_sequence=False)
         else:
+            warehouse.locks.claim(staging_name)  # the run's own until discard: other runs' cleanup keeps it
             self.chunks = staging_table(warehouse, staging_name)
 
     def _begin_append(self, schema: pa.Schema) -> None:
@@ -75,3 +76,4 @@ class TableDestination:
             self.warehouse.rollback()
         if self.spec.write != "append":
             self.warehouse.execute(f"DROP TABLE IF EXISTS {self.warehouse.relation(STAGING_SCHEMA, self.staging_name)}")
+            self.warehouse.locks.release(self.staging_name)

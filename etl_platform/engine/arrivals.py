@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from etl_platform.engine.inputs import dead_letter_prefix
 from etl_platform.spec.triggers import FileArrival
-from etl_platform.state.files import FAILED, FileState
+from etl_platform.state.files import DEAD_LETTER, FAILED_PERMANENTLY, PROCESSED, FileState
 from etl_platform.stores import FileLocation, StoredFile
 
 
@@ -54,7 +54,9 @@ def plan_arrivals(
     """Group the files that are neither processed nor in flight into runs; give up on files that failed too often.
 
     A file that has failed before is retried in a run of its own, so one bad file cannot keep
-    failing (and dead-lettering) the good files that arrived with it.
+    failing (and dead-lettering) the good files that arrived with it; but only if its failure was
+    transient: one that would fail again the same way (a malformed header, a tripped breaker) goes
+    to dead letter after that first failure.
     """
     listed = sorted(location.matching(excluded_prefix=dead_letter_prefix(location, arrival)), key=lambda f: f.key)
     records = state.records()
@@ -62,16 +64,17 @@ def plan_arrivals(
     fresh: list[StoredFile] = []
     for file in listed:
         record = records.get(file.url)
-        if record is not None and record.version == file.version and record.status != FAILED:
-            continue  # processed or dead-lettered: this version is done
+        same_version = record is not None and record.version == file.version
+        if same_version and record.status in (PROCESSED, DEAD_LETTER):
+            continue  # this version is done
         plan.pending += 1
         age = (now - file.modified).total_seconds()
         plan.oldest_pending_seconds = max(age, plan.oldest_pending_seconds or 0.0)
         if file_token(file) in in_flight:
             plan.in_flight += 1
             continue
-        failures = record.failures if record is not None and record.version == file.version else 0
-        if failures >= arrival.max_failures:
+        failures = record.failures if same_version else 0
+        if failures >= arrival.max_failures or (same_version and record.status == FAILED_PERMANENTLY):
             plan.dead_letters.append((file, failures, record.last_error))
         elif failures:
             plan.batches.append([file])

@@ -16,7 +16,7 @@ from etl_platform.errors import TransformError
 from etl_platform.quality.validator import RuleStats
 from etl_platform.sources import PROVENANCE, Source, SourceChunk
 from etl_platform.sources.base import numbered
-from etl_platform.transforms import ChainOutput, TransformChain
+from etl_platform.transforms import ChainOutput, Rejected, TransformChain
 from etl_platform.warehouse import Warehouse
 
 # Chunks transformed at once.
@@ -26,11 +26,18 @@ Transformed = tuple[ChainOutput, dict[str, RuleStats]]
 
 
 class ChunkTransformer:
-    """Transforms, then row-level quality rules, for one chunk (called on a transform thread)."""
+    """Transforms, then row-level quality rules, then the rows the destination cannot store, for one
+    chunk (called on a transform thread)."""
 
-    def __init__(self, chain: TransformChain, validators: list):
+    def __init__(
+        self,
+        chain: TransformChain,
+        validators: list,
+        unstorable: Callable[[pa.Table], tuple[pa.Table, Rejected | None]] | None = None,
+    ):
         self.chain = chain
         self.validators = validators
+        self.unstorable = unstorable
 
     def __call__(self, table: pa.Table) -> Transformed:
         output = self.chain.apply(table)
@@ -40,6 +47,10 @@ class ChunkTransformer:
             output.table = checked.table
             output.rejected += [("quality", rejected) for rejected in checked.rejected]
             stats.update(seen)
+        if self.unstorable is not None:
+            output.table, refused = self.unstorable(output.table)
+            if refused is not None:
+                output.rejected.append(("destination", refused))
         return output, stats
 
 
@@ -73,7 +84,8 @@ def dataset_reader(warehouse: Warehouse, origin: str) -> Callable[[str, list[str
         existing = warehouse.columns(schema, table)
         if existing is None:
             raise TransformError(
-                f"{origin}: lookup dataset {dataset} does not exist yet; run the pipeline that publishes it first"
+                f"{origin}: lookup dataset {dataset} does not exist yet; run the pipeline that publishes it first",
+                transient=True,  # `etl validate` made sure something publishes it: it passes once that has run
             )
         missing = [c for c in columns if c not in existing]
         if missing:

@@ -1,4 +1,9 @@
-"""Dry run: read a sample and show what each stage makes of it, writing nothing."""
+"""Dry run: read a sample and show what each stage makes of it, writing nothing.
+
+The last stage is the quality rules: row rules judge the sample (their failing rows are counted
+as rejected) and every rule's columns are checked against the data, so a rule on a column the
+data lacks fails here (`etl run --dry-run`, `etl validate --data`) rather than in a run.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ from etl_platform.engine.chunks import dataset_reader
 from etl_platform.engine.environment import Environment
 from etl_platform.engine.inputs import plan_input
 from etl_platform.engine.options import RunOptions
+from etl_platform.quality.audit import DatasetAudit
+from etl_platform.quality.validator import RowValidator
 from etl_platform.sources import PROVENANCE
 from etl_platform.spec.pipeline import PipelineSpec
-from etl_platform.transforms import TransformChain, TransformContext
+from etl_platform.transforms import StepOutput, TransformChain, TransformContext
 from etl_platform.warehouse import open_warehouse
 
 
@@ -22,6 +29,7 @@ class StageView:
     table: pa.Table
     rejected: int = 0
     filtered: int = 0
+    first_reason: str | None = None  # of the rejected rows, for messages
 
     @property
     def data(self) -> pa.Table:
@@ -33,7 +41,10 @@ def dry_run(spec: PipelineSpec, environment: Environment, sample_rows: int = 1_0
     warehouse = open_warehouse(environment.warehouse_url, environment.breakers)
     try:
         # Every matching file and every row, whatever incremental state says: a preview writes no state.
-        source = plan_input(spec, environment, warehouse, RunOptions(full_refresh=True)).source
+        planned = plan_input(spec, environment, warehouse, RunOptions(full_refresh=True))
+        if planned.source is None:
+            return [StageView(f"source (no input: {planned.nothing_new})", pa.table({}))]
+        source = planned.source
         sample = next((c.table for c in source.read(max(sample_rows, 1_000)) if len(c.table)), None)
         if sample is None:
             return [StageView("source (no rows)", pa.table({}))]
@@ -47,8 +58,24 @@ def dry_run(spec: PipelineSpec, environment: Environment, sample_rows: int = 1_0
         for name, step in zip(chain.names, chain.steps, strict=True):
             output = step.apply(table)
             table = output.table
-            stages.append(StageView(name, table, sum(len(r.rows) for r in output.rejected), output.filtered))
+            rejected, reason = _rejections(output)
+            stages.append(StageView(name, table, rejected, output.filtered, reason))
         context.close()
-        return stages
+        return stages + _judge_rules(spec, table)
     finally:
         warehouse.close()
+
+
+def _judge_rules(spec: PipelineSpec, table: pa.Table) -> list[StageView]:
+    """The rules on the transformed sample: a rule's missing column (or wrong type) raises TransformError."""
+    quality = spec.quality
+    DatasetAudit(quality.rules, spec.destination.dataset, spec.origin).observe(table)
+    if not any(rule.is_row_rule for rule in quality.rules) and not quality.score_column:
+        return []
+    output, _ = RowValidator(quality.rules, f"{spec.origin}: quality", quality.score_column).apply(table)
+    return [StageView("quality (row rules)", output.table, *_rejections(output))]
+
+
+def _rejections(output: StepOutput) -> tuple[int, str | None]:
+    """How many rows a stage rejected, and the first one's reason."""
+    return sum(len(r.rows) for r in output.rejected), next((r.reasons[0] for r in output.rejected if r.reasons), None)

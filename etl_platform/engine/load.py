@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -70,6 +71,42 @@ def split_null_keys(table: pa.Table, primary_key: list[str]) -> tuple[pa.Table, 
     return table.filter(pc.invert(any_null)), Rejected(rows, "primary_key_not_null", columns, [None] * len(rows), reasons)
 
 
+NUL = re.compile(b"\x00")
+
+
+def may_hold_nul(column: pa.ChunkedArray) -> bool:
+    """One look at the bytes of all values, at memchr speed, before any per-value work (UTF-8 holds a
+    zero byte only for the NUL character)."""
+    return any(chunk.buffers()[2] is not None and NUL.search(memoryview(chunk.buffers()[2])) for chunk in column.chunks)
+
+
+def split_unstorable(table: pa.Table) -> tuple[pa.Table, Rejected | None]:
+    """Separate rows with a NUL byte (0x00) in a text value: PostgreSQL cannot store one (its COPY
+    would refuse the whole load) and SQLite's text functions stop at it. Every warehouse refuses it
+    alike, so a pipeline behaves the same on the embedded DuckDB as on PostgreSQL: the row goes to
+    quarantine with its file and line, and the rest loads."""
+    text = [
+        f.name
+        for f in table.schema
+        if f.name not in PROVENANCE
+        and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+        and may_hold_nul(table[f.name])
+    ]
+    if not text:
+        return table, None
+    has_nul = functools.reduce(pc.or_, [pc.fill_null(pc.match_substring(table[c], "\x00"), False) for c in text])
+    if not pc.any(has_nul).as_py():
+        return table, None
+    rows = table.filter(has_nul)
+    columns = [next(c for c in text if row[c] is not None and "\x00" in row[c]) for row in rows.select(text).to_pylist()]
+    values = [row[c] for row, c in zip(rows.select(text).to_pylist(), columns, strict=True)]
+    reasons = [
+        f"column '{c}' holds a NUL byte (0x00), which the warehouse cannot store; remove it at the source or in a transform"
+        for c in columns
+    ]
+    return table.filter(pc.invert(has_nul)), Rejected(rows, "unstorable_value", columns, values, reasons)
+
+
 class Load:
     """Write, audit, publish one load of `spec` from `source`; `run` returns the filled report."""
 
@@ -92,7 +129,9 @@ class Load:
         self.destination = self._destination(environment)
         reader = dataset_reader(warehouse, spec.origin)
         self.context = TransformContext(spec.origin, reader, environment.embedder, environment.secrets, environment.breakers)
-        self.transform = ChunkTransformer(TransformChain(spec.streaming_transforms, self.context), self._validators())
+        # A warehouse cannot store a NUL byte; a file can (split on the transform threads, off the stream's path).
+        unstorable = None if spec.destination.is_file else split_unstorable
+        self.transform = ChunkTransformer(TransformChain(spec.streaming_transforms, self.context), self._validators(), unstorable)
         self.rule_stats = {r.check_name: RuleStats() for r in spec.quality.rules if r.is_row_rule}
         self.rule_stats.update({name: RuleStats() for name in self._model_checks()})
         rules = spec.quality.rules
@@ -122,10 +161,11 @@ class Load:
         return tuning.chunk_rows, tuning.threads
 
     def _destination(self, environment: Environment) -> Destination:
-        """Staging named after the run, left over staging of earlier runs removed first."""
+        """Staging named after the run; staging of earlier runs that are gone is removed first
+        (a concurrent run of the dataset claims its own staging, which stays: warehouse.locks)."""
         destination = self.spec.destination
         run_tag = self.report.run_id.replace("-", "")[:12]
-        self.warehouse.drop_staging(self.dataset)
+        self.warehouse.drop_abandoned_staging(self.dataset)
         if destination.is_file:
             return FileDestination(destination, environment.lake, self.warehouse, run_tag)
         return TableDestination(
@@ -272,8 +312,18 @@ class Load:
         report.checks += row_rule_outcomes(quality.rules, self.rule_stats)
         if self.options.model is not None:
             report.checks += model_outcomes(self._model_checks(), self.rule_stats)
-        if quality.circuit_breaker:
-            report.checks.append(breaker_outcome(quality.circuit_breaker, report.rows_read, report.quarantined_by_rule))
+        breaker = quality.circuit_breaker
+        if self.options.replay:  # rows that fail again are quarantined anew: a replay that fixes none is no failed load
+            breaker = breaker.model_copy(update={"fail_when_all_rows_fail": False})
+        report.checks.append(
+            breaker_outcome(
+                breaker,
+                report.rows_read,
+                report.rows_published,
+                report.quarantined_by_rule,
+                self.quarantine.examples,
+            )
+        )
 
     # --- publish or skip --------------------------------------------------------------------
 
@@ -281,9 +331,12 @@ class Load:
         """The one place that decides whether this load publishes; the checkpoint goes with it."""
         checkpoint = self.source.checkpoint()
         if self.destination.schema is None:
-            # No data at all (empty files, or only malformed lines): keep the quarantine, and save the
+            if self._failed_checks():  # only malformed lines: the breaker tripped, this is no empty input
+                self._keep_failing_rows()
+                raise QualityGateFailed(gate_message(self.spec.id, self.report.run_id, self._failed_checks()), self.report.checks)
+            # No data at all (empty files): keep the quarantine, and save the
             # checkpoint, so a sensor does not request the same input again.
-            with self.warehouse.transaction():
+            with self.warehouse.publishing(self.dataset):
                 replace_quarantine(self.warehouse, self.dataset, self.report.fingerprint, self.quarantine.batches())
                 self._forget_reloaded_files()
                 self._save(checkpoint, self.warehouse)
@@ -302,7 +355,7 @@ class Load:
         self.report.schema_version = result.schema_version
         if result.skipped_reason:
             # The ledger held this content already (a file touched, a message re-delivered): it is processed.
-            with self.warehouse.transaction():
+            with self.warehouse.publishing(self.dataset):
                 self._save(checkpoint, self.warehouse)
             return self._skipped(result.skipped_reason, checkpoint)
         self._acknowledge(checkpoint)
@@ -319,12 +372,15 @@ class Load:
         """Inside the publish transaction: dataset rules; any failing blocking check rolls everything back."""
         report = self.report
         report.checks += self.dataset_audit.judge(target)
-        failed = [c for c in report.checks if c.blocking and not c.passed]
+        failed = self._failed_checks()
         if failed:
             raise QualityGateFailed(gate_message(self.spec.id, report.run_id, failed), report.checks)
         if self.whole_load is not None:
             self.whole_load.record(target, self.dataset, report.run_id)
         self._save(checkpoint, target)
+
+    def _failed_checks(self) -> list:
+        return [c for c in self.report.checks if c.blocking and not c.passed]
 
     def _save(self, checkpoint: Checkpoint | None, target: Warehouse) -> None:
         if checkpoint is not None:
@@ -351,7 +407,7 @@ class Load:
         (a replay's rows never left the quarantine)."""
         self.destination.discard()
         if not self.options.replay:
-            with self.warehouse.transaction():
+            with self.warehouse.publishing(self.dataset):
                 replace_quarantine(self.warehouse, self.dataset, self.report.fingerprint, self.quarantine.batches())
         self.report.rows_published = 0  # staged, then rolled back: nothing reached the target
 
@@ -369,6 +425,7 @@ class Load:
             "write": self.spec.destination.write,
             "schema": infer_schema(self.destination.schema) if self.destination.schema is not None else None,
             "replay": self.options.replay,
+            "full_refresh": self.options.full_refresh,
             "loaded_at": datetime.datetime.now(datetime.UTC),
             "rows_read": report.rows_read,
             "bytes_read": report.bytes_read,

@@ -23,6 +23,12 @@ from etl_platform.transforms import Rejected
 from etl_platform.warehouse.metadata import QUARANTINE_SCHEMA
 
 
+def visible(value: str | None) -> str | None:
+    """A value as the quarantine shows it: a NUL byte, which no warehouse text column holds, as \\x00
+    (the record keeps the exact row, JSON-escaped, for a replay)."""
+    return value.replace("\x00", "\\x00") if isinstance(value, str) else value
+
+
 class Quarantine:
     def __init__(self, pipeline: str, dataset: str, run_id: str):
         self.pipeline, self.dataset, self.run_id = pipeline, dataset, run_id
@@ -32,6 +38,7 @@ class Quarantine:
         self._writing = False
         self.count = 0
         self.by_rule: dict[str, int] = {}
+        self.examples: dict[str, str] = {}  # each rule's first reason, for messages
 
     def _stage(self, stage: str, rule: str, **per_row: list) -> None:
         """Spill records; `per_row` holds column_name, value, reason, source_file, source_line, record."""
@@ -47,6 +54,8 @@ class Quarantine:
         self._writer.write_table(table)
         self.count += n
         self.by_rule[rule] = self.by_rule.get(rule, 0) + n
+        if n:
+            self.examples.setdefault(rule, per_row["reason"][0])
 
     def add_rejected(self, stage: str, rejected: Rejected, source_chunk: pa.Table) -> None:
         """Quarantine rejected rows; each record is the row as the source gave it, so replay can rerun it."""
@@ -57,7 +66,7 @@ class Quarantine:
             stage,
             rejected.rule,
             column_name=rejected.columns,
-            value=rejected.values,
+            value=[visible(v) for v in rejected.values],
             reason=rejected.reasons,
             source_file=rows[SOURCE_FILE].cast(pa.string()).to_pylist(),
             source_line=rows[SOURCE_LINE].to_pylist(),
@@ -69,7 +78,7 @@ class Quarantine:
             "source",
             "malformed_line",
             column_name=[None] * len(lines),
-            value=[line.text for line in lines],
+            value=[visible(line.text) for line in lines],
             reason=[line.reason for line in lines],
             source_file=[line.source_file for line in lines],
             source_line=[line.line for line in lines],

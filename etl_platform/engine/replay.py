@@ -9,16 +9,21 @@ has been edited into a JSON object of its fields.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from etl_platform.engine.environment import Environment
 from etl_platform.engine.options import RunOptions, given
 from etl_platform.engine.report import LoadReport
 from etl_platform.engine.runner import run_pipeline
-from etl_platform.sources.quarantine import ReplaySource
+from etl_platform.sources.quarantine import ReplayRaced, ReplaySource
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.warehouse import Warehouse, open_warehouse
 from etl_platform.warehouse.metadata import META_SCHEMA, ensure_metadata
+
+log = logging.getLogger(__name__)
+# Replays that lose the race to other publishes of their rows before giving up (see `replay`).
+REPLAY_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -53,13 +58,29 @@ def quarantined(warehouse: Warehouse, selection: QuarantineSelection) -> list[di
 
 
 def replay(spec: PipelineSpec, environment: Environment, selection: QuarantineSelection) -> LoadReport | None:
-    """Replay the selected rows of `spec`'s quarantine; None when nothing matches."""
-    warehouse = open_warehouse(environment.warehouse_url, environment.breakers)
-    try:
-        ensure_metadata(warehouse)
-        records = quarantined(warehouse, QuarantineSelection(spec.id, selection.rule, selection.run_id))
-    finally:
-        warehouse.close()
-    if not records:
-        return None
-    return run_pipeline(spec, environment, RunOptions(source=given(ReplaySource(records)), replay=True))
+    """Replay the selected rows of `spec`'s quarantine; None when nothing matches.
+
+    If another run took some of the rows out of the quarantine before this replay published
+    (ReplayRaced: nothing was published), the replay starts over from what the quarantine holds
+    now; each new attempt follows a publish that did commit, so a few attempts suffice.
+    """
+    attempt = 1
+    while True:
+        warehouse = open_warehouse(environment.warehouse_url, environment.breakers)
+        try:
+            ensure_metadata(warehouse)
+            records = quarantined(warehouse, QuarantineSelection(spec.id, selection.rule, selection.run_id))
+        finally:
+            warehouse.close()
+        if not records:
+            return None
+        try:
+            return run_pipeline(spec, environment, RunOptions(source=given(ReplaySource(records)), replay=True))
+        except ReplayRaced as raced:
+            if attempt == REPLAY_ATTEMPTS:
+                raise ReplayRaced(
+                    f"{spec.id}: other runs took the selected rows out of the quarantine during {attempt} replays "
+                    f"in a row; nothing was published; replay again once those runs are done"
+                ) from None
+            attempt += 1
+            log.info("%s; replaying what the quarantine holds now", raced)

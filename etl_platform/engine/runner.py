@@ -23,6 +23,7 @@ from etl_platform.engine.options import RunOptions
 from etl_platform.engine.report import LoadReport
 from etl_platform.errors import WarehouseUnavailable, one_line
 from etl_platform.quality.audit import QualityGateFailed
+from etl_platform.retry import is_transient
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.state.files import FileState
 from etl_platform.warehouse import Warehouse, open_warehouse
@@ -35,14 +36,15 @@ def record_file_failure(warehouse: Warehouse, spec: PipelineSpec, files: list, r
     """Count a failed load against its files, so the sensor retries them alone and dead-letters them after N.
 
     An outage (warehouse down, a breaker open) says nothing about the files and is not counted;
-    an error that names some of the files is counted against those only.
+    an error that names some of the files is counted against those only. A failure that is not
+    transient (retry.is_transient) is recorded as permanent: the sensor gives up on it at once.
     """
     if not files or not isinstance(error, Exception) or isinstance(error, WarehouseUnavailable | SystemUnavailable):
         return
     message = one_line(error)
     named = [f for f in files if f.name in message]
     try:
-        FileState(warehouse, spec.id).record_failure(named or files, run_id, message[:2000])
+        FileState(warehouse, spec.id).record_failure(named or files, run_id, message[:2000], permanent=not is_transient(error))
     except Exception as unrecorded:  # the load's own error is the one to raise
         log.warning("%s: could not count the failure against its files: %s", spec.id, one_line(unrecorded))
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlglot
 import sqlglot.errors
 from sqlglot import exp
 from sqlglot.lineage import lineage as trace
 
+from etl_platform.spec.expressions import parse_expression
 from etl_platform.spec.ml import AggregateStep, CanonicalizeStep, DetectAnomaliesStep
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.spec.sources import SqlSource
@@ -79,10 +79,6 @@ def _query_lineage(query: str, columns: list[str]) -> Lineage:
     return result
 
 
-def _referenced(expression: str) -> set[str]:
-    return {c.name for c in sqlglot.parse_one(f"SELECT {expression}", read="duckdb").find_all(exp.Column)}
-
-
 def _column_steps(step, current: Lineage) -> Lineage:
     """Steps that change columns one by one, in place: each column's trace gains the step."""
     if isinstance(step, CastStep):
@@ -117,7 +113,7 @@ def column_lineage(spec: PipelineSpec, source_columns: list[str]) -> Lineage:
             }
         elif isinstance(step, DeriveStep):
             for column, expression in step.derive.items():
-                inputs = [current[c] for c in sorted(_referenced(expression)) if c in current]
+                inputs = [current[c] for c in sorted(parse_expression(expression).columns) if c in current]
                 current[column] = _combined(inputs, f"derive {expression}")
         elif isinstance(step, LookupStep):
             for dataset_column, new_name in step.lookup.added_columns().items():

@@ -2,7 +2,8 @@
 
 Tumbling windows are `time_bucket(size, column)`; a sliding window of `size` starting every
 `every` holds each row in size/every windows, so each row is expanded once per window it falls in
-before grouping. `having` filters groups after aggregation, in SQL over the output columns.
+before grouping. `having` filters groups after aggregation, in SQL generated from its checked
+expression over the output columns.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import duckdb
 import pyarrow as pa
 
 from etl_platform.errors import TransformError
+from etl_platform.spec.expressions import parse_expression
 from etl_platform.spec.ml import AggregateSpec
-from etl_platform.tables import ident
+from etl_platform.tables import ident, sandboxed_duckdb
 
 _FUNCTIONS = {"sum": "sum({})", "mean": "avg({})", "min": "min({})", "max": "max({})", "count_distinct": "count(DISTINCT {})"}
 WINDOW_START, WINDOW_END = "window_start", "window_end"
@@ -51,11 +53,11 @@ class Aggregator:
         if keys:
             sql += f" GROUP BY {', '.join(keys)}"
         if spec.having:
-            sql = f"SELECT * FROM ({sql}) AS groups WHERE ({spec.having})"
+            sql = f"SELECT * FROM ({sql}) AS groups WHERE ({parse_expression(spec.having).sql})"
         return sql + (f" ORDER BY {', '.join(keys)}" if keys else "")
 
     def apply(self, table: pa.Table) -> pa.Table:
-        connection = duckdb.connect()
+        connection = sandboxed_duckdb()
         try:
             connection.register("data", table)
             result = connection.sql(self.sql()).to_arrow_table()

@@ -107,24 +107,33 @@ def model_outcomes(names: dict[str, str], stats: dict[str, RuleStats]) -> list[C
     ]
 
 
-def breaker_outcome(breaker: CircuitBreaker, rows_read: int, quarantined_by_rule: dict[str, int]) -> CheckOutcome:
-    """Every quarantined row counts as failed: malformed lines, cast failures and error-rule failures."""
+def breaker_outcome(
+    breaker: CircuitBreaker, rows_read: int, rows_published: int, quarantined_by_rule: dict[str, int], examples: dict[str, str]
+) -> CheckOutcome:
+    """Every quarantined row counts as failed: malformed lines, cast failures and error-rule failures.
+
+    The detail names each rule's count and its first reason, so a tripped breaker says what to fix
+    (a cast names its format) without a query.
+    """
     rows_quarantined = sum(quarantined_by_rule.values())
     rate = 100 * rows_quarantined / rows_read if rows_read else 0.0
-    enough = rows_read >= breaker.min_record_count
-    tripped = enough and rate > breaker.error_threshold
+    judged = rows_read >= breaker.min_record_count
+    over = judged and rate > breaker.error_threshold
+    all_failed = breaker.fail_when_all_rows_fail and rows_quarantined > 0 and rows_published == 0
     by_rule = ", ".join(f"{rule} {n:,} ({100 * n / rows_read:.2f}%)" for rule, n in sorted(quarantined_by_rule.items()))
-    detail = (
-        f"{rate:.2f}% of {rows_read:,} rows failed (threshold {breaker.error_threshold}%)" + (f": {by_rule}" if by_rule else "")
-        if enough
-        else f"{rows_read:,} rows read, fewer than min_record_count {breaker.min_record_count}: not judged"
-    )
+    firsts = "; ".join(f"{rule}: {examples[rule]}" for rule in sorted(quarantined_by_rule) if rule in examples)
+    if all_failed and not over:
+        detail = f"every one of the {rows_read:,} rows read failed or was filtered, nothing is left to publish"
+    elif judged:
+        detail = f"{rate:.2f}% of {rows_read:,} rows failed (threshold {breaker.error_threshold}%)"
+    else:
+        detail = f"{rows_read:,} rows read, fewer than min_record_count {breaker.min_record_count}: rate not judged"
     return CheckOutcome(
         breaker_check(breaker),
-        passed=not tripped,
+        passed=not (over or all_failed),
         rows_checked=rows_read,
         rows_failed=rows_quarantined,
-        detail=detail,
+        detail=detail + (f": {by_rule}" if by_rule else "") + (f"; first failure of each: {firsts}" if firsts else ""),
     )
 
 

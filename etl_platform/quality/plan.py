@@ -65,6 +65,8 @@ def anomaly_check(anomalies: DetectAnomaliesSpec) -> PlannedCheck:
 
 def breaker_check(breaker: CircuitBreaker) -> PlannedCheck:
     description = f"at most {breaker.error_threshold}% of rows fail (judged from {breaker.min_record_count} rows)"
+    if breaker.fail_when_all_rows_fail:
+        description += ", and not every row"
     return PlannedCheck(BREAKER, description, True, "error")
 
 
@@ -79,6 +81,5 @@ def plan_checks(spec: PipelineSpec, model: type | None = None) -> list[PlannedCh
         checks.append(volume_check(quality.volume))
     if spec.anomaly_detection is not None:
         checks.append(anomaly_check(spec.anomaly_detection))
-    if quality.circuit_breaker:
-        checks.append(breaker_check(quality.circuit_breaker))
+    checks.append(breaker_check(quality.circuit_breaker))
     return checks

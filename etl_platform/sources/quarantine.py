@@ -12,20 +12,37 @@ from dataclasses import dataclass
 import orjson
 import pyarrow as pa
 
+from etl_platform.errors import EtlError
 from etl_platform.fingerprint import ContentHash
 from etl_platform.sources.base import SOURCE_FILE, BadLine, SourceChunk
 from etl_platform.sources.json import records_to_table
 from etl_platform.warehouse.base import Warehouse
-from etl_platform.warehouse.publish import remove_from_quarantine
+from etl_platform.warehouse.publish import remove_from_quarantine, still_quarantined
+
+
+class ReplayRaced(EtlError):
+    """Records a replay read left the quarantine before it published (another run published first)."""
 
 
 @dataclass(frozen=True)
 class ReplayedRecords:
-    """A replay's checkpoint: its records leave the quarantine in the publish transaction."""
+    """A replay's checkpoint: its records leave the quarantine in the publish transaction.
+
+    The replay read them before its load; `save` runs under the dataset lock and reads them again.
+    If another run removed any meanwhile (a replay of the same rows, a replace that superseded
+    them, a purge), publishing would bring back rows that are published or gone: it raises instead,
+    which rolls the publish back, and the replay starts over from what the quarantine holds now.
+    """
 
     ids: list[str]
 
     def save(self, target: Warehouse, pipeline: str, run_id: str) -> None:
+        held = still_quarantined(target, self.ids)
+        if held != len(self.ids):
+            raise ReplayRaced(
+                f"{pipeline}: {len(self.ids) - held} of the {len(self.ids)} replayed rows left the quarantine "
+                f"while the replay ran (another run published them or replaced their input first); nothing was published"
+            )
         remove_from_quarantine(target, self.ids)
 
 

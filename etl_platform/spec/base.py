@@ -11,13 +11,19 @@ import datetime
 import re
 from typing import Annotated, Any
 
-import duckdb
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from etl_platform.spec.expressions import sql_expression
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)]
 DatasetName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$", max_length=127)]
 ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=63)]
-SqlExpression = Annotated[str, StringConstraints(min_length=1), Field(description="SQL expression (DuckDB dialect)")]
+SqlExpression = Annotated[
+    str,
+    StringConstraints(min_length=1),
+    AfterValidator(sql_expression),
+    Field(description="one SQL expression over the step's columns (DuckDB dialect, allowed functions only)"),
+]
 
 
 class Strict(BaseModel):
@@ -33,22 +39,6 @@ def single_key(value: Any) -> str | None:
     if isinstance(value, Strict):
         return next(iter(type(value).model_fields))
     return None
-
-
-def sql_expression(text: str) -> str:
-    """Validate one SQL expression with DuckDB's own parser (the engine that evaluates it) at load time.
-
-    It is parsed in parentheses, as the steps evaluate it, so text that would close the
-    expression and add a query (`x > 0 UNION ALL SELECT ...`) is refused here, not at run time.
-    """
-    if ";" in text:
-        raise ValueError(f"expected one expression such as `amount > 0`, got {text!r}")
-    try:
-        duckdb.extract_statements(f"SELECT ({text}) FROM chunk")
-    except duckdb.ParserException as exc:
-        detail = str(exc).splitlines()[0].removeprefix("Parser Error: ")
-        raise ValueError(f"not a valid SQL expression: {text!r} ({detail})") from None
-    return text
 
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")

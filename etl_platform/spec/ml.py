@@ -10,7 +10,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from etl_platform.spec.base import ColumnName, SqlExpression, Strict, parse_duration, sql_expression
+from etl_platform.spec.base import ColumnName, SqlExpression, Strict, parse_duration
+from etl_platform.spec.expressions import parse_expression
 
 
 class LlmProvider(Strict):
@@ -156,12 +157,14 @@ class AggregateSpec(Strict):
         for name, measure in self.measures.items():
             if len(measure) != 1:
                 raise ValueError(f"measure {name!r} needs exactly one function, e.g. {{sum: amount}}")
-        taken = {"window_start", "window_end"} if self.window else set()
-        clashes = sorted(set(self.measures) & (set(self.group_by) | taken))
+        taken = ["window_start", "window_end"] if self.window else []
+        clashes = sorted(set(self.measures) & {*self.group_by, *taken})
         if clashes:
             raise ValueError(f"measure name(s) {clashes} are already output columns; rename them")
-        if self.having:
-            sql_expression(self.having)
+        outputs = [*taken, *self.group_by, *self.measures]
+        unknown = parse_expression(self.having).unknown_columns(outputs) if self.having else []
+        if unknown:
+            raise ValueError(f"having reads {', '.join(map(repr, unknown))}; it may use the output columns {outputs}")
         return self
 
 

@@ -217,10 +217,18 @@ class Rule(Strict):
 
 
 class CircuitBreaker(Strict):
-    """Stop the publish when more than `error_threshold` percent of the rows read failed."""
+    """Stop the publish when more than `error_threshold` percent of the rows read failed, or when every
+    row that was not filtered failed (a wrong date format quarantines them all: that is no success)."""
 
     error_threshold: float = Field(ge=0, le=100, description="percent of rows read")
-    min_record_count: int = Field(0, ge=0, description="below this many rows read, the breaker never trips")
+    min_record_count: int = Field(0, ge=0, description="below this many rows read, the threshold is not judged")
+    fail_when_all_rows_fail: bool = Field(
+        True, description="trip, however few rows were read, when rows were quarantined and none is left to publish"
+    )
+
+
+# Every pipeline has a breaker: a load that quarantines most of its rows fails, it does not report success.
+DEFAULT_BREAKER = CircuitBreaker(error_threshold=50, min_record_count=100)
 
 
 class VolumeCheck(Strict):
@@ -234,7 +242,10 @@ class VolumeCheck(Strict):
 
 
 class QualitySpec(Strict):
-    circuit_breaker: CircuitBreaker | None = None
+    circuit_breaker: CircuitBreaker = Field(
+        DEFAULT_BREAKER,
+        description="default: trip above 50% quarantined (from 100 rows read), or when every row failed",
+    )
     volume: VolumeCheck | None = None
     rules: list[Rule] = Field(default_factory=list)
     score_column: str | None = Field(

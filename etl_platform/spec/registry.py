@@ -129,6 +129,24 @@ class PipelineRegistry:
         """Pipelines whose datasets `pipeline_id` depends on."""
         return [self._specs[p] for p in sorted(self._upstream[pipeline_id])]
 
+    def unpublished_lookups(self, published_elsewhere: set[str]) -> list[str]:
+        """Lookups of a dataset that neither a pipeline nor `published_elsewhere` (the dbt models) publishes.
+
+        Such a lookup fails every run ("does not exist yet") and is no edge of the plan: name it
+        before a run does.
+        """
+        published = {spec.destination.dataset for spec in self} | published_elsewhere
+        errors = []
+        for spec in self:
+            for index, step in enumerate(spec.transforms):
+                dataset = step.lookup.dataset if isinstance(step, LookupStep) else None
+                if dataset is not None and dataset not in published:
+                    errors.append(
+                        f"{spec.origin}: transforms[{index}].lookup.dataset: {dataset!r} is published by no pipeline"
+                        f"{' or dbt model' if published_elsewhere else ''}; known datasets: {', '.join(sorted(published))}"
+                    )
+        return errors
+
     def levels(self) -> list[list[str]]:
         """Execution levels: each level's pipelines depend only on earlier levels."""
         return [list(level) for level in self._levels]

@@ -35,6 +35,15 @@ class CsvSource(FileSourceBase):
     columns: list[ColumnName] | None = Field(None, description="Column names for files without a header row")
     null_values: list[str] = Field(default_factory=lambda: [""])
     on_bad_line: Literal["quarantine", "fail"] = "quarantine"
+    max_record_lines: int = Field(
+        100,
+        ge=1,
+        description="a record whose quoted value spans more lines is taken for an unbalanced quote: its first line "
+        "is quarantined and reading resumes on the next line",
+    )
+    max_record_mb: int = Field(
+        256, ge=1, description="the largest record the reader accepts; its block grows up to this size for long values"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> CsvSource:

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from etl_platform.spec.base import ColumnName, DatasetName, SqlExpression, Strict, single_key, sql_expression
+from etl_platform.spec.base import ColumnName, DatasetName, SqlExpression, Strict, single_key
 from etl_platform.spec.ml import AggregateStep, CanonicalizeStep, DeduplicateStep, DetectAnomaliesStep
 from etl_platform.types import LOGICAL_TYPES, is_logical_type
 
@@ -51,20 +51,9 @@ class RenameStep(Strict):
 class FilterStep(Strict):
     filter: SqlExpression
 
-    @model_validator(mode="after")
-    def _check(self) -> FilterStep:
-        sql_expression(self.filter)
-        return self
-
 
 class DeriveStep(Strict):
     derive: dict[ColumnName, SqlExpression] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _check(self) -> DeriveStep:
-        for expression in self.derive.values():
-            sql_expression(expression)
-        return self
 
 
 class LookupSpec(Strict):

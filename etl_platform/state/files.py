@@ -21,6 +21,9 @@ from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.metadata import FILE_STATE_SCHEMA, META_SCHEMA
 
 PROCESSED, FAILED, DEAD_LETTER = "processed", "failed", "dead_letter"
+# Failed for a reason that does not pass by itself (malformed content, a tripped breaker, the
+# configuration): the file-arrival sensor dead-letters it at once instead of failing it N times.
+FAILED_PERMANENTLY = "failed_permanently"
 
 
 class AlreadyProcessed(EtlError):
@@ -117,11 +120,11 @@ class FileState:
             raise AlreadyProcessed(f"{len(taken)} of these files were published by another run meanwhile, e.g. {taken[0]}")
         self._write(files, PROCESSED, run_id, {}, None, contents)
 
-    def record_failure(self, files: list[StoredFile], run_id: str, error: str) -> dict[str, int]:
+    def record_failure(self, files: list[StoredFile], run_id: str, error: str, permanent: bool = False) -> dict[str, int]:
         """In its own transaction: count one more failure for each file's current version.
 
         A run counts once, however often its step is retried; a version another run has
-        published meanwhile stays processed.
+        published meanwhile stays processed. A `permanent` failure would fail again the same way.
         """
         with self.warehouse.transaction():
             records = self.records()
@@ -134,7 +137,7 @@ class FileState:
                 failures[f.url] = (record.failures if same_version else 0) + 1
                 counted.append(f)
             processed_before = {f.url: records[f.url].content for f in counted if f.url in records}
-            self._write(counted, FAILED, run_id, failures, error, processed_before)
+            self._write(counted, FAILED_PERMANENTLY if permanent else FAILED, run_id, failures, error, processed_before)
         return failures
 
     def mark_dead_letter(self, file: StoredFile, failures: int, error: str | None) -> None:

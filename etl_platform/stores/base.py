@@ -68,8 +68,11 @@ class FileStore(ABC):
         """
 
     @abstractmethod
-    def staging_folder(self, prefix: str, run_tag: str) -> Path:
-        """A new, empty local folder where a run writes the parts it will publish under `prefix`."""
+    def staging_folder(self, prefix: str, run_tag: str, run_is_live: Callable[[str], bool]) -> Path:
+        """A new, empty local folder where a run writes the parts it will publish under `prefix`.
+
+        `run_is_live(run_tag)` tells whether a run is still going, whose staging must stay.
+        """
 
     @abstractmethod
     def publish_folder(self, staging: Path, prefix: str, replace: bool, rename: Callable[[str], str]) -> None:

@@ -67,23 +67,29 @@ class LocalStore(FileStore):
         for key in keys:
             (self.root / key).unlink(missing_ok=True)
 
-    def staging_folder(self, prefix: str, run_tag: str) -> Path:
-        """Beside the dataset folder, so publishing is a rename; leftovers of killed runs are cleared first."""
+    def staging_folder(self, prefix: str, run_tag: str, run_is_live: Callable[[str], bool]) -> Path:
+        """Beside the dataset folder, so publishing is a rename; leftovers of killed runs are cleared first
+        (a live run's staging stays: concurrent runs of a dataset each write their own)."""
         target = self.root / prefix.rstrip("/")
-        retired = target.parent / f".{target.name}.retired"
-        if retired.exists() and not target.exists():
-            os.replace(retired, target)  # a replace was killed between its two renames
-        for leftover in target.parent.glob(f".{target.name}.staging-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        marker = f".{target.name}.staging-"
+        for leftover in target.parent.glob(f"{marker}*"):
+            if not run_is_live(leftover.name[len(marker) :]):
+                shutil.rmtree(leftover, ignore_errors=True)
         staging = target.parent / f".{target.name}.staging-{run_tag}"
         staging.mkdir(parents=True)
         return staging
 
     def publish_folder(self, staging: Path, prefix: str, replace: bool, rename: Callable[[str], str]) -> None:
-        """Replace: swap the folders by two renames. Append: move each part in."""
+        """Replace: swap the folders by two renames. Append: move each part in.
+
+        Called under the dataset lock (warehouse.locks), so no other publish is between its renames:
+        a retired folder without a target is a replace killed between the two, and is put back first.
+        """
         target = self.root / prefix.rstrip("/")
+        retired = target.parent / f".{target.name}.retired"
+        if retired.exists() and not target.exists():
+            os.replace(retired, target)
         if replace:
-            retired = target.parent / f".{target.name}.retired"
             shutil.rmtree(retired, ignore_errors=True)
             if target.exists():
                 os.replace(target, retired)

@@ -144,7 +144,8 @@ class S3Store(FileStore):
                     f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}; check s3:DeleteObject permission"
                 )
 
-    def staging_folder(self, prefix: str, run_tag: str) -> Path:
+    def staging_folder(self, prefix: str, run_tag: str, run_is_live: Callable[[str], bool]) -> Path:
+        """A temporary folder of this process: no other run shares it."""
         return Path(tempfile.mkdtemp(prefix=f"etl-s3-staging-{run_tag}-"))
 
     def _manifest_parts(self, manifest_key: str, prefix: str) -> list[str] | None:

@@ -17,7 +17,7 @@ import pyarrow as pa
 from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import TransformError
 from etl_platform.ml.embeddings import Embedder, shared_embedder
-from etl_platform.tables import data_columns
+from etl_platform.tables import data_columns, sandboxed_duckdb
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class TransformContext:
     """What steps need from outside the chunk: where errors point, datasets, secrets, breakers.
 
     Chunks may be transformed on several threads at once; each thread evaluates SQL on its own
-    cursor of one in-memory DuckDB database, where lookup datasets are shared tables.
+    cursor of one in-memory, sandboxed DuckDB database (no files, network or settings), where
+    lookup datasets are shared tables.
     """
 
     origin: str
@@ -51,7 +52,7 @@ class TransformContext:
     embedder: Callable[[], Embedder] = shared_embedder  # loaded on first use, once per process
     secrets: Mapping[str, str] = field(default_factory=dict)  # named secrets (Settings.secrets)
     breakers: BreakerBoard = field(default_factory=BreakerBoard)  # the run's, shared with its other calls
-    connection: duckdb.DuckDBPyConnection = field(default_factory=duckdb.connect)
+    connection: duckdb.DuckDBPyConnection = field(default_factory=sandboxed_duckdb)
     _local: threading.local = field(default_factory=threading.local)
     _cursors: list[duckdb.DuckDBPyConnection] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -25,6 +25,11 @@ class Cast:
             return f"CAST({parsed} AS {duckdb_type(target.type)})"
         return f"TRY_CAST({ident(column)} AS {duckdb_type(target.type)})"
 
+    def _describe(self, column: str) -> str:
+        """The target type, and the format a value must have: the format is what a user gets wrong."""
+        target = self.targets[column]
+        return f"{target.type} with format {target.format!r}" if target.format else target.type
+
     def apply(self, table: pa.Table) -> StepOutput:
         columns = list(self.targets)
         require_columns(table, columns, self.where)
@@ -46,8 +51,6 @@ class Cast:
         reasons = []
         for k, row in enumerate(rows):
             names = [columns[i] for i in np.flatnonzero(bad[row])]
-            reasons.append(
-                "; ".join(f"cannot cast {originals[c][k].as_py()!r} in '{c}' to {self.targets[c].type}" for c in names)
-            )
+            reasons.append("; ".join(f"cannot cast {originals[c][k].as_py()!r} in '{c}' to {self._describe(c)}" for c in names))
         rejected = Rejected(originals, "cast", failing, [None if v is None else str(v) for v in values], reasons)
         return StepOutput(result.filter(pc.invert(pa.array(any_bad))), [rejected])

@@ -16,8 +16,9 @@ from contextlib import contextmanager
 import pyarrow as pa
 
 from etl_platform.types import sql_type
+from etl_platform.warehouse.locks import RunLocks
 
-# Where loads are staged before publish; a killed run's leftovers are dropped by `drop_staging`.
+# Where loads are staged before publish; a killed run's leftovers are dropped by `drop_abandoned_staging`.
 STAGING_SCHEMA = "_etl_staging"
 # A staging table's row-order column: a merge keeps the last row of each key.
 SEQ = "_etl_seq"
@@ -27,6 +28,8 @@ class Warehouse(ABC):
     """One connection to the warehouse, and the SQL operations the platform builds on."""
 
     dialect: str
+    # The dataset locks and staging claims of concurrent runs (warehouse.locks), set by the dialect.
+    locks: RunLocks
 
     def __init__(self, url: str):
         self.url = url
@@ -60,6 +63,18 @@ class Warehouse(ABC):
             self.rollback()
             raise
         self.commit()
+
+    @contextmanager
+    def publishing(self, *datasets: str) -> Iterator[None]:
+        """A transaction that first takes the lock of each dataset it writes (warehouse.locks).
+
+        Every publish to a dataset runs in one, so publishes of a dataset never interleave. Several
+        datasets (a purge) are locked in sorted order, so two such transactions cannot deadlock.
+        """
+        with self.transaction():
+            for dataset in sorted(set(datasets)):
+                self.locks.lock_dataset(dataset)
+            yield
 
     @abstractmethod
     def bulk_insert(self, table_name: str, data: pa.Table) -> None:
@@ -143,7 +158,8 @@ class Warehouse(ABC):
     def create_staging(self, name: str, schema: pa.Schema) -> None:
         self.create_table(self.relation(STAGING_SCHEMA, name), schema, self.staging_options)
 
-    def drop_staging(self, dataset: str) -> None:
-        """Drop staging tables a killed run of `dataset` left behind."""
+    def drop_abandoned_staging(self, dataset: str) -> None:
+        """Drop the staging tables of `dataset` whose run is gone (killed); live runs' claims keep theirs."""
         for name in self.list_tables(STAGING_SCHEMA, self.staging_prefix(dataset)):
-            self.execute(f"DROP TABLE IF EXISTS {self.relation(STAGING_SCHEMA, name)}")
+            if not self.locks.claimed(name):
+                self.execute(f"DROP TABLE IF EXISTS {self.relation(STAGING_SCHEMA, name)}")

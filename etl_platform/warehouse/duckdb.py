@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from etl_platform.errors import WarehouseUnavailable
 from etl_platform.retry import with_backoff
 from etl_platform.warehouse.base import Warehouse
+from etl_platform.warehouse.locks import embedded_locks
 
 
 def _is_lock_conflict(exc: BaseException) -> bool:
@@ -31,15 +32,20 @@ class DuckDBWarehouse(Warehouse):
         if database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         self.safe_url = url
+        # DuckDB's own file lock keeps other processes out, but connections of one process write
+        # concurrently and detect conflicts only at COMMIT: dataset locks are files (warehouse.locks).
+        self.locks = embedded_locks(database)
         try:
             self.connection = with_backoff(lambda: duckdb.connect(database), _is_lock_conflict, attempts=8, max_seconds=10)
         except duckdb.Error as exc:
             raise WarehouseUnavailable(
                 f"cannot open the DuckDB warehouse {database}: {exc}; another process may hold it "
-                f"(DuckDB allows one writing process: stop it, or use PostgreSQL for parallel runs)"
+                f"(DuckDB allows one writing process: stop it, or use PostgreSQL for parallel runs)",
+                transient=_is_lock_conflict(exc),  # the other process may finish; a broken file will not mend
             ) from None
 
     def close(self) -> None:
+        self.locks.close()
         self.connection.close()
 
     def execute(self, sql: str, params: tuple = ()) -> None:
@@ -52,10 +58,16 @@ class DuckDBWarehouse(Warehouse):
         self.connection.begin()
 
     def commit(self) -> None:
-        self.connection.commit()
+        try:
+            self.connection.commit()
+        finally:
+            self.locks.transaction_ended()
 
     def rollback(self) -> None:
-        self.connection.rollback()
+        try:
+            self.connection.rollback()
+        finally:
+            self.locks.transaction_ended()
 
     def bulk_insert(self, table_name: str, data: pa.Table) -> None:
         if not len(data):

@@ -158,24 +158,37 @@ META_TABLES: tuple[MetaTable, ...] = (
 def ensure_metadata(warehouse: Warehouse) -> None:
     """Create the platform's schemas and tables when missing, and add columns a newer version introduced.
 
-    Once everything exists this is catalog reads only: no DDL, so no lock on a busy table.
+    Once everything exists this is catalog reads only: no DDL, so no lock on a busy table. Otherwise
+    the changes are made in one transaction holding the lock of the `_etl` schema (warehouse.locks),
+    after looking again: two first runs on a new warehouse would otherwise both create a table.
     """
     warehouse.create_schema(META_SCHEMA)
     warehouse.create_schema(STAGING_SCHEMA)
-    for table in META_TABLES:
-        existing = warehouse.columns(META_SCHEMA, table.name)
-        relation = warehouse.relation(META_SCHEMA, table.name)
-        if existing is None:
-            warehouse.create_table(relation, table.schema, primary_key=table.primary_key)
-            for index, columns in table.indexes:
-                warehouse.create_index(META_SCHEMA, table.name, index, list(columns))
-            continue
-        added = [field for field in table.schema if field.name not in existing]
-        for field in added:
-            warehouse.add_column(relation, field.name, sql_type(field.type, warehouse.dialect, field.name))
-        for index, columns in table.indexes if added else ():  # an index on columns this upgrade added
-            warehouse.create_index(META_SCHEMA, table.name, index, list(columns))
+    if _missing_metadata(warehouse):
+        with warehouse.publishing(META_SCHEMA):
+            for table, existing in _missing_metadata(warehouse):
+                _complete_table(warehouse, table, existing)
     upgrade_cursor_state(warehouse)
+
+
+def _missing_metadata(warehouse: Warehouse) -> list[tuple[MetaTable, dict[str, str] | None]]:
+    """The platform's tables that are missing or lack a column, each with its columns (None: missing)."""
+    found = [(table, warehouse.columns(META_SCHEMA, table.name)) for table in META_TABLES]
+    return [(t, columns) for t, columns in found if columns is None or any(f.name not in columns for f in t.schema)]
+
+
+def _complete_table(warehouse: Warehouse, table: MetaTable, existing: dict[str, str] | None) -> None:
+    relation = warehouse.relation(META_SCHEMA, table.name)
+    if existing is None:
+        warehouse.create_table(relation, table.schema, primary_key=table.primary_key)
+        for index, columns in table.indexes:
+            warehouse.create_index(META_SCHEMA, table.name, index, list(columns))
+        return
+    added = [field for field in table.schema if field.name not in existing]
+    for field in added:
+        warehouse.add_column(relation, field.name, sql_type(field.type, warehouse.dialect, field.name))
+    for index, columns in table.indexes if added else ():  # an index on columns this upgrade added
+        warehouse.create_index(META_SCHEMA, table.name, index, list(columns))
 
 
 def upgrade_cursor_state(warehouse: Warehouse) -> None:

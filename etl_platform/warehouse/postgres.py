@@ -6,6 +6,7 @@ parsing text into numbers and timestamps, which is most of a typed COPY's cost.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import psycopg
@@ -14,19 +15,28 @@ from pgpq import ArrowToPostgresBinaryEncoder
 from sqlalchemy.engine import make_url
 
 from etl_platform.breaker import BreakerBoard
-from etl_platform.errors import WarehouseUnavailable, one_line
+from etl_platform.errors import DestinationError, WarehouseUnavailable, one_line
 from etl_platform.retry import with_backoff
 from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.dbapi import cursor_batches
+from etl_platform.warehouse.locks import WAITING, lock_key
 
+log = logging.getLogger(__name__)
+
+# Connection failures that pass by themselves; a refused connection (nothing listens at the port)
+# is not one of them: a wrong port looks exactly like a stopped server (see WarehouseUnavailable).
 _TRANSIENT = (
-    "connection refused",
-    "could not connect",
     "timeout",
     "timed out",
     "the database system is starting up",
+    "the database system is shutting down",
     "too many clients",
+    "temporary failure in name resolution",
+    "server closed the connection",
+    "no route to host",
+    "network is unreachable",
 )
+_NOTHING_ANSWERED = "connection refused"
 
 
 def _microseconds(data: pa.Table) -> pa.Table:
@@ -40,6 +50,70 @@ def _microseconds(data: pa.Table) -> pa.Table:
 
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError) and any(t in str(exc).lower() for t in _TRANSIENT)
+
+
+class AdvisoryLocks:
+    """Dataset locks and staging claims as PostgreSQL advisory locks (warehouse.locks).
+
+    The dataset lock is a transaction lock, released by COMMIT or ROLLBACK; a claim is a session
+    lock of the run's connection, released by `release` or when the connection ends, however the
+    run ended. A session holds its own advisory locks again without waiting, so `claimed` also
+    remembers this connection's claims.
+    """
+
+    def __init__(self, connection: psycopg.Connection):
+        self.connection = connection
+        self._claims: set[str] = set()
+
+    def _ask(self, function: str, kind: str, name: str) -> object:
+        return self.connection.execute(f"SELECT {function}(%s)", (lock_key(kind, name),)).fetchone()[0]
+
+    def lock_dataset(self, dataset: str) -> None:
+        if not self._ask("pg_try_advisory_xact_lock", "dataset", dataset):
+            log.info(WAITING, dataset)
+            self._ask("pg_advisory_xact_lock", "dataset", dataset)
+
+    def transaction_ended(self) -> None:
+        """PostgreSQL releases transaction locks itself."""
+
+    def claim(self, staging: str) -> None:
+        self._ask("pg_advisory_lock", "staging", staging)
+        self._claims.add(staging)
+
+    def release(self, staging: str) -> None:
+        if staging in self._claims:
+            self._claims.discard(staging)
+            self._ask("pg_advisory_unlock", "staging", staging)
+
+    def claimed(self, staging: str) -> bool:
+        if staging in self._claims:
+            return True
+        if not self._ask("pg_try_advisory_lock", "staging", staging):
+            return True
+        self._ask("pg_advisory_unlock", "staging", staging)
+        return False
+
+    def close(self) -> None:
+        """Closing the connection releases its session locks."""
+
+
+def _is_down(exc: BaseException) -> bool:
+    """What the server's breaker counts: transient failures, and nothing answering at all."""
+    return _is_transient(exc) or (isinstance(exc, psycopg.OperationalError) and _NOTHING_ANSWERED in str(exc).lower())
+
+
+def _hint(reason: str) -> str:
+    """What to fix, from the driver's reason."""
+    lowered = reason.lower()
+    if "password" in lowered or "authentication" in lowered or "role" in lowered:
+        return "check the user and password in ETL_WAREHOUSE_URL"
+    if "database" in lowered and "does not exist" in lowered:
+        return "create the database, or fix its name in ETL_WAREHOUSE_URL"
+    if _NOTHING_ANSWERED in lowered:
+        return "nothing listens there: is the server running, and are the host and port in ETL_WAREHOUSE_URL right?"
+    if "resolve host" in lowered and "temporary" not in lowered:
+        return "the host name is unknown: check the host in ETL_WAREHOUSE_URL"
+    return "is the server running and reachable? check ETL_WAREHOUSE_URL"
 
 
 class PostgresWarehouse(Warehouse):
@@ -62,22 +136,23 @@ class PostgresWarehouse(Warehouse):
         self._params = {k: v for k, v in self._params.items() if v is not None}
         system = f"PostgreSQL at {self._params['host']}:{self._params['port']}"
         try:
-            # Retried with backoff, behind the server's circuit breaker: a down server fails fast after a few runs.
+            # Transient failures retried with backoff, behind the server's circuit breaker: a down
+            # server fails fast after a few runs. A refusal is not retried here (see _TRANSIENT).
             self.connection = breakers.guarded(
                 system,
                 lambda: with_backoff(
                     lambda: psycopg.connect(**self._params, autocommit=True), _is_transient, attempts=connect_attempts
                 ),
-                _is_transient,
+                _is_down,
             )
         except psycopg.OperationalError as exc:
             reason = one_line(exc)
-            hint = (
-                "check the user and password in ETL_WAREHOUSE_URL"
-                if "password" in reason or "authentication" in reason or "role" in reason
-                else "is the server running and reachable? check ETL_WAREHOUSE_URL"
-            )
-            raise WarehouseUnavailable(f"cannot connect to the PostgreSQL warehouse {self.safe_url}: {reason}; {hint}") from None
+            raise WarehouseUnavailable(
+                f"cannot connect to the PostgreSQL warehouse {self.safe_url}: {reason}; {_hint(reason)}",
+                transient=_is_transient(exc),
+                endpoint=system if _NOTHING_ANSWERED in reason.lower() else None,
+            ) from None
+        self.locks = AdvisoryLocks(self.connection)
 
     def close(self) -> None:
         self.connection.close()
@@ -108,11 +183,18 @@ class PostgresWarehouse(Warehouse):
         data = _microseconds(data)
         encoder = ArrowToPostgresBinaryEncoder(data.schema)
         columns = ", ".join(map(self.quote, data.column_names))
-        with self.connection.cursor().copy(f"COPY {table_name} ({columns}) FROM STDIN (FORMAT binary)") as copy:
-            copy.write(encoder.write_header())
-            for batch in data.to_batches():
-                copy.write(encoder.write_batch(batch))
-            copy.write(encoder.finish())
+        try:
+            with self.connection.cursor().copy(f"COPY {table_name} ({columns}) FROM STDIN (FORMAT binary)") as copy:
+                copy.write(encoder.write_header())
+                for batch in data.to_batches():
+                    copy.write(encoder.write_batch(batch))
+                copy.write(encoder.finish())
+        except psycopg.errors.DataError as exc:
+            # A value PostgreSQL cannot store: a data error, the same on every try, so never retried.
+            raise DestinationError(
+                f"PostgreSQL refused a value for {table_name}: {one_line(exc)}; "
+                f"add a `cast` or a quality rule that quarantines such values"
+            ) from None
 
     def read_arrow(self, sql: str) -> pa.Table:
         return pa.concat_tables(cursor_batches(self.connection.execute(sql), 100_000))
@@ -136,8 +218,15 @@ class PostgresWarehouse(Warehouse):
         return f"{self.quote(schema)}.{self.quote(table)}"
 
     def create_schema(self, schema: str) -> None:
-        if not self.query("SELECT 1 FROM pg_namespace WHERE nspname = ?", (schema,)):
+        """Outside a transaction. IF NOT EXISTS still fails when another session creates the schema at
+        the same moment (a unique violation in the catalog): then it exists, which is all we want."""
+        if self.query("SELECT 1 FROM pg_namespace WHERE nspname = ?", (schema,)):
+            return
+        try:
             self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}")
+        except psycopg.errors.UniqueViolation:
+            if not self.query("SELECT 1 FROM pg_namespace WHERE nspname = ?", (schema,)):
+                raise
 
     def list_tables(self, schema: str, prefix: str) -> list[str]:
         rows = self.query("SELECT tablename FROM pg_tables WHERE schemaname = ? AND starts_with(tablename, ?)", (schema, prefix))

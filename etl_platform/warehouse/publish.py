@@ -4,8 +4,9 @@ A replace or merge moves its staging table into the target; an append streams in
 inside a transaction that `begin_append` opens and `finish_append` commits. Either way the audit
 runs, and the load ledger, schema version, load history and this input's quarantine rows are
 written, inside the same transaction, so readers see all of a load or none of it
-(docs/architecture.md). The dialect hooks this uses are `Warehouse.ensure_unique_key` and
-`Warehouse.prepare_for_sort`.
+(docs/architecture.md). Every publish transaction first takes the dataset's lock
+(`Warehouse.publishing`, warehouse.locks), so concurrent runs of a dataset publish one after the
+other. The dialect hooks this uses are `Warehouse.ensure_unique_key` and `Warehouse.prepare_for_sort`.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def publish_staged(
     staged = warehouse.relation(STAGING_SCHEMA, staging)
     incoming = {c: t for c, t in warehouse.columns(STAGING_SCHEMA, staging).items() if c != SEQ}
     warehouse.create_schema(warehouse.split(dataset)[0])
-    with warehouse.transaction():
+    with warehouse.publishing(dataset):
         _ensure_target(warehouse, dataset, incoming, primary_key, replace=write == "replace", evolve=evolve)
         if truncate:
             forget_loads(warehouse, dataset)
@@ -130,9 +131,11 @@ def begin_append(
     incoming = {f.name: sql_type(f.type, warehouse.dialect, f.name) for f in schema}
     if evolve:
         # Added columns commit at once: ALTER TABLE would otherwise lock readers out for the whole load.
-        _add_new_columns(warehouse, dataset, incoming)
+        with warehouse.publishing(dataset):
+            _add_new_columns(warehouse, dataset, incoming)
     warehouse.begin()
     try:
+        warehouse.locks.lock_dataset(dataset)  # held until finish_append commits: appends stream into the target
         _ensure_target(warehouse, dataset, incoming, [], replace=False, evolve=evolve)
         if truncate:
             forget_loads(warehouse, dataset)
@@ -230,7 +233,10 @@ def record_load(warehouse: Warehouse, dataset: str, ledger_row: dict, quarantine
     if not ledger_row.get("replay"):  # a replay's size says nothing about the dataset's usual volume
         history = {k: ledger_row[k] for k in HISTORY_SCHEMA.names}
         warehouse.bulk_insert(warehouse.relation(META_SCHEMA, "load_history"), pa.Table.from_pylist([history], HISTORY_SCHEMA))
-    replace_quarantine(warehouse, dataset, ledger_row["fingerprint"], quarantined)
+    # A load that replaces the target's rows supersedes the quarantined rows of the inputs it replaced:
+    # replaying those later would bring back rows of a content the target no longer holds.
+    superseding = ledger_row["write"] == "replace" or ledger_row.get("full_refresh", False)
+    replace_quarantine(warehouse, dataset, ledger_row["fingerprint"], quarantined, every_input=superseding)
     return version
 
 
@@ -267,12 +273,30 @@ def recent_load_sizes(warehouse: Warehouse, dataset: str, loads: int) -> list[in
     return [r[0] for r in warehouse.query(sql, (dataset,))]
 
 
-def replace_quarantine(warehouse: Warehouse, dataset: str, fingerprint: str, quarantined: Iterable[pa.Table]) -> None:
-    """Put an input's quarantine rows in place of any earlier ones for the same input."""
+def replace_quarantine(
+    warehouse: Warehouse, dataset: str, fingerprint: str, quarantined: Iterable[pa.Table], every_input: bool = False
+) -> None:
+    """Put an input's quarantine rows in place of any earlier ones for the same input (`every_input`:
+    in place of the dataset's whole quarantine)."""
     quarantine = warehouse.relation(META_SCHEMA, "quarantine")
-    warehouse.execute(f"DELETE FROM {quarantine} WHERE dataset = ? AND input_fingerprint = ?", (dataset, fingerprint))
+    if every_input:
+        warehouse.execute(f"DELETE FROM {quarantine} WHERE dataset = ?", (dataset,))
+    else:
+        warehouse.execute(f"DELETE FROM {quarantine} WHERE dataset = ? AND input_fingerprint = ?", (dataset, fingerprint))
     for batch in quarantined:
         warehouse.bulk_insert(quarantine, batch.append_column("input_fingerprint", pa.array([fingerprint] * len(batch))))
+
+
+def still_quarantined(warehouse: Warehouse, quarantine_ids: list[str]) -> int:
+    """How many of these records the quarantine holds now (a replay's check, under the dataset lock)."""
+    quarantine = warehouse.relation(META_SCHEMA, "quarantine")
+    held = 0
+    for start in range(0, len(quarantine_ids), 500):
+        ids = quarantine_ids[start : start + 500]
+        held += warehouse.query(
+            f"SELECT count(*) FROM {quarantine} WHERE quarantine_id IN ({', '.join('?' * len(ids))})", tuple(ids)
+        )[0][0]
+    return held
 
 
 def remove_from_quarantine(warehouse: Warehouse, quarantine_ids: list[str]) -> None:
@@ -281,3 +305,21 @@ def remove_from_quarantine(warehouse: Warehouse, quarantine_ids: list[str]) -> N
     for start in range(0, len(quarantine_ids), 500):
         ids = quarantine_ids[start : start + 500]
         warehouse.execute(f"DELETE FROM {quarantine} WHERE quarantine_id IN ({', '.join('?' * len(ids))})", tuple(ids))
+
+
+def purge_quarantine(warehouse: Warehouse, where: str, params: tuple) -> int:
+    """Delete the quarantine rows `where` selects, under the lock of each dataset they belong to.
+
+    Under the locks, a replay of those rows that is under way finds them gone when it publishes,
+    and publishes nothing (sources.quarantine.ReplayedRecords). Returns the rows deleted.
+    """
+    quarantine = warehouse.relation(META_SCHEMA, "quarantine")
+    datasets = [r[0] for r in warehouse.query(f"SELECT DISTINCT dataset FROM {quarantine}{where}", params)]
+    if not datasets:
+        return 0
+    locked = f"dataset IN ({', '.join('?' * len(datasets))})"
+    where = f"{where} AND {locked}" if where else f" WHERE {locked}"
+    with warehouse.publishing(*datasets):
+        count = warehouse.query(f"SELECT count(*) FROM {quarantine}{where}", (*params, *datasets))[0][0]
+        warehouse.execute(f"DELETE FROM {quarantine}{where}", (*params, *datasets))
+    return count

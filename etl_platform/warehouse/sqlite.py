@@ -12,6 +12,7 @@ import datetime
 import decimal
 import sqlite3
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,10 +21,23 @@ from sqlalchemy.engine import make_url
 from etl_platform.errors import WarehouseUnavailable
 from etl_platform.warehouse.base import Warehouse
 from etl_platform.warehouse.dbapi import cursor_batches
+from etl_platform.warehouse.locks import FileLocks, embedded_locks
 
 sqlite3.register_adapter(datetime.datetime, lambda v: v.isoformat(sep=" "))
 sqlite3.register_adapter(datetime.date, lambda v: v.isoformat())
 sqlite3.register_adapter(decimal.Decimal, str)
+
+
+class WriteLocked(FileLocks):
+    """Staging claims as files; the dataset lock is SQLite's own write lock.
+
+    `begin` runs BEGIN IMMEDIATE, which takes the write lock of the main database file that every
+    connection to the warehouse shares: write transactions of the whole warehouse already run one at
+    a time, across threads and processes, so a dataset needs no lock of its own.
+    """
+
+    def lock_dataset(self, dataset: str) -> None:
+        """Held already: the transaction began with BEGIN IMMEDIATE."""
 
 
 class SQLiteWarehouse(Warehouse):
@@ -33,6 +47,7 @@ class SQLiteWarehouse(Warehouse):
         super().__init__(url)
         self.database = make_url(url).database or ":memory:"
         self.safe_url = url
+        self.locks = embedded_locks(self.database, WriteLocked)
         try:
             if self.database != ":memory:":
                 Path(self.database).parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +66,7 @@ class SQLiteWarehouse(Warehouse):
         return str(main.parent / f"{main.stem}.{schema}.sqlite")
 
     def close(self) -> None:
+        self.locks.close()
         self.connection.close()
 
     def execute(self, sql: str, params: tuple = ()) -> None:
@@ -74,7 +90,9 @@ class SQLiteWarehouse(Warehouse):
         columns = ", ".join(map(self.quote, data.column_names))
         marks = ", ".join("?" * data.num_columns)
         rows = zip(*(c.to_pylist() for c in data.columns), strict=True)
-        self.connection.executemany(f"INSERT INTO {table_name} ({columns}) VALUES ({marks})", rows)
+        # Outside a transaction (staging) each row would commit, and sync the file, on its own.
+        with nullcontext() if self.connection.in_transaction else self.transaction():
+            self.connection.executemany(f"INSERT INTO {table_name} ({columns}) VALUES ({marks})", rows)
 
     def read_batches(self, sql: str, batch_rows: int) -> Iterator[pa.Table]:
         cursor = self.connection.cursor()
