@@ -241,18 +241,20 @@ class Load:
         if self.whole_load is not None:
             self.whole_load.collect(table)  # staged once every row is in (engine.whole_load)
             return
-        self._count_by_file(table)
+        self._count_by_file(chunk.table, table)
         self._emit(self._without_provenance(table))
 
-    def _count_by_file(self, table: pa.Table) -> None:
-        """Rows per input file; a source's chunk names one file in its dictionary, so mostly no counting."""
-        if SOURCE_FILE not in table.column_names:
+    def _count_by_file(self, source: pa.Table, published: pa.Table) -> None:
+        """Rows per input file. A file source's chunk comes from one file, which its provenance
+        dictionary names, so counting is one addition; otherwise count the published rows' files."""
+        if SOURCE_FILE not in source.column_names or not len(published):
             return
-        for piece in table[SOURCE_FILE].chunks:
-            if isinstance(piece, pa.DictionaryArray) and len(piece.dictionary) == 1:
-                self.rows_by_file[piece.dictionary[0].as_py()] += len(piece)
-                continue
-            for item in pc.value_counts(piece.cast(pa.string())).to_pylist():
+        files = source[SOURCE_FILE]
+        first = files.chunk(0) if files.num_chunks == 1 else None
+        if isinstance(first, pa.DictionaryArray) and len(first.dictionary) == 1:
+            self.rows_by_file[first.dictionary[0].as_py()] += len(published)
+        elif SOURCE_FILE in published.column_names:
+            for item in pc.value_counts(published[SOURCE_FILE].cast(pa.string())).to_pylist():
                 self.rows_by_file[item["values"]] += item["counts"]
 
     def _without_provenance(self, table: pa.Table) -> pa.Table:
