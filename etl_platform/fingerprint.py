@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any, BinaryIO
 
 
 class ContentHash:
@@ -16,3 +17,12 @@ class ContentHash:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+def hash_prefix(handle: BinaryIO, length: int, digest: ContentHash | Any | None = None) -> str:
+    """The hex digest of the first `length` bytes read from `handle` (blake2b, or the `digest` given)."""
+    digest = digest if digest is not None else ContentHash()
+    while length > 0 and (block := handle.read(min(length, 1 << 20))):
+        digest.update(block)
+        length -= len(block)
+    return digest.hexdigest()

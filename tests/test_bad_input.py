@@ -59,7 +59,7 @@ def test_wrong_type_in_a_column_is_quarantined_with_row_and_reason(warehouse_url
 
 
 def test_type_that_no_longer_fits_the_target_publishes_nothing(warehouse_url: str, landing: Path) -> None:
-    append = {"dataset": "analytics.target", "write": "append"}
+    append = {"dataset": "analytics.target", "write": "append", "on_changed_file": "append"}
     write_csv(landing, "input.csv", GOOD)
     run_pipeline(pipeline(transforms=CASTS, destination=append), environment_for(warehouse_url, landing))
     before = published(warehouse_url)

@@ -36,7 +36,8 @@ def test_question_marks_in_users_sql_reach_postgres_unchanged(postgresql_url: st
 
 def test_evolve_keeps_working_after_the_drift_it_absorbed(warehouse_url: str, landing: Path) -> None:
     environment = environment_for(warehouse_url, landing)
-    spec = pipeline(transforms=[{"cast": {"id": "int"}}], schema={"on_drift": "evolve"})
+    rewrites = {"dataset": "analytics.target", "write": "append", "on_changed_file": "append"}
+    spec = pipeline(transforms=[{"cast": {"id": "int"}}], schema={"on_drift": "evolve"}, destination=rewrites)
     for text in ("id,a,b\n1,x,y\n", "id,a,c\n2,x,z\n", "id,a,c\n3,x,w\n"):
         write_csv(landing, "input.csv", text)
         run_pipeline(spec, environment)
@@ -62,9 +63,13 @@ def test_an_empty_json_file_first_in_the_glob(warehouse_url: str, landing: Path)
     (landing / "b.jsonl").write_text('{"id": "1"}\n')
     report = run_pipeline(pipeline(source={"type": "jsonl", "path": "*.jsonl"}), environment_for(warehouse_url, landing))
     assert report.rows_published == 1 and rows(warehouse_url, "SELECT id FROM analytics.target") == [{"id": "1"}]
-    (landing / "b.jsonl").write_text("")
+    (landing / "c.jsonl").write_text("\n")
     empty = run_pipeline(pipeline(source={"type": "jsonl", "path": "*.jsonl"}), environment_for(warehouse_url, landing))
     assert empty.skipped_reason == "the input held no rows"
+    # b.jsonl emptied holds the bytes a.jsonl held (none), which the ledger has: nothing to read.
+    (landing / "b.jsonl").write_text("")
+    again = run_pipeline(pipeline(source={"type": "jsonl", "path": "*.jsonl"}), environment_for(warehouse_url, landing))
+    assert again.skipped_reason.startswith("every new or changed file holds content already appended")
 
 
 def test_two_merge_tables_with_the_same_key_name_in_one_schema(duckdb_url: str, landing: Path) -> None:

@@ -148,10 +148,14 @@ def test_reupload_with_new_etag_is_processed_again(
     tmp_path: Path, instance: DagsterInstance, duckdb_url: str, s3_bucket: str
 ) -> None:
     put(s3_bucket, "in/day.csv", "id,amount\n1,1\n")
-    harness = Harness(tmp_path, instance, duckdb_url, f"s3://{s3_bucket}", {"prefix": "in/", "pattern": "*.csv"})
+    destination = {"dataset": "raw.arrivals", "write": "append", "on_changed_file": "append"}
+    harness = Harness(
+        tmp_path, instance, duckdb_url, f"s3://{s3_bucket}", {"prefix": "in/", "pattern": "*.csv"}, destination=destination
+    )
     assert harness.run(harness.tick()) == [True]
     assert harness.tick().run_requests == []
-    put(s3_bucket, "in/day.csv", "id,amount\n2,1\n")  # the same key, new content: a new ETag
+    # The same key, new content: a new ETag, requested again; the pipeline appends a rewritten file.
+    put(s3_bucket, "in/day.csv", "id,amount\n2,1\n")
     again = harness.tick()
     assert harness.requested_files(again) == [[f"s3://{s3_bucket}/in/day.csv"]]
     assert harness.run(again) == [True]

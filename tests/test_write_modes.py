@@ -35,7 +35,8 @@ def test_append_never_loads_the_same_input_twice(any_warehouse_url: str, landing
     # A full refresh reads every file again into an emptied target; the ledger starts again too.
     refreshed = run_pipeline(spec, environment, RunOptions(full_refresh=True))
     assert refreshed.target_rows == 3
-    assert rows(any_warehouse_url, "SELECT count(*) AS n FROM _etl.load_ledger")[0]["n"] == 1
+    # One ledger entry per file appended.
+    assert rows(any_warehouse_url, "SELECT count(*) AS n FROM _etl.load_ledger")[0]["n"] == 2
 
 
 def test_replace_swaps_content_and_schema(any_warehouse_url: str, landing: Path) -> None:

@@ -24,7 +24,8 @@ from etl_platform.destinations.staging import align
 from etl_platform.spec.destinations import Destination as DestinationSpec
 from etl_platform.stores import FileStore
 from etl_platform.warehouse import PublishResult, Warehouse
-from etl_platform.warehouse.publish import Audit, already_loaded, record_load
+from etl_platform.warehouse.ledger import held_already
+from etl_platform.warehouse.publish import Audit, record_load
 
 _SUFFIX = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
 _STREAM_COMPRESSION = {"gzip": ("gzip", ".gz"), "bz2": ("bz2", ".bz2")}
@@ -139,7 +140,7 @@ class FileDestination:
         dataset = self.spec.dataset
         fingerprint = ledger_row["fingerprint"]
         with self.warehouse.publishing(dataset):
-            if self.spec.write == "append" and already_loaded(self.warehouse, dataset, fingerprint):
+            if self.spec.write == "append" and held_already(self.warehouse, ledger_row):
                 self.discard()
                 return PublishResult(0, None, "this input was already appended (load ledger)")
             audit(self.warehouse)  # a failing check rolls back before any file moves

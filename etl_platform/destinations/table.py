@@ -20,7 +20,13 @@ from etl_platform.warehouse.publish import Audit, begin_append, finish_append, p
 
 class TableDestination:
     def __init__(
-        self, spec: DestinationSpec, warehouse: Warehouse, staging_name: str, evolve: bool = False, truncate: bool = False
+        self,
+        spec: DestinationSpec,
+        warehouse: Warehouse,
+        staging_name: str,
+        evolve: bool = False,
+        truncate: bool = False,
+        reloaded: list[str] | None = None,
     ):
         self.spec = spec
         self.warehouse = warehouse
@@ -28,6 +34,7 @@ class TableDestination:
         self._in_transaction = False
         self.evolve = evolve  # schema on_drift: evolve: new columns join the target, missing ones stay
         self.truncate = truncate  # a full refresh: the load replaces the target's rows
+        self.reloaded = reloaded or []  # files whose earlier rows an append replaces (on_changed_file: reload)
         if spec.write == "append":
             self.chunks = ChunkTable(warehouse, warehouse.target(spec.dataset), self._begin_append, None, with_sequence=False)
         else:
@@ -35,7 +42,7 @@ class TableDestination:
             self.chunks = staging_table(warehouse, staging_name)
 
     def _begin_append(self, schema: pa.Schema) -> None:
-        begin_append(self.warehouse, self.spec.dataset, schema, self.evolve, self.truncate)
+        begin_append(self.warehouse, self.spec.dataset, schema, self.evolve, self.truncate, self.reloaded)
         self._in_transaction = True
 
     @property

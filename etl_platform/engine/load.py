@@ -15,6 +15,7 @@ import datetime
 import functools
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -45,12 +46,13 @@ from etl_platform.quality.audit import (
 from etl_platform.quality.model_validator import ModelValidator, model_check_names
 from etl_platform.quality.schema_registry import infer_schema
 from etl_platform.quality.validator import RowValidator, RuleStats
-from etl_platform.sources import PROVENANCE, Checkpoint, FileSetSource, Source, SourceChunk
+from etl_platform.sources import PROVENANCE, SOURCE_FILE, Checkpoint, FileSetSource, Source, SourceChunk
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.state.files import AlreadyProcessed
 from etl_platform.transforms import Rejected, TransformChain, TransformContext
 from etl_platform.warehouse import Warehouse
-from etl_platform.warehouse.publish import latest_registered_schema, replace_quarantine
+from etl_platform.warehouse.ledger import AppendedMeanwhile, forget_files
+from etl_platform.warehouse.publish import forget_file_rows, latest_registered_schema, replace_quarantine
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,9 @@ class Load:
         self.latest_schema = latest_registered_schema(warehouse, self.dataset)
         self.drift_judged = False
         self.writer = BackgroundWriter()
+        self.rows_by_file: Counter[str] = Counter()  # rows each input file gave, for its append ledger entry
+        # on_changed_file: reload deletes a file's rows by this column, so the target keeps it
+        self.kept_provenance = SOURCE_FILE if spec.destination.on_changed_file == "reload" else None
 
     # --- setting up -------------------------------------------------------------------------
 
@@ -169,6 +174,7 @@ class Load:
             f"{self.warehouse.staging_prefix(self.dataset)}{run_tag}",
             evolve=self.spec.schema_policy.on_drift == "evolve",
             truncate=self.options.full_refresh,
+            reloaded=self.source.reloaded() if isinstance(self.source, FileSetSource) else None,
         )
 
     def _validators(self) -> list:
@@ -235,7 +241,29 @@ class Load:
         if self.whole_load is not None:
             self.whole_load.collect(table)  # staged once every row is in (engine.whole_load)
             return
-        self._emit(table.drop_columns([c for c in PROVENANCE if c in table.column_names]))
+        self._count_by_file(chunk.table, table)
+        self._emit(self._without_provenance(table))
+
+    def _count_by_file(self, source: pa.Table, published: pa.Table) -> None:
+        """Rows per input file. A file source's chunk comes from one file, which its provenance
+        dictionary names, so counting is one addition; otherwise count the published rows' files."""
+        if SOURCE_FILE not in source.column_names or not len(published):
+            return
+        files = source[SOURCE_FILE]
+        first = files.chunk(0) if files.num_chunks == 1 else None
+        if isinstance(first, pa.DictionaryArray) and len(first.dictionary) == 1:
+            self.rows_by_file[first.dictionary[0].as_py()] += len(published)
+        elif SOURCE_FILE in published.column_names:
+            for item in pc.value_counts(published[SOURCE_FILE].cast(pa.string())).to_pylist():
+                self.rows_by_file[item["values"]] += item["counts"]
+
+    def _without_provenance(self, table: pa.Table) -> pa.Table:
+        """The rows as published: without provenance, except each row's file where a reload needs it."""
+        table = table.drop_columns([c for c in PROVENANCE if c in table.column_names and c != self.kept_provenance])
+        if self.kept_provenance in table.column_names:
+            index = table.column_names.index(SOURCE_FILE)
+            table = table.set_column(index, SOURCE_FILE, table[SOURCE_FILE].cast(pa.string()))
+        return table
 
     def _emit(self, table: pa.Table) -> None:
         """Judge drift (first rows only), observe for the dataset rules, and queue rows for the destination."""
@@ -309,6 +337,7 @@ class Load:
             # checkpoint, so a sensor does not request the same input again.
             with self.warehouse.publishing(self.dataset):
                 replace_quarantine(self.warehouse, self.dataset, self.report.fingerprint, self.quarantine.batches())
+                self._forget_reloaded_files()
                 self._save(checkpoint, self.warehouse)
             return self._skipped("the input held no rows", checkpoint)
         try:
@@ -318,7 +347,7 @@ class Load:
         except QualityGateFailed:
             self._keep_failing_rows()
             raise
-        except AlreadyProcessed as taken:
+        except (AlreadyProcessed, AppendedMeanwhile) as taken:
             return self._skipped(f"{taken}; nothing was published twice", None)
         self.report.schema = self.destination.schema
         self.report.target_rows = result.target_rows
@@ -330,6 +359,13 @@ class Load:
             return self._skipped(result.skipped_reason, checkpoint)
         self._acknowledge(checkpoint)
         return self.report
+
+    def _forget_reloaded_files(self) -> None:
+        """A reloaded file that now holds no rows still replaces the rows it gave (on_changed_file: reload)."""
+        reloaded = self.source.reloaded() if isinstance(self.source, FileSetSource) else []
+        if reloaded and self.warehouse.columns(*self.warehouse.split(self.dataset)) is not None:
+            forget_file_rows(self.warehouse, self.dataset, reloaded)
+            forget_files(self.warehouse, self.dataset, reloaded)
 
     def _audit(self, target: Warehouse, checkpoint: Checkpoint | None) -> None:
         """Inside the publish transaction: dataset rules; any failing blocking check rolls everything back."""
@@ -375,8 +411,11 @@ class Load:
         self.report.rows_published = 0  # staged, then rolled back: nothing reached the target
 
     def _ledger_row(self) -> dict:
-        report = self.report
+        report, source = self.report, self.source
+        files = isinstance(source, FileSetSource) and source.plan is not None
         return {
+            "appended": source.ledger_entries(self.rows_by_file) if files else None,
+            "reloaded": source.reloaded() if files else None,
             "dataset": self.dataset,
             "fingerprint": report.fingerprint,
             "pipeline": self.spec.id,

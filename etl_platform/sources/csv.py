@@ -27,6 +27,7 @@ from etl_platform.sources.csv_lines import LineTap, end_marker, utf8_blocks
 from etl_platform.sources.csv_records import Placement, RecordLines
 from etl_platform.sources.fileset import FileSetSource
 from etl_platform.spec.sources import CsvSource
+from etl_platform.state.appends import AppendPlan, Tail
 from etl_platform.state.files import ProcessedFiles
 from etl_platform.stores import FileStore, StoredFile
 
@@ -43,16 +44,17 @@ class CsvFileSource(FileSetSource):
         files: list[StoredFile],
         store: FileStore,
         processed: ProcessedFiles | None = None,
+        plan: AppendPlan | None = None,
         block_bytes: int = BLOCK_BYTES,
     ):
-        super().__init__(files, store, processed)
+        super().__init__(files, store, processed, plan)
         self.spec = spec
         self.block_bytes = block_bytes  # where the reader's block starts; it grows for longer records
 
     def read(self, chunk_rows: int) -> Iterator[SourceChunk]:
         for file in self.files:
             with self.store.local_copy(file) as path:
-                read = CsvFileRead(self.spec, file, self.block_bytes)
+                read = CsvFileRead(self.spec, file, self.block_bytes, self.tail(file))
                 read.names = read.header(path)
                 yield from read.chunks(path, chunk_rows)
 
@@ -65,12 +67,13 @@ class CsvFileRead:
     record with a larger block).
     """
 
-    def __init__(self, spec: CsvSource, file: StoredFile, block_bytes: int):
+    def __init__(self, spec: CsvSource, file: StoredFile, block_bytes: int, tail: Tail | None = None):
         self.spec, self.file, self.block = spec, file, block_bytes
         self.names: list[str] = []
-        self.header_pending = spec.header
+        self.tail = tail  # a grown file: only its new lines are read (state.appends), after the header
+        self.header_pending = spec.header and tail is None
         self.marker = end_marker(spec.delimiter, spec.quote_char)
-        self.counted = 0  # bytes of the file reported read
+        self.counted = tail.start if tail else 0  # bytes of the file reported read
 
     def _options(self, column_names: list[str] | None, lines: RecordLines | None) -> tuple:
         read = pacsv.ReadOptions(use_threads=False, block_size=self.block, column_names=column_names)
@@ -118,8 +121,9 @@ class CsvFileRead:
     def chunks(self, path: Path, chunk_rows: int) -> Iterator[SourceChunk]:
         """Chunks of at most `chunk_rows` rows, then an empty chunk carrying the rest of the byte count."""
         with open_binary(path, self.spec.compression, self.file.name) as opened:
+            opened.raw.seek(self.counted)  # a tail starts at a line break of an uncompressed file
             blocks = utf8_blocks(opened.stream, self.spec.encoding)
-            start: int | None = 1
+            start: int | None = self.tail.line if self.tail else 1
             try:
                 while start is not None:
                     tap = LineTap(blocks, start, self.marker)

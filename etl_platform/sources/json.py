@@ -20,6 +20,7 @@ from etl_platform.sources.base import BadLine, SourceChunk, with_provenance
 from etl_platform.sources.compression import open_binary
 from etl_platform.sources.fileset import FileSetSource
 from etl_platform.spec.sources import JsonLinesSource, JsonSource
+from etl_platform.state.appends import AppendPlan
 from etl_platform.state.files import ProcessedFiles
 from etl_platform.stores import FileStore, StoredFile
 
@@ -50,27 +51,31 @@ class _JsonFiles(FileSetSource, ABC):
         files: list[StoredFile],
         store: FileStore,
         processed: ProcessedFiles | None = None,
+        plan: AppendPlan | None = None,
     ):
-        super().__init__(files, store, processed)
+        super().__init__(files, store, processed, plan)
         self.spec = spec
 
     def read(self, chunk_rows: int) -> Iterator[SourceChunk]:
         for file in self.files:
+            tail = self.tail(file)  # a grown JSON Lines file: only its new lines (state.appends)
+            start, first_line = (tail.start, tail.line) if tail else (0, 1)
             with self.store.local_copy(file) as path, open_binary(path, self.spec.compression, file.name) as opened:
-                yield from self._chunks(file, self._records(file, opened.stream), chunk_rows, opened.consumed)
+                opened.raw.seek(start)
+                records = self._records(file, opened.stream, first_line)
+                yield from self._chunks(file, records, chunk_rows, opened.consumed, start)
 
     @abstractmethod
-    def _records(self, file: StoredFile, stream: Any) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
-        """(position, record or bad line) pairs in file order."""
+    def _records(self, file: StoredFile, stream: Any, first_line: int) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
+        """(position, record or bad line) pairs in file order; the stream's first line is `first_line`."""
 
     @staticmethod
     def _chunks(
-        file: StoredFile, items: Iterable[tuple[int, Any]], chunk_rows: int, consumed: Callable[[], int]
+        file: StoredFile, items: Iterable[tuple[int, Any]], chunk_rows: int, consumed: Callable[[], int], counted: int
     ) -> Iterator[SourceChunk]:
         records: list[dict[str, Any]] = []
         lines: list[int] = []
         bad: list[BadLine] = []
-        counted = 0
         for number, item in items:
             if isinstance(item, BadLine):
                 bad.append(item)
@@ -87,8 +92,8 @@ class _JsonFiles(FileSetSource, ABC):
 class JsonLinesFileSource(_JsonFiles):
     """One JSON object per line; `line` is the physical line number."""
 
-    def _records(self, file: StoredFile, stream: Any) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
-        for number, raw in enumerate(stream, start=1):
+    def _records(self, file: StoredFile, stream: Any, first_line: int) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
+        for number, raw in enumerate(stream, start=first_line):
             if not raw.strip():
                 continue
             try:
@@ -107,7 +112,7 @@ class JsonLinesFileSource(_JsonFiles):
 class JsonArrayFileSource(_JsonFiles):
     """A top-level JSON array of objects; `line` is the record's 1-based position in the array."""
 
-    def _records(self, file: StoredFile, stream: Any) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
+    def _records(self, file: StoredFile, stream: Any, first_line: int) -> Iterable[tuple[int, dict[str, Any] | BadLine]]:
         try:
             for number, record in enumerate(ijson.items(stream, "item", use_float=True), start=1):
                 if isinstance(record, dict):

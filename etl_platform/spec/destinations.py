@@ -23,6 +23,11 @@ class Destination(Strict):
     path: str | None = Field(None, description="file destination folder, relative to the lake")
     partition_by: list[ColumnName] = Field(default_factory=list)
     compression: str | None = None
+    on_changed_file: Literal["fail", "reload", "append"] = Field(
+        "fail",
+        description="append from files: what a file appended before, whose content changed other than by new lines "
+        "at its end, does: fail (stop, naming the file), reload (replace the rows it gave), append (append it again)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Destination:
@@ -30,6 +35,10 @@ class Destination(Strict):
             raise ValueError("write: merge needs `primary_key: [...]` naming the key columns")
         if self.write != "merge" and self.primary_key:
             raise ValueError("`primary_key` is used by write: merge only; remove it or set write: merge")
+        if "on_changed_file" in self.model_fields_set and self.write != "append":
+            raise ValueError("`on_changed_file` applies to write: append (replace and merge load a changed file as it is now)")
+        if self.on_changed_file == "reload" and self.format is not None:
+            raise ValueError("on_changed_file: reload deletes a file's earlier rows from a warehouse table; use fail or append")
         if self.format is None:
             for key in ("path", "partition_by", "compression"):
                 if getattr(self, key):

@@ -89,6 +89,11 @@ class PipelineSpec(Strict):
         incremental = getattr(self.source, "incremental", None)
         if incremental and incremental.lookback and self.destination.write != "merge":
             raise ValueError("an incremental source with `lookback` reads some rows twice: use write: merge with a primary_key")
+        if self.destination.on_changed_file == "reload" and (self.file_path is None or self.whole_load_transforms):
+            raise ValueError(
+                "on_changed_file: reload needs to know each row's file: a file source, and no whole-load step "
+                f"({', '.join(sorted(WHOLE_LOAD_STEPS))})"
+            )
         sql_rules = [r.check_name for r in self.quality.rules if r.rule in ("Unique", "CustomQuery")]
         if self.destination.is_file and sql_rules:
             raise ValueError(f"rules {sql_rules} query a warehouse table; a file destination supports the others")

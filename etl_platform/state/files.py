@@ -1,7 +1,9 @@
 """Which files a pipeline has processed, which failed, and which went to the dead-letter prefix.
 
 A file is identified by its URL and its version (S3 ETag, or a local file's mtime and size):
-a re-uploaded object is new work. `mark_processed` runs inside the publish transaction, so a
+a re-uploaded object is new work. For an append, a file's record also keeps the fingerprint of
+the content last processed from it (`content`, with `size`), which a failure keeps too: it tells
+a file that grew from one that was rewritten (state.appends). `mark_processed` runs inside the publish transaction, so a
 run that fails leaves its files eligible; `record_failure` runs in its own transaction after a
 failed run, so the sensor can retry a file alone and give up on it after N failures.
 """
@@ -35,6 +37,8 @@ class FileRecord:
     failures: int
     last_error: str | None
     run_id: str | None
+    size: int | None = None
+    content: str | None = None
 
 
 class FileState:
@@ -46,21 +50,29 @@ class FileState:
     def records(self) -> dict[str, FileRecord]:
         """Every file this pipeline has a record of, by URL."""
         rows = self.warehouse.query(
-            f"SELECT file_url, version, status, failures, last_error, run_id FROM {self.table} WHERE pipeline = ?",
+            f"SELECT file_url, version, status, failures, last_error, run_id, size, content FROM {self.table} WHERE pipeline = ?",
             (self.pipeline,),
         )
-        return {url: FileRecord(version, status, failures, error, run) for url, version, status, failures, error, run in rows}
+        return {url: FileRecord(*record) for url, *record in rows}
 
-    def pending(self, files: list[StoredFile]) -> list[StoredFile]:
-        """The files whose current version is neither processed nor dead-lettered."""
-        records = self.records()
+    def pending(self, files: list[StoredFile], records: dict[str, FileRecord] | None = None) -> list[StoredFile]:
+        """The files whose current version is neither processed nor dead-lettered (`records`: read already)."""
+        records = self.records() if records is None else records
         return [f for f in files if not self._done(records.get(f.url), f)]
 
     @staticmethod
     def _done(record: FileRecord | None, file: StoredFile) -> bool:
         return record is not None and record.version == file.version and record.status in (PROCESSED, DEAD_LETTER)
 
-    def _write(self, files: list[StoredFile], status: str, run_id: str, failures: dict[str, int], error: str | None) -> None:
+    def _write(
+        self,
+        files: list[StoredFile],
+        status: str,
+        run_id: str,
+        failures: dict[str, int],
+        error: str | None,
+        contents: dict[str, str | None] | None = None,
+    ) -> None:
         urls = [f.url for f in files]
         for start in range(0, len(urls), 500):
             batch = urls[start : start + 500]
@@ -80,20 +92,33 @@ class FileState:
                 "last_error": error,
                 "run_id": run_id,
                 "updated_at": now,
+                "content": (contents or {}).get(f.url),
             }
             for f in files
         ]
         if rows:
             self.warehouse.bulk_insert(self.table, pa.Table.from_pylist(rows, FILE_STATE_SCHEMA))
 
-    def mark_processed(self, files: list[StoredFile], run_id: str, exclusive: bool) -> None:
-        """Inside the publish transaction: record the files; `exclusive` (incremental loads) refuses
-        if another run published one of them first."""
+    def mark_processed(
+        self,
+        files: list[StoredFile],
+        run_id: str,
+        exclusive: bool,
+        contents: dict[str, str] | None = None,
+        reread: frozenset[str] = frozenset(),
+    ) -> None:
+        """Inside the publish transaction: record the files (and an append's `contents`); `exclusive`
+        (incremental loads) refuses if another run published one of them first, except the processed
+        files this load reads again on purpose (`reread`: copies of a reloaded file's old content)."""
         records = self.records()
-        taken = [f.url for f in files if (r := records.get(f.url)) and r.status == PROCESSED and r.version == f.version]
+        taken = [
+            f.url
+            for f in files
+            if (r := records.get(f.url)) and r.status == PROCESSED and r.version == f.version and f.url not in reread
+        ]
         if exclusive and taken:
             raise AlreadyProcessed(f"{len(taken)} of these files were published by another run meanwhile, e.g. {taken[0]}")
-        self._write(files, PROCESSED, run_id, {}, None)
+        self._write(files, PROCESSED, run_id, {}, None, contents)
 
     def record_failure(self, files: list[StoredFile], run_id: str, error: str, permanent: bool = False) -> dict[str, int]:
         """In its own transaction: count one more failure for each file's current version.
@@ -111,7 +136,8 @@ class FileState:
                     continue
                 failures[f.url] = (record.failures if same_version else 0) + 1
                 counted.append(f)
-            self._write(counted, FAILED_PERMANENTLY if permanent else FAILED, run_id, failures, error)
+            processed_before = {f.url: records[f.url].content for f in counted if f.url in records}
+            self._write(counted, FAILED_PERMANENTLY if permanent else FAILED, run_id, failures, error, processed_before)
         return failures
 
     def mark_dead_letter(self, file: StoredFile, failures: int, error: str | None) -> None:
@@ -134,9 +160,11 @@ class ProcessedFiles:
     files: list[StoredFile]
     exclusive: bool
     reset: bool = False
+    contents: dict[str, str] | None = None  # an append's: each file's content fingerprint (state.appends)
+    reread: frozenset[str] = frozenset()  # processed files an append reads again (state.appends)
 
     def save(self, target: Warehouse, pipeline: str, run_id: str) -> None:
         state = FileState(target, pipeline)
         if self.reset:
             state.reset()
-        state.mark_processed(self.files, run_id, exclusive=self.exclusive)
+        state.mark_processed(self.files, run_id, exclusive=self.exclusive, contents=self.contents, reread=self.reread)

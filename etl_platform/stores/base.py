@@ -57,8 +57,15 @@ class FileStore(ABC):
     def delete(self, keys: list[str]) -> None: ...
 
     @abstractmethod
-    def fingerprint(self, files: list[StoredFile]) -> str:
-        """Identifies the content of `files`: the same bytes under the same names give the same value."""
+    def content_fingerprint(self, file: StoredFile) -> str:
+        """Identifies the file's bytes, whatever its name: the append ledger's key for a file."""
+
+    @abstractmethod
+    def prefix_matches(self, local: Path, length: int, fingerprint: str) -> bool:
+        """Whether the first `length` bytes of `local` (a copy of a file of this store) have `fingerprint`.
+
+        True says the file grew: the content the ledger holds is the beginning of the file now.
+        """
 
     @abstractmethod
     def staging_folder(self, prefix: str, run_tag: str, run_is_live: Callable[[str], bool]) -> Path:

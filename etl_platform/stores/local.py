@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from etl_platform.fingerprint import ContentHash
+from etl_platform.fingerprint import hash_prefix
 from etl_platform.stores.base import FileStore, StoredFile
 
 
@@ -102,12 +102,11 @@ class LocalStore(FileStore):
             os.replace(part, destination)
         shutil.rmtree(staging, ignore_errors=True)
 
-    def fingerprint(self, files: list[StoredFile]) -> str:
-        """Hash of names and bytes: a local file has no server-side checksum to trust."""
-        digest = ContentHash()
-        for file in files:
-            digest.update(Path(file.key).name.encode())
-            with (self.root / file.key).open("rb") as handle:
-                while block := handle.read(1 << 20):
-                    digest.update(block)
-        return digest.hexdigest()
+    def content_fingerprint(self, file: StoredFile) -> str:
+        """Hash of the bytes: a local file has no server-side checksum to trust."""
+        with (self.root / file.key).open("rb") as handle:
+            return hash_prefix(handle, file.size)
+
+    def prefix_matches(self, local: Path, length: int, fingerprint: str) -> bool:
+        with local.open("rb") as handle:
+            return hash_prefix(handle, length) == fingerprint

@@ -9,6 +9,7 @@ circuit breaker stops a run from waiting on an S3 that is down.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import shutil
 import tempfile
@@ -24,7 +25,7 @@ import orjson
 
 from etl_platform.breaker import BreakerBoard, SystemUnavailable
 from etl_platform.errors import SourceError
-from etl_platform.fingerprint import ContentHash
+from etl_platform.fingerprint import hash_prefix
 from etl_platform.stores.base import FileStore, StoredFile
 
 T = TypeVar("T")
@@ -192,9 +193,13 @@ class S3Store(FileStore):
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def fingerprint(self, files: list[StoredFile]) -> str:
-        """Names and ETags: S3's own checksum of each object's content, so nothing is downloaded twice."""
-        digest = ContentHash()
-        for file in files:
-            digest.update(f"{Path(file.key).name}\0{file.version}\0{file.size}\n".encode())
-        return digest.hexdigest()
+    def content_fingerprint(self, file: StoredFile) -> str:
+        """The ETag: S3's own checksum of the object's content, so nothing is downloaded to know it."""
+        return file.version
+
+    def prefix_matches(self, local: Path, length: int, fingerprint: str) -> bool:
+        """A single-part upload's ETag is the MD5 of its bytes; a multipart ETag names no prefix."""
+        if "-" in fingerprint or len(fingerprint) != 32:
+            return False
+        with local.open("rb") as handle:
+            return hash_prefix(handle, length, hashlib.md5(usedforsecurity=False)) == fingerprint

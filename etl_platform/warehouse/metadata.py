@@ -40,8 +40,10 @@ QUARANTINE_SCHEMA = pa.schema(
 # is kept, so a re-run of the same input replaces its rows.
 QUARANTINE_TABLE_SCHEMA = QUARANTINE_SCHEMA.append(pa.field("input_fingerprint", pa.string()))
 
-# load_ledger: one row per appended input (dataset, fingerprint), so an input is never appended
-# twice; written by warehouse.publish.record_load, emptied for a dataset by a full refresh.
+# load_ledger: one row per content appended to a dataset (dataset, fingerprint), so the same content
+# is never appended twice: per file for file sources (with the URL its rows came from, which a
+# reload forgets), per load for other sources (file_url NULL); written by
+# warehouse.publish.record_load, emptied for a dataset by a full refresh (warehouse.ledger).
 LEDGER_SCHEMA = pa.schema(
     [
         ("dataset", pa.string()),
@@ -50,6 +52,7 @@ LEDGER_SCHEMA = pa.schema(
         ("run_id", pa.string()),
         ("rows", pa.int64()),
         ("loaded_at", pa.timestamp("us", tz="UTC")),
+        ("file_url", pa.string()),
     ]
 )
 
@@ -82,7 +85,8 @@ SCHEMA_VERSIONS_SCHEMA = pa.schema(
     ]
 )
 
-# file_state: one row per file a pipeline has seen, its version saying which content was processed;
+# file_state: one row per file a pipeline has seen, its version saying which content was processed
+# (and, for an append, that content's fingerprint: state.appends tells growth from a rewrite by it);
 # written by state.files: processed files inside the publish transaction, so "processed" means
 # "published" (docs/architecture.md); failures and dead letters when they happen.
 FILE_STATE_SCHEMA = pa.schema(
@@ -96,6 +100,7 @@ FILE_STATE_SCHEMA = pa.schema(
         ("last_error", pa.string()),
         ("run_id", pa.string()),
         ("updated_at", pa.timestamp("us", tz="UTC")),
+        ("content", pa.string()),
     ]
 )
 
@@ -140,7 +145,7 @@ class MetaTable:
 
 
 META_TABLES: tuple[MetaTable, ...] = (
-    MetaTable("load_ledger", LEDGER_SCHEMA, ("dataset", "fingerprint")),
+    MetaTable("load_ledger", LEDGER_SCHEMA, ("dataset", "fingerprint"), indexes=(("ledger_by_file", ("dataset", "file_url")),)),
     MetaTable("schema_versions", SCHEMA_VERSIONS_SCHEMA),
     MetaTable("load_history", HISTORY_SCHEMA),
     MetaTable("quarantine", QUARANTINE_TABLE_SCHEMA, indexes=(("quarantine_by_input", ("dataset", "input_fingerprint")),)),
@@ -179,9 +184,11 @@ def _complete_table(warehouse: Warehouse, table: MetaTable, existing: dict[str, 
         for index, columns in table.indexes:
             warehouse.create_index(META_SCHEMA, table.name, index, list(columns))
         return
-    for field in table.schema:
-        if field.name not in existing:
-            warehouse.add_column(relation, field.name, sql_type(field.type, warehouse.dialect, field.name))
+    added = [field for field in table.schema if field.name not in existing]
+    for field in added:
+        warehouse.add_column(relation, field.name, sql_type(field.type, warehouse.dialect, field.name))
+    for index, columns in table.indexes if added else ():  # an index on columns this upgrade added
+        warehouse.create_index(META_SCHEMA, table.name, index, list(columns))
 
 
 def upgrade_cursor_state(warehouse: Warehouse) -> None:

@@ -21,7 +21,11 @@ import pyarrow as pa
 from etl_platform.errors import DestinationError
 from etl_platform.types import sql_type
 from etl_platform.warehouse.base import SEQ, STAGING_SCHEMA, Warehouse
-from etl_platform.warehouse.metadata import HISTORY_SCHEMA, LEDGER_SCHEMA, META_SCHEMA, SCHEMA_VERSIONS_SCHEMA
+from etl_platform.warehouse.ledger import forget_dataset, held_already, record_appended
+from etl_platform.warehouse.metadata import HISTORY_SCHEMA, META_SCHEMA, SCHEMA_VERSIONS_SCHEMA
+
+# The column of an append target that names each row's input file, for on_changed_file: reload.
+SOURCE_FILE_COLUMN = "_etl_source_file"
 
 # Called inside the publish transaction once the rows are in the target; raises to roll back.
 Audit = Callable[[Warehouse], None]
@@ -92,14 +96,32 @@ def _merge(warehouse: Warehouse, target: str, staged: str, columns: list[str], p
 def forget_loads(warehouse: Warehouse, dataset: str) -> None:
     """Inside a full refresh's publish transaction: empty the target and its load ledger."""
     warehouse.execute(f"DELETE FROM {warehouse.target(dataset)}")
-    warehouse.execute(f"DELETE FROM {warehouse.relation(META_SCHEMA, 'load_ledger')} WHERE dataset = ?", (dataset,))
+    forget_dataset(warehouse, dataset)
+
+
+def forget_file_rows(warehouse: Warehouse, dataset: str, urls: list[str]) -> None:
+    """Inside an append's load transaction: delete the rows that came from files it reloads."""
+    column = warehouse.quote(SOURCE_FILE_COLUMN)
+    for start in range(0, len(urls), 500):
+        batch = urls[start : start + 500]
+        sql = f"DELETE FROM {warehouse.target(dataset)} WHERE {column} IN ({', '.join('?' * len(batch))})"
+        warehouse.execute(sql, tuple(batch))
 
 
 # --- append ----------------------------------------------------------------------------------
 
 
-def begin_append(warehouse: Warehouse, dataset: str, schema: pa.Schema, evolve: bool = False, truncate: bool = False) -> None:
+def begin_append(
+    warehouse: Warehouse,
+    dataset: str,
+    schema: pa.Schema,
+    evolve: bool = False,
+    truncate: bool = False,
+    reloaded: list[str] | None = None,
+) -> None:
     """Open the load transaction of an append and make sure the target takes `schema`.
+
+    `reloaded` files (on_changed_file: reload) lose their earlier rows in the same transaction.
 
     An append streams its chunks straight into the target inside this transaction: readers
     see nothing until finish_append commits, and a failure or a kill rolls it all back. Only
@@ -117,6 +139,8 @@ def begin_append(warehouse: Warehouse, dataset: str, schema: pa.Schema, evolve: 
         _ensure_target(warehouse, dataset, incoming, [], replace=False, evolve=evolve)
         if truncate:
             forget_loads(warehouse, dataset)
+        if reloaded:
+            forget_file_rows(warehouse, dataset, reloaded)
     except BaseException:
         warehouse.rollback()
         raise
@@ -127,7 +151,7 @@ def finish_append(
 ) -> PublishResult:
     """Audit and commit the append, unless the ledger shows this input was appended already (then roll back)."""
     try:
-        if already_loaded(warehouse, dataset, ledger_row["fingerprint"]):
+        if held_already(warehouse, ledger_row):
             warehouse.rollback()
             return PublishResult(0, warehouse.row_count(dataset), "this input was already appended (load ledger)")
         audit(warehouse)
@@ -203,8 +227,7 @@ def record_load(warehouse: Warehouse, dataset: str, ledger_row: dict, quarantine
     """Within the publish transaction: ledger entry (append only), schema version, history, this
     input's quarantine rows. Returns the schema version the load published."""
     if ledger_row["write"] == "append":
-        entry = {k: ledger_row[k] for k in LEDGER_SCHEMA.names}
-        warehouse.bulk_insert(warehouse.relation(META_SCHEMA, "load_ledger"), pa.Table.from_pylist([entry], LEDGER_SCHEMA))
+        record_appended(warehouse, ledger_row)
     schema = ledger_row.get("schema")
     version = register_schema(warehouse, dataset, schema, ledger_row["run_id"]) if schema else None
     if not ledger_row.get("replay"):  # a replay's size says nothing about the dataset's usual volume
@@ -215,12 +238,6 @@ def record_load(warehouse: Warehouse, dataset: str, ledger_row: dict, quarantine
     superseding = ledger_row["write"] == "replace" or ledger_row.get("full_refresh", False)
     replace_quarantine(warehouse, dataset, ledger_row["fingerprint"], quarantined, every_input=superseding)
     return version
-
-
-def already_loaded(warehouse: Warehouse, dataset: str, fingerprint: str) -> bool:
-    """Whether the load ledger holds this input of `dataset` (an append of it would duplicate rows)."""
-    ledger = warehouse.relation(META_SCHEMA, "load_ledger")
-    return bool(warehouse.query(f"SELECT 1 FROM {ledger} WHERE dataset = ? AND fingerprint = ?", (dataset, fingerprint)))
 
 
 def latest_registered_schema(warehouse: Warehouse, dataset: str) -> tuple[int, dict[str, str]] | None:

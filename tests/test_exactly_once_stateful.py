@@ -1,0 +1,193 @@
+"""Generated landing-zone histories: after every run the target holds what the exactly-once rules say.
+
+A hypothesis state machine adds, touches, renames, copies, grows, rewrites and deletes CSV files
+in a landing folder and runs an append (`on_changed_file: reload`) on PostgreSQL and DuckDB. A
+model applies the rules of docs/how-a-run-works.md ("Exactly once for files") to the same files:
+a file is looked at when it is new or its version (mtime, size) changed; bytes the dataset holds
+already are skipped; a grown file adds its new lines; a rewritten one replaces its rows, and the
+copies of the content it held are read. After each run the target's ids are the model's, with
+no duplicate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+
+from etl_platform.engine.runner import run_pipeline
+from tests.conftest import environment_for, pipeline, rows
+
+NAMES = [f"f{i}.csv" for i in range(5)]
+HEADER = b"id\n"
+SPECS = itertools.count()
+
+
+def content(ids: list[int]) -> bytes:
+    return HEADER + b"".join(b"%d\n" % i for i in ids)
+
+
+def ids_of(data: bytes) -> list[int]:
+    return [int(line) for line in data[len(HEADER) :].splitlines()]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the model's file state holds for a file: its version then and the content read."""
+
+    version: tuple[int, int]
+    content: bytes
+
+
+class Rules:
+    """The documented rules, applied to the folder's files; `target` counts published ids by file."""
+
+    def __init__(self) -> None:
+        self.ledger: dict[bytes, str] = {}  # content appended -> the file whose rows it gave
+        self.state: dict[str, Seen] = {}
+        self.target: Counter[tuple[int, str]] = Counter()
+
+    def run(self, folder: Path) -> None:
+        files = {p.name: p for p in sorted(folder.iterdir())}
+        versions = {name: (p.stat().st_mtime_ns, p.stat().st_size) for name, p in files.items()}
+        queue = [n for n in files if n not in self.state or self.state[n].version != versions[n]]
+        queued, held_now = set(queue), set(self.ledger)
+        while queue:
+            name = queue.pop(0)
+            data = files[name].read_bytes()
+            before = self.state.get(name)
+            self.state[name] = Seen(versions[name], data)
+            if data in held_now:
+                continue
+            held_now.add(data)
+            if before is not None and before.content != data and data.startswith(before.content):
+                self._publish(name, data, ids_of(data)[len(ids_of(before.content)) :])
+                continue
+            if before is not None and before.content != data:
+                forgotten = {before.content, *(c for c, owner in self.ledger.items() if owner == name)}
+                held_now -= forgotten
+                self.ledger = {c: owner for c, owner in self.ledger.items() if owner != name}
+                self.target = Counter({k: v for k, v in self.target.items() if k[1] != name})
+                copies = [n for n in files if n not in queued and self.state.get(n, Seen((0, 0), b"")).content in forgotten]
+                copies = [n for n in copies if self.state[n].version == versions[n]]
+                queue += copies
+                queued.update(copies)
+            self._publish(name, data, ids_of(data))
+
+    def _publish(self, name: str, data: bytes, ids: list[int]) -> None:
+        self.ledger[data] = name
+        self.target.update((i, name) for i in ids)
+
+    def ids(self) -> list[int]:
+        return sorted(i for (i, _), count in self.target.items() for _ in range(count))
+
+
+class LandingZone(RuleBasedStateMachine):
+    warehouse_url = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = Path(tempfile.mkdtemp(prefix="etl-landing-"))
+        self.folder = self.root / "landing" / "in"
+        self.folder.mkdir(parents=True)
+        number = next(SPECS)
+        self.dataset = f"analytics.landing_{number}"
+        self.spec = pipeline(
+            id=f"landing_{number}",
+            source={"type": "csv", "path": "in/*.csv"},
+            transforms=[{"cast": {"id": "int"}}],
+            destination={"dataset": self.dataset, "write": "append", "on_changed_file": "reload"},
+        )
+        self.environment = environment_for(self.warehouse_url, self.root / "landing")
+        self.rules = Rules()
+        self.next_id = 0
+        self.changed: set[str] = set()  # files written since the last run
+        self.new_names: set[str] = set()  # files renamed or copied since the last run
+
+    def new_ids(self, count: int) -> list[int]:
+        first, self.next_id = self.next_id, self.next_id + count
+        return list(range(first, first + count))
+
+    def files(self) -> list[str]:
+        return sorted(p.name for p in self.folder.iterdir())
+
+    def write(self, name: str, data: bytes) -> None:
+        self.changed.add(name)
+        path = self.folder / name
+        old = path.stat().st_mtime_ns if path.exists() else 0
+        path.write_bytes(data)
+        os.utime(path, ns=(old + 2_000_000_000, max(old + 2_000_000_000, path.stat().st_mtime_ns)))
+
+    @rule(name=st.sampled_from(NAMES), count=st.integers(1, 3))
+    def add(self, name: str, count: int) -> None:
+        if not (self.folder / name).exists():
+            self.write(name, content(self.new_ids(count)))
+
+    @precondition(lambda self: self.files())
+    @rule(data=st.data())
+    def touch(self, data: st.DataObject) -> None:
+        path = self.folder / data.draw(st.sampled_from(self.files()))
+        stamp = path.stat().st_mtime_ns + 3_000_000_000
+        os.utime(path, ns=(stamp, stamp))
+
+    def unchanged(self) -> list[str]:
+        return [n for n in self.files() if n not in self.changed]
+
+    @precondition(lambda self: self.unchanged())
+    @rule(data=st.data(), to=st.sampled_from(NAMES), keep=st.booleans())
+    def rename_or_copy(self, data: st.DataObject, to: str, keep: bool) -> None:
+        """Of a file as the last run saw it: a file grown or rewritten, then renamed, is a new file with new
+        bytes (read whole; the rules table says so), which the ledger cannot tell from a new one."""
+        name = data.draw(st.sampled_from(self.unchanged()))
+        if name != to and not (self.folder / to).exists():
+            (shutil.copy2 if keep else os.replace)(self.folder / name, self.folder / to)
+            self.new_names.add(to)
+
+    @precondition(lambda self: [n for n in self.files() if n not in self.new_names])
+    @rule(data=st.data(), count=st.integers(1, 2))
+    def grow(self, data: st.DataObject, count: int) -> None:
+        """Not a file renamed or copied since the last run: its new name's bytes would be new (read whole)."""
+        path = self.folder / data.draw(st.sampled_from([n for n in self.files() if n not in self.new_names]))
+        self.write(path.name, path.read_bytes() + content(self.new_ids(count))[len(HEADER) :])
+
+    @precondition(lambda self: self.files())
+    @rule(data=st.data(), count=st.integers(1, 3))
+    def rewrite(self, data: st.DataObject, count: int) -> None:
+        self.write(data.draw(st.sampled_from(self.files())), content(self.new_ids(count)))
+
+    @precondition(lambda self: self.files())
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        (self.folder / data.draw(st.sampled_from(self.files()))).unlink()
+
+    @precondition(lambda self: self.files())
+    @rule()
+    def run(self) -> None:
+        run_pipeline(self.spec, self.environment)
+        self.rules.run(self.folder)
+        self.changed.clear()
+        self.new_names.clear()
+        published = sorted(r["id"] for r in rows(self.warehouse_url, f"SELECT id FROM {self.dataset}"))
+        assert published == self.rules.ids()
+        assert len(published) == len(set(published)), "a row was published twice"
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgresql"])
+def test_generated_landing_histories_publish_each_row_once(kind: str, request: pytest.FixtureRequest) -> None:
+    on_warehouse = type(f"LandingZoneOn{kind}", (LandingZone,), {"warehouse_url": request.getfixturevalue(f"{kind}_url")})
+    machine = settings(max_examples=10, stateful_step_count=12, deadline=None, suppress_health_check=list(HealthCheck))(
+        on_warehouse
+    )
+    machine.TestCase().runTest()
