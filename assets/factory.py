@@ -227,7 +227,7 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
             metadata = materialization_metadata(stopped.report, "", destination.dataset) if stopped.report else {}
             raise Failure(description=str(stopped), metadata=metadata, allow_retries=False) from stopped
         except Exception as error:  # retried only if transient (assets/failures.py)
-            failure = step_failure(error, lambda: context.instance.get_latest_materialization_event(key) is not None)
+            failure = step_failure(error)
             if not failure.allow_retries:  # a retried failure is not the run's last word: it carries nothing yet
                 yield from stopped_results(context, key, [], f"the run failed before publishing: {failure.description}")
             raise failure from error

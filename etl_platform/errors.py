@@ -44,14 +44,10 @@ class WarehouseUnavailable(EtlError):
     """The warehouse cannot be reached, or refuses the configuration (URL, credentials, database).
 
     `transient`: the server may come back by itself (a timeout, starting up, too many clients, a
-    lock). `endpoint` is set when nothing answered at the host and port (connection refused): a
-    wrong port and a stopped server look alike, so whoever knows whether the endpoint ever answered
-    (the Dagster layer: the asset published before) decides whether to retry.
+    lock). A refused connection (nothing listens at the host and port) is not: a wrong port looks
+    exactly like a stopped server, and retrying a wrong URL for a minute hides the message the user
+    needs (docs/how-a-run-works.md, "Failures").
     """
-
-    def __init__(self, message: str, *, transient: bool = False, endpoint: str | None = None):
-        super().__init__(message, transient=transient)
-        self.endpoint = endpoint
 
 
 def one_line(error: BaseException) -> str:

@@ -79,11 +79,10 @@ def test_a_configuration_error_fails_at_once_and_etl_run_prints_it(
     assert DagsterEventType.STEP_UP_FOR_RETRY not in events
 
 
-def test_a_refused_connection_is_retried_only_where_loads_reached_the_warehouse_before() -> None:
-    refused = WarehouseUnavailable("cannot connect: connection refused", endpoint="PostgreSQL at 127.0.0.1:5433")
-    assert step_failure(refused, lambda: True).allow_retries
-    never = step_failure(refused, lambda: False)
-    assert not never.allow_retries and "taken for configuration" in never.description
+def test_a_refused_connection_is_not_retried_even_where_loads_published_before() -> None:
+    """A URL changed to a wrong port after good loads must fail at once too: refused is configuration."""
+    refused = WarehouseUnavailable("cannot connect: connection refused; nothing listens there")
+    assert not is_transient(refused) and not step_failure(refused).allow_retries
 
 
 def test_only_transient_failures_are_retried() -> None:
@@ -95,5 +94,5 @@ def test_only_transient_failures_are_retried() -> None:
     assert not is_transient(WarehouseUnavailable("password authentication failed"))
     assert not is_transient(SourceError("a.csv: malformed header"))
     assert not is_transient(TypeError("or_() takes 2 positional arguments"))  # a bug: retrying repeats it
-    bug = step_failure(TypeError("or_() takes 2 positional arguments"), lambda: True)
+    bug = step_failure(TypeError("or_() takes 2 positional arguments"))
     assert not bug.allow_retries and bug.description.startswith("TypeError: or_()")

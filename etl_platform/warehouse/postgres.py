@@ -150,7 +150,6 @@ class PostgresWarehouse(Warehouse):
             raise WarehouseUnavailable(
                 f"cannot connect to the PostgreSQL warehouse {self.safe_url}: {reason}; {_hint(reason)}",
                 transient=_is_transient(exc),
-                endpoint=system if _NOTHING_ANSWERED in reason.lower() else None,
             ) from None
         self.locks = AdvisoryLocks(self.connection)
 
