@@ -45,22 +45,23 @@ def _ledger(warehouse: Warehouse) -> str:
     return warehouse.relation(META_SCHEMA, "load_ledger")
 
 
+def _fingerprints(warehouse: Warehouse, dataset: str, column: str, values: Iterable[str]) -> set[str]:
+    """The ledger's content fingerprints of `dataset` whose `column` is one of `values`, in batches."""
+    found: set[str] = set()
+    for batch in _batches(values):
+        sql = f"SELECT fingerprint FROM {_ledger(warehouse)} WHERE dataset = ? AND {column} IN ({', '.join('?' * len(batch))})"
+        found.update(row[0] for row in warehouse.query(sql, (dataset, *batch)))
+    return found
+
+
 def appended_contents(warehouse: Warehouse, dataset: str, fingerprints: Iterable[str]) -> set[str]:
     """Which of these content fingerprints `dataset` already holds."""
-    held: set[str] = set()
-    for batch in _batches(fingerprints):
-        sql = f"SELECT fingerprint FROM {_ledger(warehouse)} WHERE dataset = ? AND fingerprint IN ({', '.join('?' * len(batch))})"
-        held.update(row[0] for row in warehouse.query(sql, (dataset, *batch)))
-    return held
+    return _fingerprints(warehouse, dataset, "fingerprint", fingerprints)
 
 
 def contents_of_files(warehouse: Warehouse, dataset: str, urls: Iterable[str]) -> set[str]:
     """The contents appended from these files (what a reload of them forgets)."""
-    contents: set[str] = set()
-    for batch in _batches(urls):
-        sql = f"SELECT fingerprint FROM {_ledger(warehouse)} WHERE dataset = ? AND file_url IN ({', '.join('?' * len(batch))})"
-        contents.update(row[0] for row in warehouse.query(sql, (dataset, *batch)))
-    return contents
+    return _fingerprints(warehouse, dataset, "file_url", urls)
 
 
 def ledger_entries(warehouse: Warehouse, dataset: str) -> int:
