@@ -91,7 +91,8 @@ def test_etl_infer_prints_yaml_that_validates(tmp_path: Path) -> None:
     (tmp_path / "proposed.yaml").write_text(done.stdout.split("---")[1])
     folder = tmp_path / "pipelines"
     folder.mkdir()
-    env = {**os.environ, "ETL_PIPELINES_DIR": str(folder)}  # alone, not beside the demo's own orders pipeline
+    # alone, not beside the demo's own orders pipeline; the profiled files are the landing zone
+    env = {**os.environ, "ETL_PIPELINES_DIR": str(folder), "ETL_LANDING_DIR": str(tmp_path)}
     validated = subprocess.run(
         [ETL, "validate", str(tmp_path / "proposed.yaml")], capture_output=True, text=True, timeout=120, env=env
     )

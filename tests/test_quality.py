@@ -278,6 +278,10 @@ def test_automation_does_not_run_downstream_of_a_failed_blocking_check(project: 
     products_file.write_text(
         products_file.read_text().replace("quality:\n", "quality:\n  circuit_breaker: {error_threshold: 10.0}\n")
     )
+    orders_file = Path(project["ETL_PIPELINES_DIR"]) / "orders.yaml"  # file-triggered: it must ask for upstream updates
+    orders_file.write_text(
+        orders_file.read_text().replace("{interval_seconds: 10}", "{interval_seconds: 10, on_upstream_update: true}")
+    )
     defs = build_definitions(Settings.from_env())
     instance = DagsterInstance.ephemeral()
     products, orders = AssetKey(["analytics", "products"]), AssetKey(["analytics", "orders"])
