@@ -70,6 +70,7 @@ def production_environment(
         "ETL_PIPELINES_DIR": str(pipelines),
         "ETL_WAREHOUSE_URL": warehouse_url,
         "ETL_LANDING_DIR": f"s3://{bucket}/landing",
+        "ETL_ALLOWED_ROOTS": f"s3://{bucket}/incoming/",  # the prefix the file trigger watches
         "ETL_LAKE_DIR": f"s3://{bucket}/lake",
     }
 
