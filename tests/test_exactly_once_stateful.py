@@ -5,8 +5,11 @@ in a landing folder and runs an append (`on_changed_file: reload`) on PostgreSQL
 model applies the rules of docs/how-a-run-works.md ("Exactly once for files") to the same files:
 a file is looked at when it is new or its version (mtime, size) changed; bytes the dataset holds
 already are skipped; a grown file adds its new lines; a rewritten one replaces its rows, and the
-copies of the content it held are read. After each run the target's ids are the model's, with
-no duplicate.
+copies of the content it held are read. Some ids are written so that the cast fails: those rows
+go to the quarantine, a reloaded file's with its rows. A user may fix every quarantined record and
+replay (fixed rows are published once, the others stay, however often it replays), and two runs,
+or a run and a replay, may start together (the target is what one order or the other gives).
+After each step the target's and the quarantine's ids are the model's, with no row published twice.
 """
 
 from __future__ import annotations
