@@ -7,7 +7,7 @@ from it; the source's checkpoint advances that state in the publish transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from etl_platform.breaker import BreakerBoard
@@ -143,8 +143,10 @@ def plan_append_files(
         reread=frozenset(plan.reread),
     )
     if not plan.read:
-        with rules.warehouse.transaction():
-            processed.save(rules.warehouse, spec.id, options.run_id or "")
+        # Recording held content as processed is idempotent: a run started beside this one that recorded
+        # the same files first is no conflict. Under the dataset lock, like every write of its state.
+        with rules.warehouse.publishing(rules.dataset):
+            replace(processed, exclusive=False).save(rules.warehouse, spec.id, options.run_id or "")
         names = ", ".join(f.name for f in plan.held[:3]) + (", ..." if len(plan.held) > 3 else "")
         reason = f"every new or changed file holds content already appended to {rules.dataset} ({names})"
         return LoadInput(None, nothing_new=reason)

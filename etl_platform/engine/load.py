@@ -344,6 +344,11 @@ class Load:
             result = self.destination.publish(
                 self._ledger_row(), self.quarantine.batches(), lambda target: self._audit(target, checkpoint)
             )
+            if result.skipped_reason:
+                # The ledger held this content already (a file touched, a message re-delivered, or a run
+                # started beside this one appended it first): it is processed.
+                with self.warehouse.publishing(self.dataset):
+                    self._save(checkpoint, self.warehouse)
         except QualityGateFailed:
             self._keep_failing_rows()
             raise
@@ -353,9 +358,6 @@ class Load:
         self.report.target_rows = result.target_rows
         self.report.schema_version = result.schema_version
         if result.skipped_reason:
-            # The ledger held this content already (a file touched, a message re-delivered): it is processed.
-            with self.warehouse.publishing(self.dataset):
-                self._save(checkpoint, self.warehouse)
             return self._skipped(result.skipped_reason, checkpoint)
         self._acknowledge(checkpoint)
         return self.report

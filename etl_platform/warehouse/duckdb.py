@@ -133,7 +133,16 @@ class DuckDBWarehouse(Warehouse):
         return f"{self.quote(schema)}.{self.quote(table)}"
 
     def create_schema(self, schema: str) -> None:
-        self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}")
+        """Outside a transaction. IF NOT EXISTS still fails when another connection creates the schema at
+        the same moment (a write-write conflict at commit): then it exists, which is all we want."""
+        exists = "SELECT 1 FROM information_schema.schemata WHERE schema_name = ?"
+        if self.query(exists, (schema,)):
+            return
+        try:
+            self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}")
+        except duckdb.TransactionException:
+            if not self.query(exists, (schema,)):
+                raise
 
     def list_tables(self, schema: str, prefix: str) -> list[str]:
         rows = self.query(

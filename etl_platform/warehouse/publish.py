@@ -100,12 +100,16 @@ def forget_loads(warehouse: Warehouse, dataset: str) -> None:
 
 
 def forget_file_rows(warehouse: Warehouse, dataset: str, urls: list[str]) -> None:
-    """Inside an append's load transaction: delete the rows that came from files it reloads."""
+    """Inside an append's load transaction: delete the rows that came from files it reloads, and their
+    quarantined rows: those belong to the content being replaced, and a replay of them would publish
+    rows the file no longer holds (twice, if a copy of that content is read again)."""
     column = warehouse.quote(SOURCE_FILE_COLUMN)
+    quarantine = warehouse.relation(META_SCHEMA, "quarantine")
     for start in range(0, len(urls), 500):
         batch = urls[start : start + 500]
-        sql = f"DELETE FROM {warehouse.target(dataset)} WHERE {column} IN ({', '.join('?' * len(batch))})"
-        warehouse.execute(sql, tuple(batch))
+        marks = ", ".join("?" * len(batch))
+        warehouse.execute(f"DELETE FROM {warehouse.target(dataset)} WHERE {column} IN ({marks})", tuple(batch))
+        warehouse.execute(f"DELETE FROM {quarantine} WHERE dataset = ? AND source_file IN ({marks})", (dataset, *batch))
 
 
 # --- append ----------------------------------------------------------------------------------
@@ -226,7 +230,10 @@ def _check_compatible(dataset: str, existing: dict[str, str], incoming: dict[str
 def record_load(warehouse: Warehouse, dataset: str, ledger_row: dict, quarantined: Iterable[pa.Table]) -> int | None:
     """Within the publish transaction: ledger entry (append only), schema version, history, this
     input's quarantine rows. Returns the schema version the load published."""
-    if ledger_row["write"] == "append":
+    # A replay is published once by its records leaving the quarantine in this transaction
+    # (sources.quarantine); a ledger entry would add nothing, and in a file pipeline's ledger an entry
+    # naming no file is one from before the per-file ledger, which the next run would "upgrade".
+    if ledger_row["write"] == "append" and not ledger_row.get("replay"):
         record_appended(warehouse, ledger_row)
     schema = ledger_row.get("schema")
     version = register_schema(warehouse, dataset, schema, ledger_row["run_id"]) if schema else None
