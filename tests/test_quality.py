@@ -43,10 +43,15 @@ def _european(column: pl.Expr) -> pl.Expr:
     return column.is_in(["DE", "FR", "ES"])
 
 
+# These tests rewrite input.csv for each load: to an append, each rewrite is a new delivery to append.
+REDELIVERED = {"on_changed_file": "append"}
+
+
 def load(url: str, landing: Path, lines: list[str], rules: list[dict], breaker: dict | None = None, write: str = "replace"):
     write_csv(landing, "input.csv", HEADER + "".join(line + "\n" for line in lines))
     quality = {"rules": rules, **({"circuit_breaker": breaker} if breaker else {})}
     destination = {"dataset": "analytics.people", "write": write, **({"primary_key": ["id"]} if write == "merge" else {})}
+    destination |= REDELIVERED if write == "append" else {}
     spec = pipeline(custom_checks=CHECKS, transforms=CASTS, quality=quality, destination=destination)
     return run_pipeline(spec, environment_for(url, landing))
 
@@ -147,7 +152,8 @@ def test_row_count_freshness_and_custom_query(warehouse_url: str, landing: Path)
         {"rule": "CustomQuery", "name": "no_negative", "sql": "SELECT * FROM {dataset} WHERE amount < 0", "severity": "warn"},
     ]
     casts = [{"cast": {"id": "int", "amount": "float", "at": "timestamp"}}]
-    spec = pipeline(transforms=casts, quality={"rules": rules})
+    appended = {"dataset": "analytics.target", "write": "append", **REDELIVERED}
+    spec = pipeline(transforms=casts, quality={"rules": rules}, destination=appended)
     report = run_pipeline(spec, environment_for(warehouse_url, landing))
     checks = by_name(report)
     assert checks["row_count"].passed and checks["freshness_at"].passed
@@ -156,7 +162,9 @@ def test_row_count_freshness_and_custom_query(warehouse_url: str, landing: Path)
     stale = [{"field": "at", "rule": "Freshness", "max_age": "1d"}, {"rule": "RowCount", "min": 5}]
     write_csv(landing, "input.csv", "id,amount,at\n3,5,2020-01-01 00:00:00\n")
     with pytest.raises(QualityGateFailed, match=r"freshness_at .*row_count"):
-        run_pipeline(pipeline(transforms=casts, quality={"rules": stale}), environment_for(warehouse_url, landing))
+        run_pipeline(
+            pipeline(transforms=casts, quality={"rules": stale}, destination=appended), environment_for(warehouse_url, landing)
+        )
 
 
 def test_tripped_breaker_stops_downstream_in_dagster(project: dict) -> None:
@@ -205,7 +213,7 @@ def load_file(url: str, landing: Path, text: str, policy: str, write: str = "app
     spec = pipeline(
         transforms=[{"cast": {"id": "int"}}],
         schema={"on_drift": policy},
-        destination={"dataset": "analytics.drifting", "write": write},
+        destination={"dataset": "analytics.drifting", "write": write} | (REDELIVERED if write == "append" else {}),
     )
     return run_pipeline(spec, environment_for(url, landing))
 
@@ -248,7 +256,7 @@ def test_drift_evolve_refuses_type_changes(duckdb_url: str, landing: Path) -> No
     spec = pipeline(
         transforms=[{"cast": {"id": "int", "name": "int"}}],
         schema={"on_drift": "evolve"},
-        destination={"dataset": "analytics.drifting", "write": "append"},
+        destination={"dataset": "analytics.drifting", "write": "append", **REDELIVERED},
     )
     with pytest.raises(
         QualityGateFailed, match=r"type changed name string -> int64; evolve applies added and removed columns only"

@@ -133,16 +133,17 @@ class DuckDBWarehouse(Warehouse):
         return f"{self.quote(schema)}.{self.quote(table)}"
 
     def create_schema(self, schema: str) -> None:
-        """Outside a transaction. IF NOT EXISTS still fails when another connection creates the schema at
-        the same moment (a write-write conflict at commit): then it exists, which is all we want."""
+        """Outside a transaction, under the schema's file lock: two connections creating the same
+        schema at once conflict at commit, and the loser may look before the winner's commit shows."""
         exists = "SELECT 1 FROM information_schema.schemata WHERE schema_name = ?"
         if self.query(exists, (schema,)):
             return
+        self.locks.lock_dataset(f"schema {schema}")
         try:
-            self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}")
-        except duckdb.TransactionException:
             if not self.query(exists, (schema,)):
-                raise
+                self.execute(f"CREATE SCHEMA {self.quote(schema)}")
+        finally:
+            self.locks.transaction_ended()
 
     def list_tables(self, schema: str, prefix: str) -> list[str]:
         rows = self.query(
