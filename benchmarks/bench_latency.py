@@ -164,6 +164,7 @@ def main() -> int:
             "ETL_PIPELINES_DIR": str(pipelines),
             "ETL_WAREHOUSE_URL": warehouse_url,
             "ETL_LANDING_DIR": f"s3://{bucket}/landing",
+            "ETL_ALLOWED_ROOTS": f"s3://{bucket}/incoming/",  # the prefix the file trigger watches
             "ETL_LAKE_DIR": f"s3://{bucket}/lake",
         }
         os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_PG_URL")})
