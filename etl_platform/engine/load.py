@@ -98,8 +98,9 @@ def split_unstorable(table: pa.Table) -> tuple[pa.Table, Rejected | None]:
     if not pc.any(has_nul).as_py():
         return table, None
     rows = table.filter(has_nul)
-    columns = [next(c for c in text if row[c] is not None and "\x00" in row[c]) for row in rows.select(text).to_pylist()]
-    values = [row[c] for row, c in zip(rows.select(text).to_pylist(), columns, strict=True)]
+    records = rows.select(text).to_pylist()
+    columns = [next(c for c in text if row[c] is not None and "\x00" in row[c]) for row in records]
+    values = [row[c] for row, c in zip(records, columns, strict=True)]
     reasons = [
         f"column '{c}' holds a NUL byte (0x00), which the warehouse cannot store; remove it at the source or in a transform"
         for c in columns
