@@ -38,6 +38,9 @@ from assets.checks import carried_results, check_result, check_specs
 from assets.failures import step_failure
 from assets.landing import landing_key
 from assets.metadata import DATASET_METADATA, lineage_metadata, materialization_metadata
+from assets.observed import observed_step, step_log
+from assets.partitions import partitions_definition, pool_name
+from assets.workers import QUEUE_TAG, queue_of
 from etl_platform.breaker import BreakerBoard
 from etl_platform.engine.environment import Environment
 from etl_platform.engine.options import Progress, RunOptions, given
@@ -47,6 +50,7 @@ from etl_platform.quality.audit import QualityGateFailed
 from etl_platform.settings import Secrets
 from etl_platform.sources.frame import frame_source
 from etl_platform.spec import FramePipeline, PipelineRegistry, PipelineSpec
+from etl_platform.tracing import Tracer
 from resources import EmbeddingModelResource, LandingZoneResource, WarehouseResource
 
 # dagster-postgres opens a connection per stored event: a long load reports progress every 2 s at most.
@@ -90,6 +94,17 @@ def _progress_reporter(context: AssetExecutionContext, key: AssetKey):
             context.log_event(progress_observation(key, progress))
 
     return report
+
+
+def launcher(tags: dict[str, str]) -> str:
+    """Who or what launched a Dagster run, from its tags, for the audit trail (warehouse.audit)."""
+    for tag, kind in (("dagster/user", "user"), ("dagster/schedule_name", "schedule"), ("dagster/sensor_name", "sensor")):
+        if tags.get(tag):
+            return f"{kind} {tags[tag]}"
+    backfill = tags.get("dagster/backfill") or tags.get("etl/backfill")  # Dagster's backfills, or `etl backfill`'s
+    if backfill:
+        return f"backfill {backfill}"
+    return f"{tags['etl/trigger']} (etl)" if tags.get("etl/trigger") else "dagster"
 
 
 def definition_metadata(spec: PipelineSpec, python: FramePipeline | None) -> dict:
@@ -149,8 +164,8 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
     destination = spec.destination
     kinds = {spec.source.type, destination.format or warehouse_kind}
     tags = dict(spec.tags)
-    if spec.tenant:
-        tags["tenant"] = spec.tenant
+    if spec.tenancy and spec.tenancy.value:
+        tags["tenant"] = spec.tenancy.value
     description = (
         spec.description or f"Pipeline {spec.id}: {spec.source.type} source, {destination.write} into {destination.dataset}"
     )
@@ -179,10 +194,11 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
         ],
         check_specs=check_specs(spec, key, registry.frames[spec.id].model if spec.id in registry.frames else None),
         can_subset=True,
-        pool=f"dataset_{destination.dataset.replace('.', '_')}",
+        pool=pool_name(spec),
+        partitions_def=partitions_definition(spec),
         # Only transient failures (an outage, a lock; assets/failures.py) retry the step, with growing delays.
         retry_policy=RetryPolicy(max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS),
-        op_tags={"etl/pipeline": spec.id},
+        op_tags={"etl/pipeline": spec.id, QUEUE_TAG: queue_of(spec)},
     )
     def _pipeline(
         context: AssetExecutionContext,
@@ -192,6 +208,7 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
         embedding_model: EmbeddingModelResource,
         breakers: ResourceParam[BreakerBoard],
         secrets: ResourceParam[Secrets],
+        tracer: ResourceParam[Tracer],
     ):
         if key not in context.selected_asset_keys:
             raise Failure(
@@ -207,6 +224,7 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
             breakers,
             secrets,
             tuple(landing_zone.allowed_roots),
+            tracer,
         )
         python = registry.frames.get(spec.id)
         try:
@@ -218,8 +236,18 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
                 full_refresh=config.full_refresh,
                 source=given(frame) if frame else None,
                 model=python.model if python else None,
+                launched_by=launcher(context.run.tags),
             )
-            report = run_pipeline(spec, environment, options)
+            # A partition's load: its slice, its own state key (etl_platform.spec.partitions).
+            loaded = spec.for_partition(context.partition_key) if context.has_partition_key else spec
+            # The step's span joins the run's trace by its run id; its log events carry the ids (assets/observed.py).
+            with observed_step(context, tracer, spec):
+                report = run_pipeline(loaded, environment, options)
+                if report.rows_published or not report.skipped_reason:
+                    step_log.info(
+                        f"{spec.id}: {report.rows_read:,} read, {report.rows_published:,} published, "
+                        f"{report.rows_quarantined:,} quarantined, {report.rows_filtered:,} filtered"
+                    )
         except QualityGateFailed as stopped:
             # Record every check that was judged, then fail: the breaker or a blocking rule stops here.
             judged = [check_result(outcome) for outcome in stopped.outcomes]
@@ -235,18 +263,15 @@ def pipeline_asset(spec: PipelineSpec, registry: PipelineRegistry, warehouse_kin
             context.log.info(f"{spec.id}: nothing to publish: {report.skipped_reason}")
             yield from unchanged(context, key, report.skipped_reason)
             return
-        context.log.info(
-            f"{spec.id}: {report.rows_read:,} read, {report.rows_published:,} published, "
-            f"{report.rows_quarantined:,} quarantined, {report.rows_filtered:,} filtered"
-        )
-        dialect = "files" if destination.is_file else warehouse.kind.replace("postgres", "postgresql")
+        dialect = "files" if destination.is_file else warehouse.dialect
         table_name = destination.path or destination.dataset if destination.is_file else destination.dataset
-        yield MaterializeResult(
-            metadata={
+        try:
+            metadata = {
                 **materialization_metadata(report, dialect, table_name),
                 **lineage_metadata(column_lineage(spec, report.source_columns), report.schema.names if report.schema else []),
-            },
-            check_results=[check_result(outcome) for outcome in report.checks],
-        )
+            }
+        except Exception as error:  # published already: a retry would only load nothing new and fail again
+            raise step_failure(error) from error
+        yield MaterializeResult(metadata=metadata, check_results=[check_result(outcome) for outcome in report.checks])
 
     return _pipeline

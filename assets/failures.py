@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dagster import Failure
 
-from etl_platform.errors import EtlError, one_line
+from etl_platform.errors import EtlError, one_line, redact
 from etl_platform.retry import is_transient
 
 
@@ -18,4 +18,4 @@ def step_failure(error: Exception) -> Failure:
     transient = is_transient(error)
     if not transient and not isinstance(error, EtlError):
         description += " (an internal error, not retried: the traceback is in the run's event log)"
-    return Failure(description=description, allow_retries=transient)
+    return Failure(description=redact(description), allow_retries=transient)

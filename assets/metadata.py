@@ -78,6 +78,8 @@ def materialization_metadata(report: LoadReport, dialect: str, table_name: str) 
         metadata["dagster/row_count"] = MetadataValue.int(report.target_rows)
     if report.schema is not None and dialect:
         metadata["dagster/column_schema"] = table_schema(report.schema, dialect)
+    if report.dedup_models:
+        metadata["dedup_model"] = MetadataValue.json(report.dedup_models)
     if report.tuning:
         metadata["auto_tuner"] = report.tuning
     if report.schema_version is not None:

@@ -10,6 +10,9 @@ values, ~1% refunds with amount <= 0) and measures four contenders on it:
                    the typed, deduplicated, masked first load an engineer would write by hand.
   platform append  run_pipeline (cast, filter amount > 0, mask email sha256) with write: append.
   platform merge   the same with write: merge, primary_key [order_id].
+  platform rls     the append with `tenant: {value: bench, isolation: rls}`: staged (COPY is refused
+                   under row-level security), then INSERT ... SELECT as the tenant's role under the
+                   policy's WITH CHECK; compared with platform append.
 
 Each platform mode runs in a child process: its time is the child's own clock around run_pipeline
 (no interpreter start-up) and its peak RSS is the child's alone. rows/s is always the input row
@@ -46,6 +49,8 @@ COPY_BLOCK_BYTES = 1 << 20
 PII_SALT = "bench-salt"
 APPEND_TARGET = 0.50  # platform append rows/s / raw COPY rows/s
 MERGE_TARGET = 0.75  # platform merge rows/s / hand merge rows/s
+RLS_TARGET = 0.50  # platform rls rows/s / platform append rows/s
+RLS_TENANT, RLS_ROLE = "bench", "etl_writer_bench"  # the role is created (NOLOGIN) when missing
 RSS_TARGET_MB = 1024.0
 # The casts every platform contender applies to the generated orders file.
 CASTS = {
@@ -56,7 +61,7 @@ CASTS = {
     "amount": "float",
     "created_at": "timestamp",
 }
-DATASETS = {"append": f"{SCHEMA}.orders_append", "merge": f"{SCHEMA}.orders_merge"}
+DATASETS = {"append": f"{SCHEMA}.orders_append", "merge": f"{SCHEMA}.orders_merge", "rls": f"{SCHEMA}.orders_rls"}
 
 
 @dataclass
@@ -161,10 +166,12 @@ def connect(pg_url: str) -> psycopg.Connection:
 
 
 def reset_schema(pg_url: str) -> None:
-    """Start from an empty `bench` schema so every contender does a first load."""
+    """Start from an empty `bench` schema so every contender does a first load; the rls tenant's role exists."""
     with connect(pg_url) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (RLS_ROLE,)).fetchone():
+            conn.execute(f"CREATE ROLE {RLS_ROLE} NOLOGIN")
 
 
 def settle(pg_url: str) -> None:
@@ -261,11 +268,13 @@ def bench_hand_merge(pg_url: str, path: Path, rows: int) -> Result:
 
 def platform_document(mode: str, file_name: str, chunk_rows: int) -> dict[str, Any]:
     """The pipeline spec, as a Python dict through the platform's public loader."""
-    destination: dict[str, Any] = {"dataset": DATASETS[mode], "write": mode}
+    destination: dict[str, Any] = {"dataset": DATASETS[mode], "write": "append" if mode == "rls" else mode}
     if mode == "merge":
         destination["primary_key"] = ["order_id"]
+    tenant = {"tenant": {"value": RLS_TENANT, "isolation": "rls", "role": RLS_ROLE}} if mode == "rls" else {}
     return {
         "id": f"bench_orders_{mode}",
+        **tenant,
         "source": {"type": "csv", "path": file_name},
         "transforms": [
             {"cast": CASTS},
@@ -377,8 +386,10 @@ def verify_loaded(results: dict[str, Result], rows: int) -> None:
     if results["platform merge"].target_rows != results["hand merge"].target_rows:
         merged, by_hand = results["platform merge"].target_rows, results["hand merge"].target_rows
         problems.append(f"platform merge left {merged} rows, the hand merge {by_hand}")
-    if results["platform append"].target_rows != results["platform append"].details.get("rows_published"):
-        problems.append("platform append's target does not hold the rows it published")
+    for mode in ("append", "rls"):
+        result = results[f"platform {mode}"]
+        if result.target_rows != result.details.get("rows_published"):
+            problems.append(f"platform {mode}'s target does not hold the rows it published")
     if problems:
         raise SystemExit("the benchmark did not load what it measures: " + "; ".join(problems))
 
@@ -387,6 +398,7 @@ def ratios(results: dict[str, Result]) -> list[dict[str, Any]]:
     """The three pass/fail checks: two throughput ratios and the memory ceiling."""
     append = results["platform append"].rows_per_second / results["raw COPY"].rows_per_second
     merge = results["platform merge"].rows_per_second / results["hand merge"].rows_per_second
+    rls = results["platform rls"].rows_per_second / results["platform append"].rows_per_second
     peak = max(results[f"platform {m}"].peak_rss_mb or 0.0 for m in DATASETS)
     return [
         {
@@ -400,6 +412,12 @@ def ratios(results: dict[str, Result]) -> list[dict[str, Any]]:
             "value": merge,
             "target": f">= {MERGE_TARGET:.2f}",
             "pass": merge >= MERGE_TARGET,
+        },
+        {
+            "check": "platform rls / platform append (rows/s)",
+            "value": rls,
+            "target": f">= {RLS_TARGET:.2f}",
+            "pass": rls >= RLS_TARGET,
         },
         {"check": "platform peak RSS (MB)", "value": peak, "target": f"< {RSS_TARGET_MB:.0f}", "pass": peak < RSS_TARGET_MB},
     ]
@@ -433,6 +451,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "targets (exit status 1 if any fails):\n"
             f"  platform append rows/s / raw COPY rows/s   >= {APPEND_TARGET:.2f}\n"
             f"  platform merge rows/s / hand merge rows/s  >= {MERGE_TARGET:.2f}\n"
+            f"  platform rls rows/s / platform append rows/s >= {RLS_TARGET:.2f}\n"
             f"  platform peak RSS                          <  {RSS_TARGET_MB:.0f} MB\n\n"
             "The schema `bench` is dropped and recreated on every run. The CSV is WORKDIR/orders_<rows>_seed<seed>.csv\n"
             "and the results WORKDIR/bench_load_<rows>.json."
@@ -455,11 +474,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="internal: run only this platform mode in this process on --input and print JSON (used for profiling)",
     )
     parser.add_argument("--input", help="with --child: the CSV to load")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--target",
+        choices=("postgresql", "mariadb"),
+        default="postgresql",
+        help="the warehouse: postgresql (this module), or mariadb (bench_load_mariadb.py: LOAD DATA references)",
+    )
+    return parser.parse_known_args(argv)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.target == "mariadb":
+        from bench_load_mariadb import main as mariadb_main
+
+        return mariadb_main([a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--target", "mariadb")])
     if args.child:
         run_child(args)
         return 0
@@ -473,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda: bench_hand_merge(args.pg_url, path, args.rows),
         lambda: bench_platform(args, "append", path, args.rows),
         lambda: bench_platform(args, "merge", path, args.rows),
+        lambda: bench_platform(args, "rls", path, args.rows),
     ):
         settle(args.pg_url)
         r = result()

@@ -7,6 +7,10 @@ traceback to understand a problem in their own data or configuration.
 
 from __future__ import annotations
 
+import logging
+import re
+import threading
+
 
 class EtlError(Exception):
     """Base class: an expected failure with a message written for the user.
@@ -68,3 +72,53 @@ def masked_url(url: str) -> str:
     user_part, _, host_part = rest.rpartition("@")
     user, colon, _password = user_part.partition(":")
     return f"{scheme}{separator}{user}{colon}{'***' if colon else ''}@{host_part}"
+
+
+# Secret values this process resolved (etl_platform.secrets registers each): `redact` scrubs them.
+_KNOWN_SECRETS: set[str] = set()
+_KNOWN_LOCK = threading.Lock()
+# A URL with a user part: scheme://user:password@host...; the password is masked by `masked_url`.
+_URL_WITH_USER = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*@[^\s'\"<>]*")
+REDACTED = "***"
+
+
+def register_secret(value: str) -> None:
+    """Remember a resolved secret, so `redact` scrubs it from any text from now on (values under 4
+    characters are not registered: scrubbing them would garble ordinary text and hide little)."""
+    if len(value) >= 4:
+        with _KNOWN_LOCK:
+            _KNOWN_SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """The one redaction: every URL's password masked (as `masked_url`) and every known secret value
+    replaced by `***`. Logging (the etl_platform loggers' filter), error messages (a step's failure)
+    and metadata (a materialization's values) pass through it (docs/security.md, "Redaction")."""
+    text = _URL_WITH_USER.sub(lambda m: masked_url(m[0]), text)
+    with _KNOWN_LOCK:
+        known = sorted(_KNOWN_SECRETS, key=len, reverse=True)  # a secret holding another is replaced whole
+    for value in known:
+        text = text.replace(value, REDACTED)
+    return text
+
+
+def install_log_redaction() -> None:
+    """Pass every log record of this process through `redact` (once; later calls do nothing).
+
+    A record factory rather than a handler's filter: it covers the platform's loggers and Dagster's
+    alike, whichever handlers they reach (the console, the run's event log).
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "redacting", False):
+        return
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message or record.args:
+            record.msg, record.args = redacted, ()
+        return record
+
+    factory.redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

@@ -65,6 +65,14 @@ def canonical_url(url: str) -> str:
     return "postgresql://" + url.removeprefix("postgres://") if url.startswith("postgres://") else url
 
 
+def _traces_endpoint(env: Mapping[str, str]) -> str | None:
+    """Where OTLP/HTTP traces go: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT's /v1/traces."""
+    if traces := env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return traces
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return f"{base.rstrip('/')}/v1/traces" if base else None
+
+
 def _roots(text: str | None) -> tuple[str, ...]:
     """ETL_ALLOWED_ROOTS: comma-separated folders (made absolute) and s3://bucket/prefix URLs."""
     entries = [entry.strip() for entry in (text or "").split(",") if entry.strip()]
@@ -93,6 +101,10 @@ class BreakerSettings:
     cooldown_seconds: float = 30.0
 
 
+# The celery broker's URL: by name only, so the code location's snapshot never holds it.
+CELERY_BROKER_VARIABLE = "ETL_CELERY_BROKER"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved locations of the project's inputs and outputs, breaker settings and named secrets."""
@@ -109,6 +121,11 @@ class Settings:
     allowed_roots: tuple[str, ...] = ()
     breakers: BreakerSettings = BreakerSettings()
     secrets: Secrets = field(default_factory=Secrets)
+    # Steps run on dagster-celery workers when a broker is configured; its URL (it holds a password)
+    # stays in the environment, read by the executor and the workers (assets/workers.py).
+    celery_workers: bool = False
+    traces_endpoint: str | None = None
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -132,6 +149,9 @@ class Settings:
                 cooldown_seconds=_number(env, "ETL_BREAKER_COOLDOWN_SECONDS", float, BreakerSettings.cooldown_seconds),
             ),
             secrets=Secrets(env),
+            celery_workers=bool(env.get(CELERY_BROKER_VARIABLE)),
+            traces_endpoint=_traces_endpoint(env),
+            log_format=env.get("ETL_LOG_FORMAT", "text").strip().lower(),
         )
 
     def subprocess_environment(self, **extra: str) -> dict[str, str]:

@@ -6,6 +6,8 @@ list only the data columns. Steps evaluate SQL with DuckDB, so identifiers are q
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pyarrow as pa
 
@@ -25,9 +27,25 @@ SANDBOX = {
 }
 
 
+# The aggregate's DuckDB works within this and spills the rest to the load's temporary folder
+# (docs/architecture.md, Contracts 1).
+SPILLING_MEMORY_LIMIT = "256MB"
+
+
 def sandboxed_duckdb() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that sees only the tables registered on it."""
     return duckdb.connect(config=SANDBOX)
+
+
+def spilling_duckdb(folder: Path) -> duckdb.DuckDBPyConnection:
+    """A DuckDB that keeps to SPILLING_MEMORY_LIMIT and spills what does not fit to `folder`.
+
+    DuckDB cannot spill with external access disabled, so this one has it: it runs only SQL the
+    platform generates from quoted identifiers and fixed templates (the aggregate's grouping),
+    never an author's expression; those run in `sandboxed_duckdb`.
+    """
+    limits = {"enable_external_access": True, "memory_limit": SPILLING_MEMORY_LIMIT, "temp_directory": str(folder)}
+    return duckdb.connect(config={**SANDBOX, **limits})
 
 
 def ident(name: str) -> str:

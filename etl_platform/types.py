@@ -38,8 +38,24 @@ def duckdb_type(name: str) -> str:
     return f"DECIMAL({m[1]},{m[2]})" if m else _DUCKDB[name]
 
 
+# MariaDB's names for the PostgreSQL types below, spelled as information_schema reports them, so a
+# target's declared types compare equal to a new load's (MariaDB has no time zone type: UTC datetime).
+_MARIADB = {
+    "text": "longtext",
+    "boolean": "tinyint(1)",
+    "smallint": "smallint(6)",
+    "integer": "int(11)",
+    "bigint": "bigint(20)",
+    "real": "float",
+    "double precision": "double",
+    "date": "date",
+    "timestamp with time zone": "datetime(6)",
+    "timestamp without time zone": "datetime(6)",
+}
+
+
 def sql_type(arrow_type: pa.DataType, dialect: str, column: str) -> str:
-    """The column type a published Arrow column gets in `dialect` (postgresql, duckdb, sqlite)."""
+    """The column type a published Arrow column gets in `dialect` (postgresql, duckdb, sqlite, mariadb)."""
     t = arrow_type
     if pa.types.is_dictionary(t):
         t = t.value_type
@@ -56,13 +72,13 @@ def sql_type(arrow_type: pa.DataType, dialect: str, column: str) -> str:
         (pa.types.is_timestamp(t), ("timestamp without time zone", "TIMESTAMP", "TEXT")),
     ]
     if pa.types.is_decimal(t):
-        return {"postgresql": f"numeric({t.precision},{t.scale})", "duckdb": f"DECIMAL({t.precision},{t.scale})"}.get(
-            dialect, "NUMERIC"
-        )
-    index = {"postgresql": 0, "duckdb": 1, "sqlite": 2}[dialect]
+        exact = f"decimal({t.precision},{t.scale})"
+        names = {"postgresql": f"numeric({t.precision},{t.scale})", "duckdb": exact.upper(), "mariadb": exact}
+        return names.get(dialect, "NUMERIC")
+    index = {"postgresql": 0, "duckdb": 1, "sqlite": 2, "mariadb": 0}[dialect]
     for matches, names in rows:
         if matches:
-            return names[index]
+            return _MARIADB[names[0]] if dialect == "mariadb" else names[index]
     raise DestinationError(
         f"column '{column}' has type {arrow_type}, which the {dialect} warehouse cannot store; "
         f"cast it to one of {', '.join(LOGICAL_TYPES)} with a `cast` transform"

@@ -9,6 +9,7 @@ loads it (a run's included), and never serialized. The config holds the masked f
 
 # No `from __future__ import annotations`: Dagster reads `ResourceDependency[...]` from the class's
 # evaluated annotations to tell a dependency from a config field.
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dagster import ConfigurableResource, ResourceDependency
@@ -18,14 +19,17 @@ from sqlalchemy.engine import make_url
 
 from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import masked_url
+from etl_platform.secrets import expand_references
 from etl_platform.stores import FileStore, open_store
 
 
 @dataclass(frozen=True)
 class WarehouseSecret:
-    """The warehouse URL, password included; its repr shows the masked form only."""
+    """The warehouse URL, password included or referenced, and the environment snapshot a reference
+    is resolved from (etl_platform.secrets); its repr shows the masked form only."""
 
     url: str = field(repr=False)
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         return f"WarehouseSecret({masked_url(self.url)!r})"
@@ -40,20 +44,25 @@ class WarehouseResource(ConfigurableResource):
     secret: ResourceDependency[WarehouseSecret]
 
     @classmethod
-    def at(cls, url: str, lake: str, s3: S3Resource) -> "WarehouseResource":
+    def at(cls, url: str, lake: str, s3: S3Resource, environment: Mapping[str, str] | None = None) -> "WarehouseResource":
         """The resource for the warehouse at `url`: the masked URL as config, the URL itself as a dependency."""
-        return cls(display_url=masked_url(url), lake=lake, s3=s3, secret=WarehouseSecret(url))
+        return cls(display_url=masked_url(url), lake=lake, s3=s3, secret=WarehouseSecret(url, environment or {}))
 
     @property
     def url(self) -> str:
-        """The URL to connect with (password included): read at run time, never shown."""
-        return self.secret.url
+        """The URL to connect with, password included (a referenced one resolved now, at run time): never shown."""
+        return expand_references(self.secret.url, self.secret.environment)
+
+    @property
+    def dialect(self) -> str:
+        """The engine's dialect name (postgresql, mariadb, duckdb, sqlite), from the URL as written: nothing is resolved."""
+        backend = make_url(self.secret.url).get_backend_name()
+        return {"mysql": "mariadb"}.get(backend, backend)
 
     @property
     def kind(self) -> str:
         """The engine's name as Dagster shows it in asset kinds."""
-        backend = make_url(self.url).get_backend_name()
-        return {"postgresql": "postgres"}.get(backend, backend)
+        return {"postgresql": "postgres"}.get(self.dialect, self.dialect)
 
     def lake_store(self, breakers: BreakerBoard) -> FileStore:
         """The lake, its S3 calls behind the process's breakers (the `breakers` resource)."""

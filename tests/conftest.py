@@ -55,6 +55,28 @@ def dagster_pg_url() -> Iterator[str]:
         yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
 
 
+MARIADB_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """A MariaDB warehouse whose schemas are new databases named `etl_t_<hex>_<schema>`, dropped after the test."""
+    import pymysql
+
+    prefix = f"etl_t_{uuid.uuid4().hex[:10]}_"
+    yield f"mysql://root@127.0.0.1:3306/test?schema_prefix={prefix}"
+    with pymysql.connect(**MARIADB_ADMIN, autocommit=True) as admin, admin.cursor() as cursor:
+        cursor.execute("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s", (prefix + "%",))
+        for (name,) in cursor.fetchall():
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.fixture(params=["duckdb", "postgresql", "sqlite", "mariadb"])
+def every_warehouse_url(request: pytest.FixtureRequest) -> str:
+    """The write modes' tests: every warehouse the platform publishes to."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
 @pytest.fixture
 def duckdb_url(tmp_path: Path) -> str:
     return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
@@ -198,8 +220,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parsed_dbt_project:
     """A project folder with the demo pipelines, the dbt project and the demo data; its settings are exported as env vars."""
     import shutil
 
-    from etl_platform.cli.common import ensure_dagster_home
     from etl_platform.cli.demo import write_demo_data
+    from etl_platform.instance.home import ensure_dagster_home
 
     pipelines = tmp_path / "pipelines"
     shutil.copytree(REPO / "assets" / "pipelines", pipelines)

@@ -32,7 +32,11 @@ EVENTS = pa.table(
 
 
 def aggregate(**spec) -> list[dict]:
-    return Aggregator(AggregateSpec.model_validate(spec), "test").apply(EVENTS).to_pylist()
+    return grouped(Aggregator(AggregateSpec.model_validate(spec), "test")).to_pylist()
+
+
+def grouped(aggregator: Aggregator) -> pa.Table:
+    return pa.Table.from_batches(list(aggregator.batches(EVENTS)))
 
 
 def test_group_by_with_every_function_and_having() -> None:
@@ -98,7 +102,7 @@ def test_window_sizes_must_be_multiples_and_having_must_parse() -> None:
 
 
 def test_integer_sums_stay_64_bit_and_having_cannot_add_a_query(duckdb_url: str, landing: Path) -> None:
-    table = Aggregator(AggregateSpec.model_validate({"measures": {"n": {"sum": "customer"}}}), "test").apply(EVENTS)
+    table = grouped(Aggregator(AggregateSpec.model_validate({"measures": {"n": {"sum": "customer"}}}), "test"))
     assert table.schema.field("n").type == pa.int64() and table["n"].to_pylist() == [10]
     with pytest.raises(SpecError, match="not a valid SQL expression"):
         pipeline(transforms=[{"aggregate": {"measures": {"n": {"count": "*"}}, "having": "n > 5 UNION ALL SELECT 1"}}])

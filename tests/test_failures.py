@@ -10,6 +10,7 @@ import io
 from pathlib import Path
 
 import psycopg
+import pymysql
 import pytest
 import yaml
 from dagster import DagsterEventType, DagsterInstance
@@ -17,9 +18,9 @@ from rich.console import Console
 
 from assets.failures import step_failure
 from etl_platform.breaker import SystemUnavailable
-from etl_platform.cli.common import ensure_dagster_home
 from etl_platform.cli.run import run_through_dagster
 from etl_platform.errors import SourceError, TransformError, WarehouseUnavailable
+from etl_platform.instance.home import ensure_dagster_home
 from etl_platform.retry import is_transient
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry
@@ -57,11 +58,13 @@ def one_pipeline_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reques
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
-        ("mysql://root@127.0.0.1/x", "unsupported warehouse 'mysql' in ETL_WAREHOUSE_URL"),
+        ("oracle://root@127.0.0.1/x", "unsupported warehouse 'oracle' in ETL_WAREHOUSE_URL"),
         ("postgresql://postgres@127.0.0.1:5432/nosuchdb_etl", 'database "nosuchdb_etl" does not exist; create the database'),
         ("postgresql://postgres@127.0.0.1:{port}/test", "Connection refused"),
+        ("mysql://root:wrong@127.0.0.1:3306/test", 'mysql://root:***@127.0.0.1:3306/test: (1045, "Access denied'),
+        ("mariadb://root@127.0.0.1:{port}/test", 'Connection refused)"); nothing answers there'),
     ],
-    ids=["scheme", "database", "port"],
+    ids=["scheme", "database", "port", "mariadb_password", "mariadb_port"],
 )
 def test_a_configuration_error_fails_at_once_and_etl_run_prints_it(
     one_pipeline_project: Path, monkeypatch: pytest.MonkeyPatch, url: str, reason: str
@@ -90,6 +93,8 @@ def test_only_transient_failures_are_retried() -> None:
     assert is_transient(WarehouseUnavailable("starting up", transient=True))
     assert is_transient(ConnectionResetError("reset by peer"))
     assert is_transient(psycopg.errors.DeadlockDetected("deadlock detected"))
+    assert is_transient(pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock"))
+    assert is_transient(pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query"))
     assert is_transient(TransformError("lookup dataset ref.x does not exist yet", transient=True))
     assert not is_transient(WarehouseUnavailable("password authentication failed"))
     assert not is_transient(SourceError("a.csv: malformed header"))

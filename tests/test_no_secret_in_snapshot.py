@@ -6,9 +6,7 @@ resource's config values are defaults in it. The warehouse password must not be 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,11 +17,12 @@ import requests
 from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster_shared.serdes import serialize_value
 
-from etl_platform.cli.common import ensure_dagster_home
 from etl_platform.definitions import build_definitions
 from etl_platform.errors import EtlError, masked_url
+from etl_platform.instance.home import ensure_dagster_home
 from etl_platform.settings import Settings
 from tests.conftest import REPO, _free_port
+from tests.processes import stop_group
 
 PASSWORD = "Kn0wn-Pa55word-7c1e"
 # PostgreSQL on this machine trusts local connections: the password is configured, never checked.
@@ -108,13 +107,7 @@ def test_the_webservers_graphql_answers_without_the_password(tmp_path: Path) -> 
     try:
         text = _query_when_loaded(f"http://127.0.0.1:{port}/graphql", webserver)
     finally:
-        os.killpg(webserver.pid, signal.SIGTERM)
-        try:
-            webserver.wait(20)
-        finally:  # whatever of the group is left (the code server) goes too
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(webserver.pid, signal.SIGKILL)
-            webserver.wait(10)
+        stop_group(webserver)  # whatever of the group is left (the code server) goes too
     assert '"display_url"' in text and f"display_url: {masked_url(WAREHOUSE_URL)}" in text  # the Launchpad shows it masked
     assert PASSWORD not in text
 

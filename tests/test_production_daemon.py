@@ -13,7 +13,6 @@ import contextlib
 import datetime
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from etl_platform.definitions import build_definitions
 from etl_platform.settings import Settings
 from etl_platform.stores.s3 import s3_client
 from tests.conftest import REPO, S3_ENV, rows
+from tests.processes import stop_group
 from tests.test_triggers import free_port
 
 BIN = Path(sys.executable).parent
@@ -46,6 +46,10 @@ TOTALS = {
     "destination": {"dataset": "reporting.drop_totals", "write": "replace"},
     "dependencies": ["drops"],
 }
+
+
+# Starts a daemon, code servers and workers: one such test at a time (pyproject.toml, addopts).
+pytestmark = pytest.mark.xdist_group("daemons")
 
 
 def production_environment(
@@ -177,13 +181,7 @@ def service(command: list[str], env: dict, log: Path) -> Iterator[subprocess.Pop
         try:
             yield process
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(20)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+            stop_group(process)
 
 
 def location_loaded(port: int) -> bool:

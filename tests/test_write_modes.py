@@ -1,4 +1,4 @@
-"""Append, replace and merge on DuckDB, PostgreSQL and SQLite; file destinations; idempotence."""
+"""Append, replace and merge on DuckDB, PostgreSQL, SQLite and MariaDB; file destinations; idempotence."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def orders(write: str, **destination) -> dict:
     return {"dataset": "analytics.orders", "write": write, **destination}
 
 
-def test_append_never_loads_the_same_input_twice(any_warehouse_url: str, landing: Path) -> None:
-    environment = environment_for(any_warehouse_url, landing)
+def test_append_never_loads_the_same_input_twice(every_warehouse_url: str, landing: Path) -> None:
+    environment = environment_for(every_warehouse_url, landing)
     spec = pipeline(source={"type": "csv", "path": "day*.csv"}, transforms=CASTS, destination=orders("append"))
     write_csv(landing, "day1.csv", "id,amount\n1,10\n2,20\n")
     first = run_pipeline(spec, environment)
@@ -31,49 +31,50 @@ def test_append_never_loads_the_same_input_twice(any_warehouse_url: str, landing
     third = run_pipeline(spec, environment)
     # Only the new file is read: the processed-file state remembers day1.csv.
     assert (third.source_files, third.rows_published) == ([str(landing / "day2.csv")], 1)
-    assert rows(any_warehouse_url, "SELECT count(*) AS n FROM analytics.orders")[0]["n"] == 3
+    assert rows(every_warehouse_url, "SELECT count(*) AS n FROM analytics.orders")[0]["n"] == 3
     # A full refresh reads every file again into an emptied target; the ledger starts again too.
     refreshed = run_pipeline(spec, environment, RunOptions(full_refresh=True))
     assert refreshed.target_rows == 3
     # One ledger entry per file appended.
-    assert rows(any_warehouse_url, "SELECT count(*) AS n FROM _etl.load_ledger")[0]["n"] == 2
+    assert rows(every_warehouse_url, "SELECT count(*) AS n FROM _etl.load_ledger")[0]["n"] == 2
 
 
-def test_replace_swaps_content_and_schema(any_warehouse_url: str, landing: Path) -> None:
-    environment = environment_for(any_warehouse_url, landing)
+def test_replace_swaps_content_and_schema(every_warehouse_url: str, landing: Path) -> None:
+    environment = environment_for(every_warehouse_url, landing)
     write_csv(landing, "input.csv", "id,amount\n1,10\n2,20\n")
     run_pipeline(pipeline(transforms=CASTS, destination=orders("replace")), environment)
     write_csv(landing, "input.csv", "id,amount,note\n3,30,new\n")
     report = run_pipeline(pipeline(transforms=CASTS, destination=orders("replace")), environment)
     assert report.target_rows == 1
-    assert rows(any_warehouse_url, "SELECT id, amount, note FROM analytics.orders") == [{"id": 3, "amount": 30.0, "note": "new"}]
+    published = rows(every_warehouse_url, "SELECT id, amount, note FROM analytics.orders")
+    assert published == [{"id": 3, "amount": 30.0, "note": "new"}]
 
 
-def test_merge_upserts_and_is_idempotent(any_warehouse_url: str, landing: Path) -> None:
-    environment = environment_for(any_warehouse_url, landing)
+def test_merge_upserts_and_is_idempotent(every_warehouse_url: str, landing: Path) -> None:
+    environment = environment_for(every_warehouse_url, landing)
     spec = pipeline(transforms=CASTS, destination=orders("merge", primary_key=["id"]))
     write_csv(landing, "input.csv", "id,amount\n1,10\n2,20\n2,21\n")
     run_pipeline(spec, environment)
-    first = rows(any_warehouse_url, "SELECT id, amount FROM analytics.orders ORDER BY id")
+    first = rows(every_warehouse_url, "SELECT id, amount FROM analytics.orders ORDER BY id")
     run_pipeline(spec, environment)
-    assert rows(any_warehouse_url, "SELECT id, amount FROM analytics.orders ORDER BY id") == first
+    assert rows(every_warehouse_url, "SELECT id, amount FROM analytics.orders ORDER BY id") == first
     # Within one load the last row of a key wins.
     assert first == [{"id": 1, "amount": 10.0}, {"id": 2, "amount": 21.0}]
     write_csv(landing, "input.csv", "id,amount\n2,99\n3,30\n")
     run_pipeline(spec, environment)
-    assert rows(any_warehouse_url, "SELECT id, amount FROM analytics.orders ORDER BY id") == [
+    assert rows(every_warehouse_url, "SELECT id, amount FROM analytics.orders ORDER BY id") == [
         {"id": 1, "amount": 10.0},
         {"id": 2, "amount": 99.0},
         {"id": 3, "amount": 30.0},
     ]
 
 
-def test_merge_quarantines_rows_without_a_key(warehouse_url: str, landing: Path) -> None:
+def test_merge_quarantines_rows_without_a_key(every_warehouse_url: str, landing: Path) -> None:
     write_csv(landing, "input.csv", "id,amount\n1,10\n,20\n")
     spec = pipeline(transforms=CASTS, destination=orders("merge", primary_key=["id"]))
-    report = run_pipeline(spec, environment_for(warehouse_url, landing))
+    report = run_pipeline(spec, environment_for(every_warehouse_url, landing))
     assert (report.rows_published, report.rows_quarantined) == (1, 1)
-    (row,) = rows(warehouse_url, "SELECT rule, column_name, source_line, reason FROM _etl.quarantine")
+    (row,) = rows(every_warehouse_url, "SELECT rule, column_name, source_line, reason FROM _etl.quarantine")
     assert row["rule"] == "primary_key_not_null" and row["column_name"] == "id" and row["source_line"] == 3
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import SpecError
+from etl_platform.instance.home import ensure_dagster_home, open_instance
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry
 from etl_platform.stores.roots import AllowedRoots
@@ -21,30 +21,6 @@ if TYPE_CHECKING:
     from etl_platform.engine.environment import Environment
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-EMBEDDED_INSTANCE = """\
-# Embedded Dagster instance (written by `etl`): SQLite storage in this folder. Runs launched with
-# `dagster job launch` or from the UI start at once; production queues them (see ../dagster.yaml).
-run_coordinator:
-  module: dagster.core.run_coordinator
-  class: DefaultRunCoordinator
-# No raw stdout/stderr capture: it mirrors step output through `tail -F` processes that can outlive
-# `etl run` and keep its output pipe open. Pipelines log through Dagster's structured event log.
-compute_logs:
-  module: dagster._core.storage.noop_compute_log_manager
-  class: NoOpComputeLogManager
-telemetry:
-  enabled: false
-"""
-
-
-def ensure_dagster_home(home: Path) -> None:
-    """Create the embedded instance folder, with its dagster.yaml, unless one exists already."""
-    home.mkdir(parents=True, exist_ok=True)
-    instance_file = home / "dagster.yaml"
-    if not instance_file.exists():
-        instance_file.write_text(EMBEDDED_INSTANCE)
 
 
 def settings() -> Settings:
@@ -61,9 +37,7 @@ def settings() -> Settings:
 
 def instance(resolved: Settings) -> DagsterInstance:
     """The Dagster instance at the settings' DAGSTER_HOME (read from its folder; no variable is set)."""
-    from dagster import DagsterInstance  # imported here: `etl list` or `etl validate` never need Dagster
-
-    return DagsterInstance.from_config(str(resolved.dagster_home))
+    return open_instance(resolved.dagster_home)
 
 
 def environment(resolved: Settings) -> Environment:

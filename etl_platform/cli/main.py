@@ -1,4 +1,5 @@
-"""The `etl` command line: list, validate, plan, run, quarantine, infer, lineage, catalog, ui and demo.
+"""The `etl` command line: list, validate, plan, run, quarantine, infer, lineage, catalog, doctor, runs, logs, metrics, audit,
+warehouse, ui, demo.
 
 Exit codes: 0 success; 1 the work asked for failed (a pipeline run, an invalid file under
 `validate`); 2 the command could not start (invalid pipeline folder, unknown pipeline, bad usage).
@@ -17,12 +18,19 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from etl_platform.cli.audit import audit
+from etl_platform.cli.backfill import backfill
 from etl_platform.cli.catalog import catalog
-from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, allowed_roots, environment, registry, settings
+from etl_platform.cli.common import EXIT_FAILED, EXIT_OK, allowed_roots, environment, instance, registry, settings
+from etl_platform.cli.doctor import doctor
+from etl_platform.cli.follow import follow
 from etl_platform.cli.infer import infer
 from etl_platform.cli.lineage import lineage
+from etl_platform.cli.metrics import metrics
 from etl_platform.cli.quarantine import quarantine
-from etl_platform.errors import EtlError, SpecError, masked_url
+from etl_platform.cli.runs import logs, runs
+from etl_platform.cli.warehouse import warehouse
+from etl_platform.errors import EtlError, SpecError, install_log_redaction, masked_url
 from etl_platform.spec import PipelineRegistry
 from etl_platform.spec.loader import load_pipeline_files, pipeline_files
 from etl_platform.spec.registry import load_python_folder, specs_of
@@ -43,6 +51,7 @@ def cli() -> None:
     instance at DAGSTER_HOME (default: .dagster_home). An S3-compatible endpoint is set with
     AWS_ENDPOINT_URL_S3.
     """
+    install_log_redaction()
 
 
 @cli.command("list")
@@ -120,6 +129,9 @@ def plan(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(levels))
         return
+    for spec in pipelines:
+        if effective_source(spec):
+            click.echo(effective_source(spec))
     for index, level in enumerate(levels, start=1):
         click.echo(f"level {index}: {', '.join(level)}")
     click.echo(json.dumps(levels))
@@ -130,7 +142,12 @@ def plan(as_json: bool) -> None:
 @click.option("--all", "run_all", is_flag=True, help="Run every pipeline, in dependency order, then build the dbt models.")
 @click.option("--dry-run", is_flag=True, help="Read a sample; show each stage's row count, schema and first rows; write nothing.")
 @click.option("--sample", default=1000, show_default=True, help="Rows read by --dry-run.")
-@click.option("--parallel", default=1, show_default=True, help="Run up to N independent pipelines in parallel processes.")
+@click.option(
+    "--parallel",
+    default=1,
+    show_default=True,
+    help="Run up to N independent pipelines in parallel processes (with ETL_CELERY_BROKER set, celery workers run them).",
+)
 @click.option(
     "--full-refresh",
     is_flag=True,
@@ -167,6 +184,8 @@ def _dry_run(specs, resolved, sample: int) -> int:
 
     for spec in specs:
         console.rule(f"{spec.id} (dry run, nothing is written)")
+        if effective_source(spec):
+            console.print(effective_source(spec), highlight=False, markup=False)
         try:
             stages = dry_run(spec, environment(resolved), sample)
         except EtlError as exc:
@@ -189,6 +208,14 @@ def _dry_run(specs, resolved, sample: int) -> int:
     return EXIT_OK
 
 
+def effective_source(spec) -> str | None:
+    """A REST source's configuration after defaults (secrets are `${VAR}` references, never values)."""
+    effective = getattr(spec.source, "effective", None)
+    if effective is None:
+        return None
+    return f"{spec.id}: effective source configuration\n{json.dumps(effective(), indent=2)}"
+
+
 def print_failures(statuses) -> None:
     """Each failed step's message (once for the dbt step's models), unwrapped so paths and queries can be copied."""
     printed = set()
@@ -204,6 +231,8 @@ def print_failures(statuses) -> None:
 def ui(port: int) -> None:
     """Open the Dagster UI (dagster dev) on this project's instance and code location."""
     resolved = settings()
+    with instance(resolved):  # its storage is created here, under the folder's lock, not by a racing daemon
+        pass
     dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
     workspace = resolved.project_dir / "workspace.yaml"
     os.chdir(resolved.project_dir)
@@ -238,6 +267,14 @@ cli.add_command(quarantine)
 cli.add_command(infer)
 cli.add_command(lineage)
 cli.add_command(catalog)
+cli.add_command(doctor)
+cli.add_command(runs)
+cli.add_command(logs)
+cli.add_command(metrics)
+cli.add_command(audit)
+cli.add_command(warehouse)
+cli.add_command(backfill)
+cli.add_command(follow)
 
 if __name__ == "__main__":
     cli()

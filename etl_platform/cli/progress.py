@@ -18,6 +18,7 @@ from rich.table import Table
 from assets.checks import CARRIED_FROM
 from assets.factory import BYTES_READ, ROWS_READ, SKIPPED, TOTAL_BYTES
 from etl_platform.instance.metadata import plain_values
+from etl_platform.instance.runs import root_cause
 
 _ASSET_EVENTS = {
     DagsterEventType.ASSET_MATERIALIZATION,
@@ -162,13 +163,6 @@ class RunFollower:
             status.state = "retrying"
         elif event.event_type == DagsterEventType.STEP_SKIPPED:
             status.state = "skipped"
-
-
-def root_cause(error) -> str:
-    """The innermost error of a Dagster SerializableErrorInfo: the reason, not "Exceeded max_retries of 3"."""
-    while error.cause is not None:
-        error = error.cause
-    return error.message.strip()
 
 
 def follow(worker: threading.Thread, follower: RunFollower, console: Console) -> None:

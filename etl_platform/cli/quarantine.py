@@ -32,7 +32,8 @@ def quarantine_rows(pipeline: str | None, rule: str | None, run_id: str | None) 
     from etl_platform.engine.replay import QuarantineSelection
 
     where, params = QuarantineSelection(pipeline, rule, run_id).where()
-    warehouse = open_warehouse(settings().warehouse_url)
+    resolved = settings()
+    warehouse = open_warehouse(resolved.warehouse_url, secrets=resolved.secrets)
     try:
         ensure_metadata(warehouse)
         yield warehouse, warehouse.relation(META_SCHEMA, "quarantine"), where, params
@@ -97,12 +98,15 @@ def replay_rows(pipeline: str | None, every: bool, rule: str | None, run_id: str
     """
     if bool(pipeline) == every:
         raise click.UsageError("name a pipeline, or pass --all")
-    from etl_platform.engine.replay import QuarantineSelection, replay
+    from etl_platform.engine.replay import QuarantineSelection, replay, replay_refusal
 
     resolved = settings()
     pipelines = registry(resolved)
     chosen = [pipelines.get(p) for level in pipelines.levels() for p in level] if every else [pipelines.get(pipeline)]
     for spec in chosen:
+        if every and replay_refusal(spec):
+            console.print(f"{spec.id}: not replayed: {replay_refusal(spec)}", highlight=False, soft_wrap=True)
+            continue
         try:
             report = replay(spec, environment(resolved), QuarantineSelection(spec.id, rule, run_id))
         except EtlError as exc:
@@ -128,5 +132,5 @@ def purge(pipeline: str | None, rule: str | None, run_id: str | None, yes: bool)
         count = warehouse.query(f"SELECT count(*) FROM {relation}{where}", params)[0][0]
         if count and not yes:
             click.confirm(f"Delete {count:,} quarantined rows?", abort=True)
-        count = purge_quarantine(warehouse, where, params)
+        count = purge_quarantine(warehouse, where, params, launched_by="etl quarantine purge")
     console.print(f"purged {count:,} quarantined rows")

@@ -80,7 +80,8 @@ def run_through_dagster(
     single = len(pipelines) == 1
     run_config = {
         "loggers": QUIET_CONSOLE,
-        **({} if single else {"execution": {"config": _executor(parallel)}}),
+        # On celery workers (assets/workers.py) the queues' workers set the parallelism, not --parallel.
+        **({} if single or settings.celery_workers else {"execution": {"config": _executor(parallel)}}),
         **({"ops": {status.step_key: {"config": {"full_refresh": True}} for status in pipelines}} if full_refresh else {}),
     }
     tags = {"etl/trigger": "cli", **({"etl/full_refresh": "true"} if full_refresh else {})}

@@ -46,13 +46,14 @@ def unpublished_lookups(pipelines: PipelineRegistry, settings: Settings) -> tupl
 def check_with_data(specs: list[PipelineSpec], settings: Settings, sample: int) -> list[str]:
     """Read a sample through each pipeline's transforms and rules; one line per pipeline, failures as errors."""
     from etl_platform.cli.common import environment
-    from etl_platform.engine.dry_run import dry_run
+    from etl_platform.engine.dry_run import dry_run, preview_refusal
     from etl_platform.quality.audit import breaker_outcome
 
     failures = []
     for spec in specs:
-        if spec.source.type == "frame":
-            click.echo(f"--  {spec.id}  (its rows come from a Python function, which only a run calls: not read)")
+        refusal = preview_refusal(spec)
+        if refusal is not None:
+            click.echo(f"--  {spec.id}  (not read: {refusal})")
             continue
         try:
             stages = dry_run(spec, environment(settings), sample)

@@ -36,9 +36,31 @@ class StageView:
         return self.table.drop_columns([c for c in PROVENANCE if c in self.table.column_names])
 
 
+def preview_refusal(spec: PipelineSpec) -> str | None:
+    """Why reading a sample of this pipeline's input would not be a preview, or None when it would be.
+
+    A preview writes no state, so it must not read a source whose reading is itself a change: a
+    change-capture preview re-creates the replication slot (the changes since the saved LSN would
+    be lost), and a stream preview counts as a delivery of its messages (enough of them dead-letter
+    good messages).
+    """
+    if spec.source.type == "frame":
+        return "its rows come from a Python function, which only a run calls"
+    if spec.source.type == "postgres_cdc":
+        return "reading the slot outside a run would re-create it and lose the changes since the saved LSN"
+    if spec.source.type == "stream":
+        return "reading the stream outside a run would count as a delivery of its messages"
+    if spec.partitions is not None and spec.partition is None:
+        return "it is partitioned, and a preview of one partition is not built yet (load one with etl backfill)"
+    return None
+
+
 def dry_run(spec: PipelineSpec, environment: Environment, sample_rows: int = 1_000) -> list[StageView]:
     """The first `sample_rows` rows of the source, then the output of every transform in turn."""
-    warehouse = open_warehouse(environment.warehouse_url, environment.breakers)
+    refusal = preview_refusal(spec)
+    if refusal is not None:
+        return [StageView(f"source (not read: {refusal})", pa.table({}))]
+    warehouse = open_warehouse(environment.warehouse_url, environment.breakers, environment.secrets)
     try:
         # Every matching file and every row, whatever incremental state says: a preview writes no state.
         planned = plan_input(spec, environment, warehouse, RunOptions(full_refresh=True))
@@ -53,7 +75,7 @@ def dry_run(spec: PipelineSpec, environment: Environment, sample_rows: int = 1_0
         context = TransformContext(
             spec.origin, dataset_reader(warehouse, spec.origin), environment.embedder, environment.secrets, environment.breakers
         )
-        chain = TransformChain(spec.streaming_transforms, context)  # whole-load steps need every row: not previewed
+        chain = TransformChain(spec.streaming_transforms, context, spec.pii, spec.tenancy)  # whole-load steps: not previewed
         table = sample
         for name, step in zip(chain.names, chain.steps, strict=True):
             output = step.apply(table)

@@ -16,6 +16,7 @@ from etl_platform.ml.embeddings import Embedder, shared_embedder
 from etl_platform.settings import Secrets
 from etl_platform.stores import AllowedRoots, FileStore, open_store
 from etl_platform.stores.s3 import s3_client
+from etl_platform.tracing import NO_TRACER, Tracer
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class Environment:
     `breakers` is the process's board (the stores were opened on it too); `secrets` are the
     named secrets of the settings, for masks, LLM keys and `${VAR}` in SQL source URLs;
     `allowed_roots` the folders and s3://bucket/prefix URLs besides the landing zone that file
-    sources may read (ETL_ALLOWED_ROOTS).
+    sources may read (ETL_ALLOWED_ROOTS); `tracer` records the load's spans (etl_platform.tracing;
+    the no-op tracer unless traces are configured).
     """
 
     warehouse_url: str
@@ -36,6 +38,7 @@ class Environment:
     breakers: BreakerBoard = field(default_factory=BreakerBoard)
     secrets: Secrets = field(default_factory=Secrets)
     allowed_roots: tuple[str, ...] = ()
+    tracer: Tracer = NO_TRACER
 
     @property
     def roots(self) -> AllowedRoots:

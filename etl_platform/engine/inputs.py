@@ -13,10 +13,17 @@ from typing import Any
 from etl_platform.breaker import BreakerBoard
 from etl_platform.engine.environment import Environment
 from etl_platform.engine.options import RunOptions
-from etl_platform.errors import DestinationError, SourceError
+from etl_platform.errors import DestinationError, SourceError, SpecError
 from etl_platform.sources import Source, SqlQuerySource, open_file_source, reads_tail
+from etl_platform.sources.postgres_cdc import open_postgres_cdc
+from etl_platform.sources.rest import RestApiSource
+from etl_platform.sources.rest.pages import PageKeeper
+from etl_platform.sources.streams import open_stream_source
 from etl_platform.spec.pipeline import PipelineSpec
+from etl_platform.spec.rest import RestSourceSpec
+from etl_platform.spec.sources import PostgresCdcSource as PostgresCdcSpec
 from etl_platform.spec.sources import SqlSource
+from etl_platform.spec.streams import StreamSource
 from etl_platform.spec.triggers import FileArrival
 from etl_platform.state import FileState, ProcessedFiles, saved_position
 from etl_platform.state.appends import AppendRules, adopt_legacy_entries, plan_appends
@@ -48,6 +55,11 @@ def dead_letter_prefix(location: FileLocation, arrival: FileArrival | None) -> s
 
 def plan_input(spec: PipelineSpec, environment: Environment, warehouse: Warehouse, options: RunOptions) -> LoadInput:
     """This load's source, opened from the pipeline's saved checkpoint (none on a full refresh)."""
+    if spec.partitions is not None and spec.partition is None:
+        raise SpecError(
+            f"{spec.origin}: pipeline {spec.id!r} is partitioned: load one partition at a time "
+            f"(`etl backfill {spec.id} --from KEY --to KEY`, or a partition in the Dagster UI)"
+        )
     if spec.destination.write == "append" and not options.full_refresh:
         refuse_forgotten_target(spec, warehouse)
     if options.source is not None:
@@ -58,6 +70,17 @@ def plan_input(spec: PipelineSpec, environment: Environment, warehouse: Warehous
         return plan_files(spec, warehouse, location, options)
     if isinstance(spec.source, SqlSource):
         return plan_query(spec, warehouse, options.full_refresh, environment.secrets)
+    if isinstance(spec.source, RestSourceSpec):
+        return plan_rest(spec, environment, warehouse, options)
+    if isinstance(spec.source, PostgresCdcSpec):
+        if warehouse.dialect == "mariadb":  # the change merge (deletes, soft deletes) is written for the others' SQL
+            raise DestinationError(
+                f"{spec.id}: change data capture publishes to a PostgreSQL, DuckDB or SQLite warehouse, not to MariaDB "
+                f"(docs/pipeline-spec.md, 'A MariaDB/MySQL warehouse'); nothing was read from slot {spec.source.slot_name}"
+            )
+        return LoadInput(open_postgres_cdc(spec, warehouse, options.full_refresh, environment.secrets))
+    if isinstance(spec.source, StreamSource):  # the next micro-batch from the saved position (a full refresh keeps it)
+        return LoadInput(open_stream_source(spec.source, environment.secrets, saved_position(warehouse, spec.id)))
     raise SourceError("a frame pipeline's rows come from its Python function: run it through Dagster (etl run)")
 
 
@@ -157,11 +180,20 @@ def plan_query(spec: PipelineSpec, warehouse: Warehouse, full_refresh: bool, sec
     """A SQL source; incremental ones read from the high-water mark minus the look-back."""
     source_spec: SqlSource = spec.source
     incremental = source_spec.incremental
+    piece = (spec.partitions.source_column, spec.partition) if spec.partitions and spec.partition else None
     if incremental is None:
-        return LoadInput(SqlQuerySource(source_spec, warehouse, secrets))
+        return LoadInput(SqlQuerySource(source_spec, warehouse, secrets, partition=piece))
     mark = None if full_refresh else saved_mark(saved_position(warehouse, spec.id), incremental.cursor)
     try:
         since = mark.minus(incremental.lookback_value) if mark is not None else None
     except ValueError as exc:
         raise SourceError(f"{spec.origin}: source.incremental.lookback: {exc}") from None
-    return LoadInput(SqlQuerySource(source_spec, warehouse, secrets, since, reset=full_refresh))
+    return LoadInput(SqlQuerySource(source_spec, warehouse, secrets, since, reset=full_refresh, partition=piece))
+
+
+def plan_rest(spec: PipelineSpec, environment: Environment, warehouse: Warehouse, options: RunOptions) -> LoadInput:
+    """A REST source from its saved per-parent cursors; its raw pages go to the lake."""
+    saved = None if options.full_refresh else saved_position(warehouse, spec.id)
+    pages = PageKeeper(spec.source.raw_pages, environment.lake, spec.id, options.run_id or "")
+    source = RestApiSource(spec.source, saved, environment.secrets, environment.breakers, pages, options.full_refresh)
+    return LoadInput(source)

@@ -33,7 +33,7 @@ from etl_platform.engine.report import LoadReport
 from etl_platform.engine.tuner import tune
 from etl_platform.engine.whole_load import WholeLoad, anomaly_outcome
 from etl_platform.engine.writer import BackgroundWriter
-from etl_platform.errors import one_line
+from etl_platform.errors import TransformError, one_line
 from etl_platform.quality.audit import (
     DatasetAudit,
     QualityGateFailed,
@@ -42,14 +42,20 @@ from etl_platform.quality.audit import (
     gate_message,
     model_outcomes,
     row_rule_outcomes,
+    slot_lag_outcome,
 )
 from etl_platform.quality.model_validator import ModelValidator, model_check_names
 from etl_platform.quality.schema_registry import infer_schema
+from etl_platform.quality.tenancy import tenant_isolation_outcome
 from etl_platform.quality.validator import RowValidator, RuleStats
 from etl_platform.sources import PROVENANCE, SOURCE_FILE, Checkpoint, FileSetSource, Source, SourceChunk
+from etl_platform.sources.postgres_cdc import PostgresCdcSource
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.state.files import AlreadyProcessed
+from etl_platform.state.tenants import stamp_tenant
+from etl_platform.tracing import context_of, current_context
 from etl_platform.transforms import Rejected, TransformChain, TransformContext
+from etl_platform.transforms.tenant import TENANT_RULE
 from etl_platform.warehouse import Warehouse
 from etl_platform.warehouse.ledger import AppendedMeanwhile, forget_files
 from etl_platform.warehouse.publish import forget_file_rows, latest_registered_schema, replace_quarantine
@@ -126,13 +132,19 @@ class Load:
         self.dataset = spec.destination.dataset
         report.source_files = source.describe()
         self.chunk_rows, self.threads = self._chunking()
-        self.quarantine = Quarantine(spec.id, self.dataset, report.run_id)
+        self.quarantine = Quarantine(spec.id, self.dataset, report.run_id, spec.tenancy.value if spec.tenancy else None)
         self.destination = self._destination(environment)
         reader = dataset_reader(warehouse, spec.origin)
         self.context = TransformContext(spec.origin, reader, environment.embedder, environment.secrets, environment.breakers)
         # A warehouse cannot store a NUL byte; a file can (split on the transform threads, off the stream's path).
         unstorable = None if spec.destination.is_file else split_unstorable
-        self.transform = ChunkTransformer(TransformChain(spec.streaming_transforms, self.context), self._validators(), unstorable)
+        self.transform = ChunkTransformer(
+            TransformChain(spec.streaming_transforms, self.context, spec.pii, spec.tenancy),
+            self._validators(),
+            unstorable,
+            environment.tracer,
+        )
+        self.tracer = environment.tracer
         self.rule_stats = {r.check_name: RuleStats() for r in spec.quality.rules if r.is_row_rule}
         self.rule_stats.update({name: RuleStats() for name in self._model_checks()})
         rules = spec.quality.rules
@@ -141,7 +153,9 @@ class Load:
             if options.replay
             else DatasetAudit(rules, self.dataset, spec.origin, spec.quality.volume)
         )
-        self.whole_load = WholeLoad(spec, environment.embedder) if spec.whole_load_transforms else None
+        self.whole_load = (
+            WholeLoad(spec, environment.embedder, self._published, self.chunk_rows) if spec.whole_load_transforms else None
+        )
         self.latest_schema = latest_registered_schema(warehouse, self.dataset)
         self.drift_judged = False
         self.writer = BackgroundWriter()
@@ -176,6 +190,8 @@ class Load:
             evolve=self.spec.schema_policy.on_drift == "evolve",
             truncate=self.options.full_refresh,
             reloaded=self.source.reloaded() if isinstance(self.source, FileSetSource) else None,
+            partition=(piece.column, piece.key, self.spec.id) if (piece := self.spec.partition) else None,
+            tenant=self.spec.tenancy,
         )
 
     def _validators(self) -> list:
@@ -187,26 +203,62 @@ class Load:
             validators.append(ModelValidator(self.options.model, f"{self.spec.origin}: {self.options.model.__name__}"))
         return validators
 
+    def _published(self, columns: list[str]) -> pa.Table | None:
+        """The destination table's columns, for a deduplicate step that matches against it; None before it exists."""
+        if self.spec.destination.is_file or self.options.full_refresh:
+            return None
+        existing = self.warehouse.columns(*self.warehouse.split(self.dataset))
+        if existing is None:
+            return None
+        missing = [c for c in columns if c not in existing]
+        if missing:
+            raise TransformError(
+                f"{self.spec.origin}: deduplicate against_target compares {missing}, which {self.dataset} does not have; "
+                f"it has {list(existing)}: compare columns the target holds, or drop against_target"
+            )
+        quoted = ", ".join(map(self.warehouse.quote, columns))
+        return self.warehouse.read_arrow(f"SELECT {quoted} FROM {self.warehouse.target(self.dataset)}")
+
     def _model_checks(self) -> dict[str, str]:
         return model_check_names(self.options.model) if self.options.model is not None else {}
 
     # --- the load ---------------------------------------------------------------------------
 
     def run(self) -> LoadReport:
-        fingerprint = self._fingerprint_meanwhile()
-        try:
+        """The load as one `load` span: read, transform and rules per chunk, write, then publish (audit inside)."""
+        attributes = {"etl.pipeline": self.spec.id, "etl.dataset": self.dataset, "etl.run_id": self.report.run_id}
+        with self.tracer.start_as_current_span("load", attributes=attributes) as span:
+            self.transform.trace_parent = current_context()
             try:
-                for chunk, transformed in transformed_chunks(self.source, self.chunk_rows, self.threads, self.transform):
-                    self._stage(chunk, transformed)
-                self._finish_whole_load()
+                self._stream(self._fingerprint_meanwhile())
+                with self.tracer.start_as_current_span("publish"):
+                    report = self._publish_or_skip()
+                span.set_attributes({"rows.read": report.rows_read, "rows.published": report.rows_published})
+                return report
             finally:
-                self.context.close()  # the transform threads are done; the writer may still be flushing
-                self.writer.close()
-            self._account(fingerprint)
-            return self._publish_or_skip()
+                self.destination.discard()
+                self.quarantine.discard()
+                if self.whole_load is not None:
+                    self.whole_load.discard()
+
+    def _stream(self, fingerprint: Future | None) -> None:
+        """Read, transform and judge each chunk; the writer thread's COPYs are spans of one `write` span."""
+        load = current_context()
+        write = self.tracer.start_span("write", context=load)
+        self.warehouse.trace_parent = context_of(write)
+        try:
+            for chunk, transformed in transformed_chunks(self.source, self.chunk_rows, self.threads, self.transform, self.tracer):
+                self._stage(chunk, transformed)
+            self._finish_whole_load()
         finally:
-            self.destination.discard()
-            self.quarantine.discard()
+            self.context.close()  # the transform threads are done; the writer may still be flushing
+            try:
+                self.writer.close()
+            finally:
+                write.set_attribute("rows", self.report.rows_published)
+                write.end()
+                self.warehouse.trace_parent = load
+        self._account(fingerprint)
 
     def _fingerprint_meanwhile(self) -> Future | None:
         """A file source's fingerprint does not depend on the stream: hash the files meanwhile."""
@@ -270,6 +322,8 @@ class Load:
         """Judge drift (first rows only), observe for the dataset rules, and queue rows for the destination."""
         if not table.num_columns:
             return  # a chunk of bad lines only (an empty JSON file, say): nothing to judge or write
+        if (piece := self.spec.partition) is not None:  # each row names its slice: a partition publishes only it
+            table = table.append_column(piece.column, pa.array([piece.key] * len(table), pa.string()))
         if not self.drift_judged:
             self.drift_judged = True
             self._judge_drift(table)
@@ -296,12 +350,13 @@ class Load:
         whole_load = self.whole_load
         if whole_load is None:
             return
-        for table in whole_load.finish(self.chunk_rows):
+        for table in whole_load.finish():
             self._emit(table)
         report = self.report
         report.rows_deduplicated = whole_load.rows_dropped
         report.rows_filtered += whole_load.rows_dropped  # removed on purpose, each one in _etl.dedup_audit
         report.rows_aggregated = whole_load.rows_aggregated
+        report.dedup_models = whole_load.dedup_models
         if whole_load.anomalies is not None:
             report.checks.append(anomaly_outcome(self.spec.anomaly_detection, *whole_load.anomalies))
 
@@ -336,10 +391,13 @@ class Load:
                 raise QualityGateFailed(gate_message(self.spec.id, self.report.run_id, self._failed_checks()), self.report.checks)
             # No data at all (empty files): keep the quarantine, and save the
             # checkpoint, so a sensor does not request the same input again.
-            with self.warehouse.publishing(self.dataset):
-                replace_quarantine(self.warehouse, self.dataset, self.report.fingerprint, self.quarantine.batches())
-                self._forget_reloaded_files()
-                self._save(checkpoint, self.warehouse)
+            try:
+                with self.warehouse.publishing(self.dataset):
+                    replace_quarantine(self.warehouse, self.dataset, self.report.fingerprint, self.quarantine.batches())
+                    self._forget_reloaded_files()
+                    self._save(checkpoint, self.warehouse)
+            except AlreadyProcessed as taken:  # another run moved the position first
+                return self._skipped(f"{taken}; nothing was published twice", None)
             return self._skipped("the input held no rows", checkpoint)
         try:
             result = self.destination.publish(
@@ -372,8 +430,17 @@ class Load:
 
     def _audit(self, target: Warehouse, checkpoint: Checkpoint | None) -> None:
         """Inside the publish transaction: dataset rules; any failing blocking check rolls everything back."""
+        with self.tracer.start_as_current_span("audit"):
+            self._judge_dataset(target, checkpoint)
+
+    def _judge_dataset(self, target: Warehouse, checkpoint: Checkpoint | None) -> None:
+        """The dataset rules and blocking checks, then the whole-load record and the checkpoint."""
         report = self.report
         report.checks += self.dataset_audit.judge(target)
+        tenant = self.spec.tenancy
+        if tenant is not None and tenant.isolation == "rls":
+            foreign = self.quarantine.by_rule.get(TENANT_RULE, 0)
+            report.checks.append(tenant_isolation_outcome(tenant, target, self.dataset, report.rows_read, foreign))
         failed = self._failed_checks()
         if failed:
             raise QualityGateFailed(gate_message(self.spec.id, report.run_id, failed), report.checks)
@@ -385,8 +452,12 @@ class Load:
         return [c for c in self.report.checks if c.blocking and not c.passed]
 
     def _save(self, checkpoint: Checkpoint | None, target: Warehouse) -> None:
-        if checkpoint is not None:
-            checkpoint.save(target, self.spec.id, self.report.run_id)
+        if checkpoint is None:
+            return
+        checkpoint.save(target, self.spec.id, self.report.run_id)
+        tenant = self.spec.tenancy.value if self.spec.tenancy else None
+        if tenant is not None:
+            stamp_tenant(target, self.spec.id, self.report.run_id, tenant)
 
     def _acknowledge(self, checkpoint: Checkpoint | None) -> None:
         """After the commit, tell the source once. If telling it fails, nothing is lost: the checkpoint
@@ -397,6 +468,8 @@ class Load:
             self.source.acknowledge(checkpoint)
         except Exception as error:
             log.warning("%s: published, but the source was not told (it may deliver again): %s", self.spec.id, one_line(error))
+        if isinstance(self.source, PostgresCdcSource):
+            self.report.checks.append(slot_lag_outcome(self.spec.source.lag_threshold_bytes, self.source.lag_bytes()))
 
     def _skipped(self, reason: str, checkpoint: Checkpoint | None) -> LoadReport:
         self.report.rows_published = 0
@@ -428,6 +501,9 @@ class Load:
             "schema": infer_schema(self.destination.schema) if self.destination.schema is not None else None,
             "replay": self.options.replay,
             "full_refresh": self.options.full_refresh,
+            "launched_by": self.options.launched_by,
+            "tenant": self.spec.tenancy.value if self.spec.tenancy else None,
+            "partition": self.spec.partition.key if self.spec.partition else None,
             "loaded_at": datetime.datetime.now(datetime.UTC),
             "rows_read": report.rows_read,
             "bytes_read": report.bytes_read,

@@ -38,6 +38,7 @@ class RunOptions:
     - `replay` marks quarantined rows coming back: a replace pipeline appends them, checks of a
       load's size are skipped, and rows that fail again are not quarantined twice.
     - `model`, a Pandera DataFrameModel, validates rows next to the pipeline's rules.
+    - `launched_by` says who or what started the run (a Dagster user, schedule or sensor), for the audit trail.
     """
 
     run_id: str | None = None
@@ -47,3 +48,4 @@ class RunOptions:
     source: SourceOpener | None = None
     replay: bool = False
     model: type | None = None
+    launched_by: str | None = None

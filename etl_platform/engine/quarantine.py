@@ -30,8 +30,8 @@ def visible(value: str | None) -> str | None:
 
 
 class Quarantine:
-    def __init__(self, pipeline: str, dataset: str, run_id: str):
-        self.pipeline, self.dataset, self.run_id = pipeline, dataset, run_id
+    def __init__(self, pipeline: str, dataset: str, run_id: str, tenant: str | None = None):
+        self.pipeline, self.dataset, self.run_id, self.tenant = pipeline, dataset, run_id, tenant
         self._folder = tempfile.TemporaryDirectory(prefix="etl-quarantine-")
         self.path = Path(self._folder.name) / "quarantine.arrow"
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
@@ -43,7 +43,14 @@ class Quarantine:
     def _stage(self, stage: str, rule: str, **per_row: list) -> None:
         """Spill records; `per_row` holds column_name, value, reason, source_file, source_line, record."""
         n = len(per_row["reason"])
-        constant = {"pipeline": self.pipeline, "dataset": self.dataset, "run_id": self.run_id, "stage": stage, "rule": rule}
+        constant = {
+            "pipeline": self.pipeline,
+            "dataset": self.dataset,
+            "run_id": self.run_id,
+            "stage": stage,
+            "rule": rule,
+            "tenant": self.tenant,
+        }
         now = datetime.datetime.now(datetime.UTC)
         identity = {"quarantine_id": [uuid.uuid4().hex for _ in range(n)], "quarantined_at": [now] * n}
         columns = {**{name: [value] * n for name, value in constant.items()}, **per_row, **identity}

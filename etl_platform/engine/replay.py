@@ -16,6 +16,7 @@ from etl_platform.engine.environment import Environment
 from etl_platform.engine.options import RunOptions, given
 from etl_platform.engine.report import LoadReport
 from etl_platform.engine.runner import run_pipeline
+from etl_platform.errors import SpecError
 from etl_platform.sources.quarantine import ReplayRaced, ReplaySource
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.warehouse import Warehouse, open_warehouse
@@ -57,6 +58,23 @@ def quarantined(warehouse: Warehouse, selection: QuarantineSelection) -> list[di
     ]
 
 
+def replay_refusal(spec: PipelineSpec) -> str | None:
+    """Why this pipeline's quarantine cannot be replayed, or None when it can.
+
+    A quarantined change is one moment of a row: merged now, it would overwrite the later changes
+    the target already holds (the target keeps no LSN to tell). A partitioned pipeline's rows are
+    quarantined under each partition's state key, which a replay of the whole pipeline would not find.
+    """
+    if spec.source.type == "postgres_cdc":
+        return (
+            f"{spec.id} applies changes in LSN order, and a replayed change would overwrite newer ones: fix the "
+            f"rows at the source (the next change of each row is captured), then `etl quarantine purge {spec.id}`"
+        )
+    if spec.partitions is not None:
+        return f"{spec.id} is partitioned, and replaying a partition's quarantine is not built yet: re-load the partition"
+    return None
+
+
 def replay(spec: PipelineSpec, environment: Environment, selection: QuarantineSelection) -> LoadReport | None:
     """Replay the selected rows of `spec`'s quarantine; None when nothing matches.
 
@@ -64,9 +82,12 @@ def replay(spec: PipelineSpec, environment: Environment, selection: QuarantineSe
     (ReplayRaced: nothing was published), the replay starts over from what the quarantine holds
     now; each new attempt follows a publish that did commit, so a few attempts suffice.
     """
+    refusal = replay_refusal(spec)
+    if refusal is not None:
+        raise SpecError(refusal)
     attempt = 1
     while True:
-        warehouse = open_warehouse(environment.warehouse_url, environment.breakers)
+        warehouse = open_warehouse(environment.warehouse_url, environment.breakers, environment.secrets)
         try:
             ensure_metadata(warehouse)
             records = quarantined(warehouse, QuarantineSelection(spec.id, selection.rule, selection.run_id))

@@ -26,6 +26,7 @@ from etl_platform.quality.audit import QualityGateFailed
 from etl_platform.retry import is_transient
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.state.files import FileState
+from etl_platform.tracing import run_ids
 from etl_platform.warehouse import Warehouse, open_warehouse
 from etl_platform.warehouse.metadata import ensure_metadata
 
@@ -72,7 +73,8 @@ def run_pipeline(spec: PipelineSpec, environment: Environment, options: RunOptio
     options = dataclasses.replace(options, run_id=options.run_id or uuid.uuid4().hex)
     spec = effective_spec(spec, options)
     report = LoadReport(spec.id, spec.destination.dataset, options.run_id, spec.destination.write)
-    warehouse = open_warehouse(environment.warehouse_url, environment.breakers)
+    warehouse = open_warehouse(environment.warehouse_url, environment.breakers, environment.secrets)
+    warehouse.tracer = environment.tracer
     try:
         ensure_metadata(warehouse)
         load_input = plan_input(spec, environment, warehouse, options)
@@ -80,12 +82,16 @@ def run_pipeline(spec: PipelineSpec, environment: Environment, options: RunOptio
             report.skipped_reason = load_input.nothing_new
             return report
         try:  # building the load checks secrets and lookups: a failure there counts against the files too
-            return Load(
-                spec, environment, warehouse, load_input.source, options, report, lambda: time.monotonic() - started
-            ).run()
+            with run_ids(options.run_id):
+                return Load(
+                    spec, environment, warehouse, load_input.source, options, report, lambda: time.monotonic() - started
+                ).run()
         except BaseException as error:
             record_file_failure(warehouse, spec, load_input.files, options.run_id, error)
             raise
+        finally:  # a broker's connection: closed whatever happened, so unacknowledged messages go back at once
+            if callable(close := getattr(load_input.source, "close", None)):
+                close()
     except QualityGateFailed as stopped:
         stopped.report = report
         raise

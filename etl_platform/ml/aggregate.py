@@ -8,13 +8,16 @@ expression over the output columns.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import duckdb
 import pyarrow as pa
 
 from etl_platform.errors import TransformError
 from etl_platform.spec.expressions import parse_expression
 from etl_platform.spec.ml import AggregateSpec
-from etl_platform.tables import ident, sandboxed_duckdb
+from etl_platform.tables import ident, sandboxed_duckdb, spilling_duckdb
 
 _FUNCTIONS = {"sum": "sum({})", "mean": "avg({})", "min": "min({})", "max": "max({})", "count_distinct": "count(DISTINCT {})"}
 WINDOW_START, WINDOW_END = "window_start", "window_end"
@@ -32,6 +35,8 @@ class Aggregator:
         self.where = where
 
     def sql(self) -> str:
+        """The grouping, without `having`: quoted identifiers and fixed templates only, so it may run
+        in the spilling DuckDB (etl_platform.tables.spilling_duckdb)."""
         spec = self.spec
         keys = [ident(c) for c in spec.group_by]
         measures = [f"{measure_sql(*next(iter(m.items())))} AS {ident(name)}" for name, m in spec.measures.items()]
@@ -52,24 +57,49 @@ class Aggregator:
         sql = f"SELECT {select} FROM {source}"
         if keys:
             sql += f" GROUP BY {', '.join(keys)}"
-        if spec.having:
-            sql = f"SELECT * FROM ({sql}) AS groups WHERE ({parse_expression(spec.having).sql})"
         return sql + (f" ORDER BY {', '.join(keys)}" if keys else "")
 
-    def apply(self, table: pa.Table) -> pa.Table:
-        connection = sandboxed_duckdb()
+    def batches(self, data: pa.Table | pa.RecordBatchReader, spill_folder: Path | None = None) -> Iterator[pa.RecordBatch]:
+        """The groups, batch by batch (at least one, empty when there are none).
+
+        Given a spill folder, the grouping keeps to a bounded memory and spills there; `data` may
+        be a stream, read once. `having` filters each batch of groups in the sandboxed DuckDB.
+        """
+        connection = spilling_duckdb(spill_folder) if spill_folder is not None else sandboxed_duckdb()
+        having = sandboxed_duckdb()
         try:
-            connection.register("data", table)
-            result = connection.sql(self.sql()).to_arrow_table()
+            connection.register("data", data)
+            result = connection.sql(self.sql()).to_arrow_reader()
+            # DuckDB sums integers into 128-bit integers: publish them as 64-bit, like the input
+            schema = pa.schema([_narrowed(field) for field in result.schema])
+            yield from self._having(having, (batch.cast(schema) for batch in result), schema)
         except duckdb.Error as exc:
             hint = "`having` uses the output column names" if self.spec.having else "check the column names and types"
             if self.spec.window is not None and "time_bucket" in str(exc):
                 hint = f"cast `{self.spec.window.column}` to timestamp before aggregate"
-            raise TransformError(f"{self.where}: {str(exc).splitlines()[0]}; {hint}; columns: {table.column_names}") from None
+            raise TransformError(f"{self.where}: {str(exc).splitlines()[0]}; {hint}; columns: {data.schema.names}") from None
         finally:
             connection.close()
-        # DuckDB sums integers into 128-bit integers: publish them as 64-bit, like the input
-        for i, field in enumerate(result.schema):
-            if pa.types.is_decimal(field.type) and field.type.scale == 0 and field.type.precision == 38:
-                result = result.set_column(i, field.name, result[field.name].cast(pa.int64()))
-        return result
+            having.close()
+
+    def _having(
+        self, connection: duckdb.DuckDBPyConnection, batches: Iterator[pa.RecordBatch], schema: pa.Schema
+    ) -> Iterator[pa.RecordBatch]:
+        condition = parse_expression(self.spec.having).sql if self.spec.having else None
+        empty = True
+        for batch in batches:
+            if condition is not None:
+                connection.register("groups", batch)
+                batch = connection.sql(f"SELECT * FROM groups WHERE ({condition})").to_arrow_table().combine_chunks()
+                batch = batch.to_batches()[0] if batch.num_rows else None
+            if batch is not None and batch.num_rows:
+                empty = False
+                yield batch
+        if empty:  # no groups: the destination still gets the columns
+            yield pa.RecordBatch.from_pylist([], schema=schema)
+
+
+def _narrowed(field: pa.Field) -> pa.Field:
+    if pa.types.is_decimal(field.type) and field.type.scale == 0 and field.type.precision == 38:
+        return field.with_type(pa.int64())
+    return field

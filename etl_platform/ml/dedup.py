@@ -1,90 +1,60 @@
-"""Find duplicate records: exact matches on normalized keys, and fuzzy matches on embeddings.
+"""Find duplicate records: exact matches on normalized keys, and fuzzy matches scored per field.
 
-Fuzzy matching never compares every pair. Rows are split into blocks by their blocking keys
-(a prefix, a Soundex code); within a block each row's nearest neighbours by a combined embedding
-are candidates, and a candidate pair is a match when the weighted mean of its per-field cosine
-similarities reaches the threshold. Matches are merged into clusters (union-find), and each
-cluster keeps one survivor chosen by the strategy. A field's similarity is the embedding cosine,
-the Jaro-Winkler similarity of the texts, or (hybrid, the default) the larger of the two.
+Fuzzy matching never compares every pair. Blocking rules, OR-ed, generate candidate pairs
+(ml.blocking); each candidate gets one similarity per field, vectorised over the pairs
+(ml.comparison). Without an explicit `threshold`, the similarities become comparison levels and
+the Fellegi-Sunter model estimated from the load decides (ml.fellegi_sunter): u from random
+pairs, m and the share of matches by EM, a match at `match_probability`. With a `threshold`, the
+weighted mean of the similarities decides. Matches join into clusters (connected components), and
+each cluster keeps one survivor chosen by the strategy; every dropped row carries why it matched
+its survivor (levels, match weight, probability).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import jellyfish
 import numpy as np
+import orjson
 import pyarrow as pa
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
+from etl_platform.ml.blocking import Candidates, block_ids, candidates
+from etl_platform.ml.comparison import FieldValues, embed, field_values, levels, similarity
 from etl_platform.ml.embeddings import Embedder
+from etl_platform.ml.fellegi_sunter import LEVEL_NAMES, FellegiSunter, estimate
+from etl_platform.ml.fellegi_sunter import probability as match_probability
 from etl_platform.ml.quality_score import completeness
-from etl_platform.ml.text import blocking_key, normalized
-from etl_platform.sources.base import PROVENANCE
-from etl_platform.spec.ml import DeduplicateSpec
+from etl_platform.sources.base import PROVENANCE, SOURCE_FILE, SOURCE_LINE
+from etl_platform.spec.ml import BlockingKey, DeduplicateSpec
 from etl_platform.tables import require_columns
 
 # Columns added to the kept rows, and to the dropped rows' audit.
 CLUSTER, MEMBERS, MIN_SIMILARITY = "dedup_cluster", "dedup_members", "dedup_min_similarity"
-SURVIVOR_ROW, SIMILARITY = "dedup_survivor_row", "dedup_similarity"
+SURVIVOR_ROW, SIMILARITY, EXPLANATION = "dedup_survivor_row", "dedup_similarity", "dedup_explanation"
+PUBLISHED = "_dedup_published"  # marks the target's rows while a load is matched against them
 # Columns other steps add, which say nothing about a record's completeness.
 DERIVED_COLUMNS = (CLUSTER, MEMBERS, MIN_SIMILARITY, "anomaly", "anomaly_score", "anomaly_reason")
-
-
-class UnionFind:
-    def __init__(self, size: int) -> None:
-        self.parent = np.arange(size)
-
-    def find(self, item: int) -> int:
-        root = item
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[item] != root:
-            self.parent[item], item = root, self.parent[item]
-        return int(root)
-
-    def union(self, a: int, b: int) -> None:
-        root_a, root_b = self.find(a), self.find(b)
-        if root_a != root_b:
-            self.parent[max(root_a, root_b)] = min(root_a, root_b)
-
-
-@dataclass
-class FieldVectors:
-    """One fuzzy field: distinct values and their embeddings, each row's index into them (-1: null), its weight."""
-
-    name: str
-    texts: list[str]
-    vectors: np.ndarray
-    index: np.ndarray
-    weight: float
-
-
-def value_similarity(x: FieldVectors, a: np.ndarray, y: FieldVectors, b: np.ndarray, compare: str) -> np.ndarray:
-    """Rows a of field x against rows b of field y: embedding cosine, Jaro-Winkler, or the larger; NaN if one is null."""
-    ia, ib = x.index[a], y.index[b]
-    both = (ia >= 0) & (ib >= 0)
-    result = np.full(len(a), np.nan)
-    ia, ib = ia[both], ib[both]
-    cosine = np.einsum("ij,ij->i", x.vectors[ia], y.vectors[ib]) if compare != "characters" else np.zeros(len(ia))
-    if compare == "embedding":
-        result[both] = cosine
-        return result
-    characters = np.array(
-        [
-            1.0 if x.texts[i] == y.texts[j] else jellyfish.jaro_winkler_similarity(x.texts[i], y.texts[j])
-            for i, j in zip(ia, ib, strict=True)
-        ]
-    )
-    result[both] = np.maximum(cosine, characters)
-    return result
+RANDOM_PAIRS = 50_000  # pairs sampled for u: a level at 1 in 5,000 still shows about 10 times
 
 
 @dataclass
 class Deduplicated:
     kept: pa.Table
-    dropped: pa.Table  # the rows removed, with the cluster, survivor row and similarity of each
+    dropped: pa.Table  # the rows removed, with the cluster, survivor row, similarity and explanation of each
     clusters: int
+    model: dict = field(default_factory=dict)  # blocking counts and estimated parameters, for the run metadata
+
+
+@dataclass
+class Scored:
+    """Pairs judged: the score that decided (probability or weighted similarity), and the evidence."""
+
+    score: np.ndarray
+    matched: np.ndarray
+    levels: np.ndarray | None = None
+    weights: np.ndarray | None = None
 
 
 class Deduplicator:
@@ -92,159 +62,233 @@ class Deduplicator:
         self.spec = spec
         self.embedder = embedder
         self.where = where
+        self.model: FellegiSunter | None = None
+        self.values: dict[str, FieldValues] = {}
 
-    def _exact(self, table: pa.Table, clusters: UnionFind) -> None:
-        groups: dict[tuple, int] = {}
-        keys = [[normalized(v) for v in table[c].to_pylist()] for c in self.spec.keys]
-        for row, key in enumerate(zip(*keys, strict=True)):
-            if any(part is None for part in key):
-                continue  # a missing key matches nothing
-            first = groups.setdefault(key, row)
-            if first != row:
-                clusters.union(first, row)
+    # --- comparing ---------------------------------------------------------------------------
 
-    def _fields(self, table: pa.Table) -> list[FieldVectors]:
+    def _vectors(self, columns: list[str]) -> np.ndarray:
+        """Each row's combined embedding of the columns (unit length; zero where all are null)."""
+        combined = None
+        for column in columns:
+            values = self.values[column]
+            embed(values, self.embedder)
+            part = np.vstack([values.vectors, np.zeros((1, self.embedder.dimensions), np.float32)])[values.index]
+            combined = part if combined is None else combined + part
+        norms = np.linalg.norm(combined, axis=1, keepdims=True)
+        return np.divide(combined, norms, out=np.zeros_like(combined), where=norms > 0)
+
+    def similarities(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Pairs x fields similarity matrix; swappable fields compared crossed where that agrees better."""
         fuzzy = self.spec.fuzzy
-        total = sum(fuzzy.fields.values())
-        fields = []
-        for column, weight in fuzzy.fields.items():
-            texts, vectors, index = self.embedder.embed_distinct([normalized(v) for v in table[column].to_pylist()])
-            fields.append(FieldVectors(column, texts, vectors, index, weight / total))
-        return fields
-
-    def similarity(self, fields: list[FieldVectors], a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Weighted mean field similarity of row pairs (a[i], b[i]) over the fields both rows have.
-
-        For each `swappable` pair of fields (given and family name), the pair counts crossed
-        (a's given name against b's family name and the other way) where that agrees better.
-        """
-        compare = self.spec.fuzzy.compare
-        by_name = {f.name: f for f in fields}
-        sims = {f.name: value_similarity(f, a, f, b, compare) for f in fields}
-        for first, second in self.spec.fuzzy.swappable:
-            x, y = by_name[first], by_name[second]
-            crossed_x, crossed_y = value_similarity(x, a, y, b, compare), value_similarity(y, a, x, b, compare)
-            direct = x.weight * sims[first] + y.weight * sims[second]
-            better = (x.weight * crossed_x + y.weight * crossed_y) > direct  # False where any value is null
+        names = list(fuzzy.fields)
+        sims = {n: similarity(self.values[n], a, self.values[n], b, fuzzy.comparison(n)) for n in names}
+        for first, second in fuzzy.swappable:
+            x, y = self.values[first], self.values[second]
+            crossed_x = similarity(x, a, y, b, fuzzy.comparison(first))
+            crossed_y = similarity(y, a, x, b, fuzzy.comparison(second))
+            wx, wy = fuzzy.fields[first], fuzzy.fields[second]
+            better = (wx * crossed_x + wy * crossed_y) > (wx * sims[first] + wy * sims[second])  # False at a null
             sims[first] = np.where(better, crossed_x, sims[first])
             sims[second] = np.where(better, crossed_y, sims[second])
-        score = np.zeros(len(a))
-        weight = np.zeros(len(a))
-        for field in fields:
-            present = ~np.isnan(sims[field.name])
-            score[present] += field.weight * sims[field.name][present]
-            weight[present] += field.weight
-        return np.divide(score, weight, out=np.zeros(len(a)), where=weight > 0)
+        return np.column_stack([sims[n] for n in names]) if len(a) else np.zeros((0, len(names)))
 
-    def _blocks(self, table: pa.Table) -> list[np.ndarray]:
-        blocking = self.spec.fuzzy.blocking
-        if not blocking:
-            return [np.arange(len(table))]
-        parts = [[blocking_key(v, b.method, b.length) for v in table[b.column].to_pylist()] for b in blocking]
-        members: dict[tuple, list[int]] = defaultdict(list)
-        for row, key in enumerate(zip(*parts, strict=True)):
-            if all(k is not None for k in key):
-                members[key].append(row)
-        return [np.array(rows) for rows in members.values() if len(rows) > 1]
-
-    def _fuzzy(self, table: pa.Table, clusters: UnionFind) -> list[FieldVectors]:
-        """Union rows whose weighted similarity reaches the threshold; returns the fields' vectors."""
-        # scikit-learn takes seconds to import: only a load that deduplicates fuzzily pays for it.
-        from sklearn.neighbors import NearestNeighbors
-
+    def score(self, a: np.ndarray, b: np.ndarray) -> Scored:
         fuzzy = self.spec.fuzzy
-        fields = self._fields(table)
-        combined = np.zeros((len(table), self.embedder.dimensions), np.float32)
-        for field in fields:
-            present = field.index >= 0
-            combined[present] += np.sqrt(field.weight) * field.vectors[field.index[present]]
-        norms = np.linalg.norm(combined, axis=1, keepdims=True)
-        combined = np.divide(combined, norms, out=np.zeros_like(combined), where=norms > 0)
-        for rows in self._blocks(table):
-            neighbours = min(fuzzy.neighbors + 1, len(rows))
-            search = NearestNeighbors(n_neighbors=neighbours, metric="cosine", algorithm="brute").fit(combined[rows])
-            _, found = search.kneighbors(combined[rows])
-            left = np.repeat(rows, neighbours)
-            right = rows[found.ravel()]
-            # a pair counts once, whichever of its rows found the other
-            pairs = np.unique(np.column_stack([np.minimum(left, right), np.maximum(left, right)]), axis=0)
-            pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-            left, right = pairs[:, 0], pairs[:, 1]
-            scores = self.similarity(fields, left, right)
-            match = scores >= fuzzy.threshold
-            for a, b in zip(left[match], right[match], strict=True):
-                clusters.union(int(a), int(b))
-        return fields
+        sims = self.similarities(a, b)
+        if fuzzy.threshold is not None:
+            weight = np.array(list(fuzzy.fields.values()))
+            present = ~np.isnan(sims)
+            total = (present * weight).sum(axis=1)
+            mean = np.divide(np.where(present, sims, 0) @ weight, total, out=np.zeros(len(a)), where=total > 0)
+            return Scored(mean, mean >= fuzzy.threshold)
+        level = levels(sims, fuzzy.levels)
+        weights = self.model.weights(level)
+        probability = match_probability(weights)
+        # Equal on every compared field is a match whatever the estimate says: in a load of copies of one
+        # record the random pairs agree exactly too, so u(exact) is 1 and the estimated weight says nothing.
+        identical = (level == LEVEL_NAMES.index("exact")).all(axis=1)
+        return Scored(probability, (probability >= fuzzy.match_probability) | identical, level, weights)
 
-    def _survivor(self, members: list[int], quality: np.ndarray) -> int:
+    # --- finding pairs -----------------------------------------------------------------------
+
+    def _exact_edges(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """Each row with the first row of the same normalized keys (a missing key matches nothing)."""
+        values = {c: field_values(table[c], c) for c in self.spec.keys}
+        ids = block_ids(BlockingKey(column=list(self.spec.keys)), values)
+        rows = np.flatnonzero(ids >= 0)
+        _, first, inverse = np.unique(ids[rows], return_index=True, return_inverse=True)
+        return rows[first][inverse.ravel()], rows
+
+    def _estimate(self, rows: int, found: Candidates) -> None:
+        """u from random pairs, m per blocking rule and lambda by EM over the candidates (ml.fellegi_sunter)."""
+        rng = np.random.default_rng(0)
+        count = min(RANDOM_PAIRS, rows * (rows - 1) // 2)
+        a, b = rng.integers(0, rows, count), rng.integers(0, rows, count)
+        a, b = a[a != b], b[a != b]
+        fuzzy = self.spec.fuzzy
+        names = list(fuzzy.fields)
+        swapped = {c for pair in fuzzy.swappable for c in pair}
+        rules = []
+        for i, rule in enumerate(fuzzy.rules):
+            blocked = set() if rule.method == "neighbors" else set(rule.columns)
+            if blocked & swapped:  # a swap compares a blocked name crossed with its partner: both say little
+                blocked |= swapped
+            rules.append(((found.found_by >> i) & 1 == 1, [names.index(c) for c in blocked if c in names]))
+        candidate_levels = levels(self.similarities(found.left, found.right), fuzzy.levels)
+        self.model = estimate(names, candidate_levels, levels(self.similarities(a, b), fuzzy.levels), rules)
+
+    def _fuzzy_edges(self, table: pa.Table, report: dict) -> tuple[np.ndarray, np.ndarray]:
+        fuzzy = self.spec.fuzzy
+        columns = {*fuzzy.fields, *(c for r in fuzzy.rules for c in [*r.columns, *(r.within.columns if r.within else [])])}
+        self.values = {c: field_values(table[c], c) for c in columns}
+        for name in fuzzy.fields:
+            if fuzzy.comparison(name) != "characters":
+                embed(self.values[name], self.embedder)
+        found = candidates(fuzzy.rules, self.values, self._vectors, fuzzy.neighbors)
+        if fuzzy.threshold is None:
+            self._estimate(len(table), found)
+        scored = self.score(found.left, found.right)
+        matched = scored.matched
+        several = found.rules_found()[matched] > 1
+        report["blocking"] = {
+            "pairs_by_rule": found.pairs_by_rule,
+            "candidate_pairs": len(found.left),
+            "matched_pairs": int(matched.sum()),
+            # share of the matched pairs more than one rule found: a rule alone would lose about the rest
+            "recall_estimate": round(float(several.mean()), 4) if len(several) else None,
+            **({"oversized_blocks_skipped": found.oversized_blocks} if found.oversized_blocks else {}),
+        }
+        if self.model is not None:
+            report["parameters"] = self.model.describe()
+            report["match_probability"] = fuzzy.match_probability
+        else:
+            report["parameters"] = {"model": "weighted_mean", "threshold": fuzzy.threshold, "weights": dict(fuzzy.fields)}
+        return found.left[matched], found.right[matched]
+
+    def _explain(self, table: pa.Table, survivors: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Each dropped row against its survivor: the score, and the levels and weight behind it."""
+        where = [c for c in (SOURCE_FILE, SOURCE_LINE) if c in table.column_names]
+        origin = table.select(where).take(pa.array(survivors, pa.int64())).to_pylist() if where else [{}] * len(survivors)
+        if PUBLISHED in table.column_names:  # a published survivor is named by its values: it has no line in this load
+            theirs = table.select(self.columns()).take(pa.array(survivors, pa.int64())).to_pylist()
+            flags = table[PUBLISHED].take(pa.array(survivors, pa.int64())).to_pylist()
+            origin = [{"published": t} if f else o for o, t, f in zip(origin, theirs, flags, strict=True)]
+        if self.spec.fuzzy is None or not len(others):
+            return np.ones(len(others)), [orjson.dumps({"survivor": o, "exact_keys": self.spec.keys}).decode() for o in origin]
+        scored = self.score(survivors, others)
+        names = list(self.spec.fuzzy.fields)
+        explanations = []
+        for i in range(len(others)):
+            item: dict = {"survivor": origin[i]}  # the survivor's file and line: the other record of the pair
+            if scored.levels is not None:
+                item["levels"] = {
+                    n: LEVEL_NAMES[v] if v >= 0 else "missing" for n, v in zip(names, scored.levels[i].tolist(), strict=True)
+                }
+                item["match_weight"] = round(float(scored.weights[i]), 3)
+                item["match_probability"] = round(float(scored.score[i]), 6)
+            else:
+                item["weighted_similarity"] = round(float(scored.score[i]), 4)
+            explanations.append(orjson.dumps(item).decode())
+        return scored.score, explanations
+
+    def _survivors(self, labels: np.ndarray, quality: np.ndarray) -> np.ndarray:
+        """The survivor row of each cluster label; a tie in quality goes to the earlier row."""
+        rows = np.arange(len(labels))
         strategy = self.spec.strategy
         if strategy == "keep_last":
-            return members[-1]
-        if strategy == "keep_best_quality":
-            return max(members, key=lambda row: (quality[row], -row))
-        return members[0]  # keep_first, and merge (which then fills the survivor's gaps)
+            order = np.lexsort((-rows, labels))
+        elif strategy == "keep_best_quality":
+            order = np.lexsort((rows, -quality, labels))
+        else:  # keep_first, and merge (which then fills the survivor's gaps)
+            order = np.lexsort((rows, labels))
+        first = np.r_[True, labels[order][1:] != labels[order][:-1]]
+        survivor = np.empty(labels.max() + 1, np.int64)
+        survivor[labels[order][first]] = order[first]
+        return survivor
 
-    def apply(self, table: pa.Table, quality: np.ndarray | None = None) -> Deduplicated:
-        columns = [*self.spec.keys, *(self.spec.fuzzy.fields if self.spec.fuzzy else ())]
-        columns += [b.column for b in (self.spec.fuzzy.blocking if self.spec.fuzzy else ())]
+    def _clusters(self, table: pa.Table, report: dict) -> np.ndarray:
+        """Each row's connected component over the exact and fuzzy matches."""
+        edges = [self._exact_edges(table)] if self.spec.keys else []
+        if self.spec.fuzzy is not None and len(table) > 1:
+            edges.append(self._fuzzy_edges(table, report))
+        a = np.concatenate([e[0] for e in edges]) if edges else np.zeros(0, np.int64)
+        b = np.concatenate([e[1] for e in edges]) if edges else np.zeros(0, np.int64)
+        graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(len(table), len(table)))
+        _, labels = connected_components(graph, directed=False)
+        return labels
+
+    def apply(self, table: pa.Table, quality: np.ndarray | None = None, published: pa.Table | None = None) -> Deduplicated:
+        """Deduplicate the load; with `published` (the target's rows), also against what the target holds.
+
+        A published row always survives its cluster and is never output again (it is in the
+        target already); a new row that joins it is dropped, its audit naming the published row.
+        """
+        columns = self.columns()
         require_columns(table, columns, self.where)
-        clusters = UnionFind(len(table))
-        if self.spec.keys:
-            self._exact(table, clusters)
-        fields = self._fuzzy(table, clusters) if self.spec.fuzzy is not None and len(table) > 1 else []
-        groups: dict[int, list[int]] = defaultdict(list)
-        for row in range(len(table)):
-            groups[clusters.find(row)].append(row)
-        quality = completeness(table, ignore=DERIVED_COLUMNS) if quality is None else quality
-        cluster_of = np.full(len(table), -1, np.int64)
-        members_of = np.ones(len(table), np.int32)
-        min_similarity = np.ones(len(table))
-        kept, dropped, dropped_survivor, dropped_similarity = [], [], [], []
-        merged_rows: dict[int, list[int]] = {}
-        for cluster_id, members in enumerate(sorted(groups.values(), key=lambda m: m[0])):
-            if len(members) == 1:
-                kept.append(members[0])
-                continue
-            survivor = self._survivor(members, quality)
-            others = np.array([m for m in members if m != survivor])
-            similarity = self.similarity(fields, np.full(len(others), survivor), others) if fields else np.ones(len(others))
-            if self.spec.keys and fields:  # an exact key match is similarity 1 whatever the text says
-                same_key = self._same_key(table, survivor, others)
-                similarity = np.where(same_key, 1.0, similarity)
-            kept.append(survivor)
-            cluster_of[survivor], members_of[survivor] = cluster_id, len(members)
-            min_similarity[survivor] = float(similarity.min())
-            dropped += others.tolist()
-            dropped_survivor += [survivor] * len(others)
-            dropped_similarity += similarity.tolist()
-            if self.spec.strategy == "merge":
-                merged_rows[survivor] = members
-        kept.sort()
+        new = len(table)
+        work = self._with_published(table, published, columns) if published is not None and len(published) else table
+        report: dict = {"published_rows_compared": len(work) - new} if published is not None else {}
+        labels = self._clusters(work, report) if len(work) else np.zeros(0, np.int64)
+        quality = completeness(table, ignore=DERIVED_COLUMNS) if quality is None else np.asarray(quality, np.float64)
+        quality = np.r_[quality, np.zeros(len(work) - new)]
+        sizes = np.bincount(labels, minlength=1)
+        survivor_of = self._survivors(labels, quality) if len(work) else np.zeros(0, np.int64)
+        if len(work) > new:  # the earliest published row of a cluster survives it
+            first = np.unique(labels[new:], return_index=True)
+            survivor_of[first[0]] = first[1] + new
+        rows = np.arange(len(work))
+        survivor = survivor_of[labels] if len(work) else rows
+        dropped, kept = rows[(survivor != rows) & (rows < new)], rows[(survivor == rows) & (rows < new)]
+        similarity, explanations = self._explain(work, survivor[dropped], dropped)
+        if self.spec.keys and self.spec.fuzzy is not None:  # an exact key match is similarity 1 whatever the text says
+            similarity = np.where(self._same_key(work, survivor[dropped], dropped), 1.0, similarity)
+        survivors = rows[(survivor == rows) & (sizes[labels] > 1)]
+        cluster_id = np.full(len(sizes), -1, np.int64)
+        cluster_id[labels[survivors]] = np.arange(len(survivors))  # numbered in order of the survivors
+        multi = sizes[labels[kept]] > 1 if len(kept) else np.zeros(0, bool)
+        min_similarity = np.ones(len(work))
+        np.minimum.at(min_similarity, survivor[dropped], similarity)
         output = table.take(pa.array(kept, pa.int64()))
-        if merged_rows:
-            output = self._merge(table, output, kept, merged_rows)
-        output = output.append_column(
-            CLUSTER, pa.array([cluster_of[r] if cluster_of[r] >= 0 else None for r in kept], pa.int64())
-        )
-        output = output.append_column(MEMBERS, pa.array(members_of[kept], pa.int32()))
+        into_kept = dropped[survivor[dropped] < new]
+        if self.spec.strategy == "merge" and len(into_kept):
+            output = self._merge(table, output, kept, labels, into_kept)
+        output = output.append_column(CLUSTER, pa.array(cluster_id[labels[kept]], pa.int64(), mask=~multi))
+        output = output.append_column(MEMBERS, pa.array(sizes[labels[kept]].astype(np.int32), pa.int32()))
         output = output.append_column(MIN_SIMILARITY, pa.array(np.round(min_similarity[kept], 4), pa.float64()))
-        removed = table.take(pa.array(dropped, pa.int64())).append_column(
-            CLUSTER, pa.array(cluster_of[dropped_survivor], pa.int64())
-        )
-        removed = removed.append_column(SURVIVOR_ROW, pa.array(dropped_survivor, pa.int64()))
-        removed = removed.append_column(SIMILARITY, pa.array(np.round(dropped_similarity, 4), pa.float64()))
-        return Deduplicated(output, removed, int((cluster_of >= 0).sum()))
+        removed = table.take(pa.array(dropped, pa.int64()))
+        removed = removed.append_column(CLUSTER, pa.array(cluster_id[labels[dropped]], pa.int64()))
+        removed = removed.append_column(SURVIVOR_ROW, pa.array(survivor[dropped], pa.int64()))
+        removed = removed.append_column(SIMILARITY, pa.array(np.round(similarity, 4), pa.float64()))
+        removed = removed.append_column(EXPLANATION, pa.array(explanations, pa.string()))
+        return Deduplicated(output, removed, len(survivors), report)
 
-    def _same_key(self, table: pa.Table, survivor: int, others: np.ndarray) -> np.ndarray:
-        key = [normalized(table[c][survivor].as_py()) for c in self.spec.keys]
-        if any(part is None for part in key):
-            return np.zeros(len(others), bool)  # a missing key matches nothing
-        return np.array([[normalized(table[c][int(o)].as_py()) for c in self.spec.keys] == key for o in others])
+    def columns(self) -> list[str]:
+        """The columns the step reads: keys, fields and blocking columns."""
+        columns = [*self.spec.keys, *(self.spec.fuzzy.fields if self.spec.fuzzy else ())]
+        rules = self.spec.fuzzy.rules if self.spec.fuzzy else []
+        columns += [c for r in rules for c in [*r.columns, *(r.within.columns if r.within else [])]]
+        return list(dict.fromkeys(columns))
 
     @staticmethod
-    def _merge(table: pa.Table, output: pa.Table, kept: list[int], merged_rows: dict[int, list[int]]) -> pa.Table:
+    def _with_published(table: pa.Table, published: pa.Table, columns: list[str]) -> pa.Table:
+        """The load's compared columns, then the published rows' (cast to the load's types)."""
+        load = table.select([*columns, *(c for c in (SOURCE_FILE, SOURCE_LINE) if c in table.column_names)])
+        theirs = pa.table({c: published[c].cast(load.schema.field(c).type, safe=False) for c in columns})
+        return pa.concat_tables(
+            [load, theirs.append_column(PUBLISHED, pa.array([True] * len(theirs)))], promote_options="permissive"
+        )
+
+    def _same_key(self, table: pa.Table, survivors: np.ndarray, others: np.ndarray) -> np.ndarray:
+        """Whether each dropped row has its survivor's normalized keys (a missing key matches nothing)."""
+        values = {c: field_values(table[c], c) for c in self.spec.keys}
+        ids = block_ids(BlockingKey(column=list(self.spec.keys)), values)
+        return (ids[survivors] == ids[others]) & (ids[others] >= 0)
+
+    @staticmethod
+    def _merge(table: pa.Table, output: pa.Table, kept: np.ndarray, labels: np.ndarray, dropped: np.ndarray) -> pa.Table:
         """Fill each survivor's nulls from its duplicates, in row order."""
-        position = {row: i for i, row in enumerate(kept)}
+        position = {int(label): i for i, label in enumerate(labels[kept])}
         columns = {}
         for name in output.column_names:
             if name in PROVENANCE:
@@ -252,8 +296,9 @@ class Deduplicator:
                 continue
             values = output[name].to_pylist()
             source = table[name]
-            for survivor, members in merged_rows.items():
-                if values[position[survivor]] is None:
-                    values[position[survivor]] = next((v for v in (source[m].as_py() for m in members) if v is not None), None)
+            for row in np.sort(dropped).tolist():
+                at = position[int(labels[row])]
+                if values[at] is None:
+                    values[at] = source[row].as_py()
             columns[name] = pa.array(values, output.schema.field(name).type)
         return pa.table(columns)

@@ -22,6 +22,7 @@ from etl_platform.quality.plan import (
     drift_check,
     model_check,
     rule_check,
+    slot_lag_check,
     volume_check,
 )
 from etl_platform.quality.schema_registry import Drift, Schema, compare
@@ -271,3 +272,11 @@ def gate_message(pipeline: str, run_id: str, failed: list[CheckOutcome]) -> str:
         f"{pipeline}: quality gate failed, nothing was published: {'; '.join(parts)}. "
         f"Failing rows: SELECT * FROM _etl.quarantine WHERE run_id = '{run_id}'"
     )
+
+
+def slot_lag_outcome(threshold_bytes: int, lag_bytes: int | None) -> CheckOutcome:
+    """How much WAL the pipeline's replication slot holds once the run acknowledged (None: the slot is gone)."""
+    check = slot_lag_check(threshold_bytes)
+    if lag_bytes is None:
+        return CheckOutcome(check, False, detail="the replication slot does not exist: run with --full-refresh")
+    return CheckOutcome(check, lag_bytes <= threshold_bytes, detail=f"{lag_bytes} bytes of WAL behind the server")

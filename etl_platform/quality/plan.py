@@ -20,6 +20,8 @@ BREAKER = "circuit_breaker"
 VOLUME = "volume_anomaly"
 DRIFT = "schema_drift"
 ANOMALY_RATE = "anomaly_rate"
+SLOT_LAG = "replication_slot_lag"
+TENANT_ISOLATION = "tenant_isolation"
 
 Severity = Literal["error", "warn"]
 
@@ -70,6 +72,11 @@ def breaker_check(breaker: CircuitBreaker) -> PlannedCheck:
     return PlannedCheck(BREAKER, description, True, "error")
 
 
+def slot_lag_check(threshold_bytes: int) -> PlannedCheck:
+    """Change data capture: WAL the slot holds back after the run; a warning, since the data published is right."""
+    return PlannedCheck(SLOT_LAG, f"the replication slot holds at most {threshold_bytes} bytes of WAL", False, "warn")
+
+
 def plan_checks(spec: PipelineSpec, model: type | None = None) -> list[PlannedCheck]:
     """Every check a load of `spec` (validated by the Pandera `model`, if any) reports, in a stable order."""
     quality = spec.quality
@@ -82,4 +89,16 @@ def plan_checks(spec: PipelineSpec, model: type | None = None) -> list[PlannedCh
     if spec.anomaly_detection is not None:
         checks.append(anomaly_check(spec.anomaly_detection))
     checks.append(breaker_check(quality.circuit_breaker))
+    if spec.source.type == "postgres_cdc":
+        checks.append(slot_lag_check(spec.source.lag_threshold_bytes))
+    if spec.tenancy is not None and spec.tenancy.isolation == "rls":
+        checks.append(tenant_isolation_check())
     return checks
+
+
+def tenant_isolation_check() -> PlannedCheck:
+    """isolation: rls: row-level security binds the tenant's role (warehouse.rls_check), and the load
+    holds no row of another tenant; either failure would leak rows, so it blocks. The description names
+    no tenant: a partitioned pipeline's tenant is each partition's key."""
+    description = "every row is the load's tenant's, and row-level security binds the role it publishes as"
+    return PlannedCheck(TENANT_ISOLATION, description, True, "error")

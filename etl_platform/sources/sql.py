@@ -1,7 +1,7 @@
 """A table or query, streamed in partitions.
 
-With a `url`, the database is read through SQLAlchemy (PostgreSQL, SQLite, DuckDB, or any
-dialect installed). Without one, the source reads the warehouse itself, through the run's own
+With a `url`, the database is read through SQLAlchemy (PostgreSQL, MariaDB/MySQL through PyMySQL,
+SQLite, DuckDB, or any dialect installed). Without one, the source reads the warehouse itself, through the run's own
 warehouse connection: that is how a pipeline builds on datasets other pipelines publish, and it
 respects DuckDB's rule that one process opens a database file with one configuration.
 """
@@ -18,13 +18,15 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from etl_platform.errors import SourceError, masked_url, one_line
+from etl_platform.errors import SourceError, masked_url, one_line, register_secret
 from etl_platform.fingerprint import ContentHash
+from etl_platform.secrets import expand_references
 from etl_platform.sources.base import SourceChunk, with_provenance
+from etl_platform.spec.partitions import PartitionSlice
 from etl_platform.spec.sources import SqlSource
 from etl_platform.state.cursor import CursorCheckpoint, Mark
 from etl_platform.warehouse.base import USER_SQL_TIMEOUT_SECONDS, Warehouse
-from etl_platform.warehouse.dbapi import described_batches
+from etl_platform.warehouse.dbapi import described_batches, described_type, mysql_described_type
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TIMEOUT_MS = round(USER_SQL_TIMEOUT_SECONDS * 1000)
@@ -36,21 +38,41 @@ _READ_ONLY_CONNECT: dict[str, dict] = {
 }
 _READ_ONLY_SESSION: dict[str, list[str]] = {
     "sqlite": ["PRAGMA query_only = ON"],
-    "mysql": ["SET SESSION TRANSACTION READ ONLY", f"SET SESSION max_execution_time = {_TIMEOUT_MS}"],
-    "mariadb": ["SET SESSION TRANSACTION READ ONLY", f"SET SESSION max_statement_time = {_TIMEOUT_MS / 1000}"],
 }
+# MySQL and MariaDB name their statement timeouts differently; a mysql:// URL may reach either server.
+_MYSQL_TIMEOUT = {True: f"max_statement_time = {_TIMEOUT_MS / 1000}", False: f"max_execution_time = {_TIMEOUT_MS}"}
+
+
+def driver_url(url: str) -> str:
+    """`mysql://` and `mariadb://` through PyMySQL, the MySQL-family driver the platform installs
+    (SQLAlchemy's default, mysqlclient, needs C headers to build); other URLs unchanged."""
+    parsed = make_url(url)
+    if parsed.drivername in ("mysql", "mariadb"):
+        return parsed.set(drivername=f"{parsed.drivername}+pymysql").render_as_string(hide_password=False)
+    return url
+
+
+def _read_only_session(connection: sa.Connection) -> list[str]:
+    """The statements that make this session read-only with a statement timeout (docs/security.md)."""
+    dialect = connection.dialect
+    if dialect.name in ("mysql", "mariadb"):
+        return ["SET SESSION TRANSACTION READ ONLY", f"SET SESSION {_MYSQL_TIMEOUT[bool(dialect.is_mariadb)]}"]
+    return _READ_ONLY_SESSION.get(dialect.name, [])
 
 
 def expand_env(text: str, secrets: Mapping[str, str]) -> str:
-    """Replace `${VAR}` with the secret (environment variable) of that name; a missing one is an error."""
+    """Replace `${VAR}` with the secret (environment variable) of that name, and `${env:...}`,
+    `${file:...}`, `${vault:...}` with the value they reference (etl_platform.secrets); a missing
+    one is an error. Each value is registered for redaction."""
 
     def value(match: re.Match[str]) -> str:
         name = match[1]
         if name not in secrets:
-            raise SourceError(f"environment variable {name} is not set; it is used in {text!r}")
+            raise SourceError(f"environment variable {name} is not set; it is used in {masked_url(text)!r}")
+        register_secret(secrets[name])
         return secrets[name]
 
-    return _ENV.sub(value, text)
+    return _ENV.sub(value, expand_references(text, secrets))
 
 
 def sql_literal(value: Mark) -> str:
@@ -59,6 +81,15 @@ def sql_literal(value: Mark) -> str:
         text = value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else str(value)
         return "'" + text.replace("'", "''") + "'"
     return str(value)
+
+
+def slice_predicate(column: str, piece: PartitionSlice) -> str:
+    """The rows of one partition: `column` (quoted) in the window [start, end), or equal to the key.
+    Built from the slice's values as literals, never from text a user wrote."""
+    if piece.start is None or piece.end is None:
+        return f"{column} = {sql_literal(piece.key)}"
+    start, end = (sql_literal(t.astimezone(datetime.UTC).replace(tzinfo=None)) for t in (piece.start, piece.end))
+    return f"{column} >= {start} AND {column} < {end}"
 
 
 class SqlQuerySource:
@@ -71,24 +102,28 @@ class SqlQuerySource:
         secrets: Mapping[str, str],
         since: Mark | None = None,
         reset: bool = False,
+        partition: tuple[str, PartitionSlice] | None = None,
     ):
         """`since` is where this read starts (the saved mark less the look-back); `reset` (a full
-        refresh) replaces the saved mark instead of keeping the larger of the two."""
+        refresh) replaces the saved mark instead of keeping the larger of the two. A `partition`
+        (source column, slice) reads only the slice: a window's range on the column, or the key."""
         query = spec.query or f"SELECT * FROM {spec.table}"
         self.cursor = spec.incremental.cursor if spec.incremental else None
+        # Quoted in the source's own dialect (MySQL's backticks, everyone else's double quotes).
+        quote = (
+            warehouse.quote
+            if spec.url is None
+            else make_url(driver_url(expand_env(spec.url, secrets))).get_dialect()().identifier_preparer.quote
+        )
+        if partition is not None:
+            query = f"SELECT * FROM ({query}) AS _etl_slice WHERE {slice_predicate(quote(partition[0]), partition[1])}"
         if self.cursor and since is not None:
-            # Quoted in the source's own dialect (MySQL's backticks, everyone else's double quotes).
-            quote = (
-                warehouse.quote
-                if spec.url is None
-                else make_url(expand_env(spec.url, secrets)).get_dialect()().identifier_preparer.quote
-            )
             query = f"SELECT * FROM ({query}) AS _etl_incremental WHERE {quote(self.cursor)} > {sql_literal(since)}"
         self.query = query
         self.since = since
         self.reset = reset
         self.seen_max: Mark | None = None
-        self.url = expand_env(spec.url, secrets) if spec.url else None
+        self.url = driver_url(expand_env(spec.url, secrets)) if spec.url else None
         self.warehouse = None if spec.url else warehouse
         where = masked_url(self.url) if self.url else f"warehouse {warehouse.safe_url}"
         self.label = f"{where}: {spec.table or 'query'}"
@@ -148,10 +183,11 @@ class SqlQuerySource:
         engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool, connect_args=_READ_ONLY_CONNECT.get(backend, {}))
         try:
             with engine.connect() as connection:
-                for statement in _READ_ONLY_SESSION.get(backend, []):
+                for statement in _read_only_session(connection):
                     connection.exec_driver_sql(statement)
                 result = connection.execution_options(stream_results=True).execute(sa.text(self.query))
-                yield from described_batches(result.cursor.description, result.fetchmany, chunk_rows)
+                typer = mysql_described_type if connection.dialect.name in ("mysql", "mariadb") else described_type
+                yield from described_batches(result.cursor.description, result.fetchmany, chunk_rows, typer)
         except sa.exc.OperationalError as exc:
             raise SourceError(
                 f"{self.label}: cannot read: {one_line(exc.orig)}; check the url and that the database is up"

@@ -44,26 +44,76 @@ class CanonicalizeStep(Strict):
     canonicalize: dict[ColumnName, CanonicalSpec] = Field(min_length=1)
 
 
-class BlockingKey(Strict):
-    """Rows are compared only with rows of the same block: equal values, prefixes or Soundex codes."""
+BlockingMethod = Literal["exact", "prefix", "soundex", "metaphone", "nysiis", "neighbors"]
+Comparison = Literal["hybrid", "embedding", "characters"]
 
-    column: ColumnName
-    method: Literal["exact", "prefix", "soundex"] = "exact"
+
+class BlockingKey(Strict):
+    """One blocking rule: rows whose keys agree on every column of it are candidate pairs.
+
+    The rules of a `blocking` list are OR-ed: a pair is compared when any rule finds it, so a typo
+    in one column does not hide a duplicate that another rule still catches. `neighbors` finds
+    each row's nearest rows by the embedding of its columns (within the blocks of `within`, when
+    given), which catches what no key spells alike.
+    """
+
+    column: ColumnName | list[ColumnName] = Field(description="one column, or several whose keys must all agree")
+    method: BlockingMethod = "exact"
     length: int = Field(3, ge=1, le=50, description="characters of a `prefix` key")
+    neighbors: int | None = Field(None, ge=1, le=200, description="`neighbors`: rows per row; default fuzzy.neighbors")
+    within: BlockingKey | None = Field(None, description="`neighbors`: search only rows sharing this key")
+
+    @property
+    def columns(self) -> list[str]:
+        return [self.column] if isinstance(self.column, str) else list(self.column)
+
+    @model_validator(mode="after")
+    def _check(self) -> BlockingKey:
+        if self.method != "neighbors" and (self.neighbors is not None or self.within is not None):
+            raise ValueError("`neighbors` and `within` belong to a rule of method: neighbors")
+        if self.within is not None and self.within.method == "neighbors":
+            raise ValueError("`within` is a key (exact, prefix or phonetic), not another neighbors rule")
+        return self
 
 
 class FuzzyMatch(Strict):
-    fields: dict[ColumnName, float] = Field(min_length=1, description="text columns compared by embedding, with weights")
-    threshold: float = Field(0.9, gt=0, le=1, description="weighted mean field similarity at which two rows are duplicates")
-    blocking: list[BlockingKey] = Field(default_factory=list, description="without blocking every row is a candidate")
-    neighbors: int = Field(10, ge=1, le=200, description="nearest neighbours per row considered as candidates")
+    """Fuzzy duplicates: blocking finds candidate pairs, comparison levels per field judge them.
+
+    Without `threshold`, the Fellegi-Sunter model is estimated from the load itself (u from random
+    pairs, m and the share of matches by expectation maximisation) and pairs match at
+    `match_probability`; with `threshold`, the weighted mean of the field similarities decides.
+    """
+
+    fields: dict[ColumnName, float] = Field(
+        min_length=1, description="text columns compared, with weights (the weights count only with `threshold`)"
+    )
+    threshold: float | None = Field(
+        None, gt=0, le=1, description="explicit: the weighted mean similarity at which two rows are duplicates"
+    )
+    match_probability: float = Field(0.9, gt=0, lt=1, description="estimated model: the match probability that merges")
+    levels: tuple[float, float] = Field(
+        (0.92, 0.8), description="similarity bounds of the `high` and `mid` comparison levels below `exact`"
+    )
+    blocking: list[BlockingKey] = Field(
+        default_factory=list, description="rules OR-ed; none: each row's nearest neighbours by all fields"
+    )
+    neighbors: int = Field(10, ge=1, le=200, description="nearest neighbours per row of a `neighbors` rule")
     swappable: list[tuple[ColumnName, ColumnName]] = Field(
         default_factory=list, description="pairs of fields whose values may be swapped, e.g. [[first_name, last_name]]"
     )
-    compare: Literal["hybrid", "embedding", "characters"] = Field(
+    compare: Comparison | dict[ColumnName, Comparison] = Field(
         "hybrid",
-        description="per-field similarity: embedding cosine (meaning), Jaro-Winkler (typos), or the larger of both",
+        description="per-field similarity: embedding cosine (meaning), Jaro-Winkler (typos), or the larger of both; "
+        "one for all fields or one per field (unnamed fields: hybrid)",
     )
+
+    def comparison(self, field: str) -> Comparison:
+        return self.compare.get(field, "hybrid") if isinstance(self.compare, dict) else self.compare
+
+    @property
+    def rules(self) -> list[BlockingKey]:
+        """The blocking rules; without any, every row's nearest neighbours by all fields."""
+        return self.blocking or [BlockingKey(column=list(self.fields), method="neighbors")]
 
     @model_validator(mode="after")
     def _check(self) -> FuzzyMatch:
@@ -72,6 +122,12 @@ class FuzzyMatch(Strict):
         unknown = sorted({c for pair in self.swappable for c in pair} - set(self.fields))
         if unknown:
             raise ValueError(f"swappable fields {unknown} are not in `fields`")
+        if isinstance(self.compare, dict) and sorted(set(self.compare) - set(self.fields)):
+            raise ValueError(f"compare names fields {sorted(set(self.compare) - set(self.fields))} that are not in `fields`")
+        if not 0 < self.levels[1] < self.levels[0] < 1:
+            raise ValueError("levels are [high, mid] similarities with 0 < mid < high < 1, e.g. [0.92, 0.8]")
+        if self.threshold is not None and "match_probability" in self.model_fields_set:
+            raise ValueError("give `threshold` (explicit weights) or `match_probability` (estimated model), not both")
         return self
 
 
@@ -79,6 +135,9 @@ class DeduplicateSpec(Strict):
     keys: list[ColumnName] = Field(default_factory=list, description="exact match on these columns, normalized")
     fuzzy: FuzzyMatch | None = None
     strategy: Literal["keep_first", "keep_last", "keep_best_quality", "merge"] = "keep_first"
+    against_target: bool = Field(
+        False, description="also match against the rows the destination table holds: a new duplicate of one is dropped"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DeduplicateSpec:

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, StringConstraints, model_validator
 
+from etl_platform.spec.alerts import AlertsSpec
 from etl_platform.spec.base import Identifier, Strict, single_key
 from etl_platform.spec.destinations import Destination
+from etl_platform.spec.freshness import FreshnessSpec
 from etl_platform.spec.ml import DetectAnomaliesSpec, DetectAnomaliesStep
+from etl_platform.spec.partitions import Partitions, PartitionSlice, check_partitioned, state_key, unpartitioned_path
+from etl_platform.spec.pii import PiiSpec
 from etl_platform.spec.quality import QualitySpec
 from etl_platform.spec.sources import Source
 from etl_platform.spec.steps import WHOLE_LOAD_STEPS, Transform
+from etl_platform.spec.tenant import TenantSpec, check_tenant_keys, isolated_dataset, tenant_spec
 from etl_platform.spec.triggers import FileArrival, FileArrivalTrigger, Schedule, Trigger, WebhookTrigger
 
 # Dagster's rules for asset tags, checked here so a bad tag is a pipeline-file error with a line.
@@ -55,7 +60,7 @@ class PipelineSpec(Strict):
     group: Identifier = "default"
     owner: str | None = Field(None, description="an email address or team:name")
     tags: dict[TagKey, TagValue] = Field(default_factory=dict, description="letters, digits, _ . - only")
-    tenant: Identifier | None = None
+    tenant: Identifier | TenantSpec | None = Field(None, description="a fixed tenant, or {value | column, name, isolation}")
     source: Source
     transforms: list[Transform] = Field(default_factory=list)
     quality: QualitySpec = Field(default_factory=QualitySpec, description="quality rules and circuit breaker")
@@ -65,8 +70,23 @@ class PipelineSpec(Strict):
     triggers: list[Trigger] = Field(default_factory=list)
     execution: Execution = Field(default_factory=Execution)
     schema_policy: SchemaPolicy = Field(default_factory=SchemaPolicy, alias="schema")
+    pii: PiiSpec | None = Field(None, description="find PII-looking columns before publishing: mask, redact or fail")
+    partitions: Partitions | None = Field(None, description="daily, hourly or static slices, each loaded on its own")
+    alerts: AlertsSpec | None = Field(None, description="webhook and Slack receivers of the pipeline's failures")
+    freshness: FreshnessSpec | None = Field(None, description="a Dagster freshness check: the dataset's longest time unpublished")
 
     _file: Path | None = PrivateAttr(None)
+    _slice: PartitionSlice | None = PrivateAttr(None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tenant_schema(cls, document: Any) -> Any:
+        return isolated_dataset(document)
+
+    @property
+    def tenancy(self) -> TenantSpec | None:
+        """The `tenant:` as a TenantSpec (`tenant: acme` is a fixed tenant)."""
+        return tenant_spec(self.tenant)
 
     @model_validator(mode="after")
     def _check(self) -> PipelineSpec:
@@ -75,6 +95,7 @@ class PipelineSpec(Strict):
         if self.id in self.dependencies:
             raise ValueError(f"pipeline {self.id!r} lists itself in `dependencies`")
         self._check_file_location()
+        self._check_partitions()
         kinds = [single_key(t) for t in self.transforms]
         first_whole = next((i for i, k in enumerate(kinds) if k in WHOLE_LOAD_STEPS), len(kinds))
         if kinds.count("detect_anomalies") > 1 or kinds.count("aggregate") > 1:
@@ -105,7 +126,7 @@ class PipelineSpec(Strict):
         if len(arrivals) > 1:
             raise ValueError("declare one file_arrival trigger per pipeline")
         path = getattr(self.source, "path", None)
-        if self.source.type in ("sql", "frame"):
+        if self.source.type in ("sql", "frame", "rest", "postgres_cdc", "stream"):
             if arrivals:
                 raise ValueError(f"a file_arrival trigger needs a file source, not {self.source.type}")
             return
@@ -114,6 +135,43 @@ class PipelineSpec(Strict):
                 raise ValueError("say where the files are once: drop `source.path`, the file_arrival trigger names them")
         elif path is None:
             raise ValueError("`source.path` is required (or a file_arrival trigger with `prefix`)")
+
+    def _check_partitions(self) -> None:
+        tenant = self.tenancy
+        if tenant is not None and tenant.partition_key and (self.partitions is None or self.partitions.static is None):
+            raise ValueError("tenant `partition_key: true` needs static partitions: `partitions: {static: [tenant, ...]}`")
+        if self.partitions is None:
+            unpartitioned_path(self.file_path)
+            return
+        if tenant is not None and tenant.partition_key:
+            check_tenant_keys(self.partitions.static)
+        check_partitioned(self.partitions, self.source.type, self.file_path, self.destination.is_file)
+        if self.file_arrival is not None or self.schedule is not None:
+            raise ValueError("a partitioned pipeline loads per partition: backfill it (`etl backfill`), not by a trigger")
+        if any(getattr(step, "deduplicate", None) and step.deduplicate.against_target for step in self.transforms):
+            # It would match the other partitions' rows, and a re-loaded slice against the rows it replaces.
+            raise ValueError("deduplicate `against_target` reads the whole target: it cannot be used in a partitioned pipeline")
+
+    def for_partition(self, key: str) -> PipelineSpec:
+        """The spec of one partition's load: its state key is `<id>@<key>` (its own checkpoint, file
+        records and load history), its path names the slice, and the slice is what it publishes."""
+        if self.partitions is None:
+            raise ValueError(f"pipeline {self.id!r} has no partitions; drop the partition key")
+        piece = self.partitions.slice(key)
+        update: dict = {"id": state_key(self.id, key)}
+        path = getattr(self.source, "path", None)
+        if path is not None:
+            update["source"] = self.source.model_copy(update={"path": piece.path(path)})
+        if self.tenancy is not None and self.tenancy.partition_key:  # the partition's key is its load's tenant
+            update["tenant"] = self.tenancy.model_copy(update={"value": key})
+        sliced = self.model_copy(update=update)
+        sliced._file, sliced._slice = self._file, piece
+        return sliced
+
+    @property
+    def partition(self) -> PartitionSlice | None:
+        """The slice this spec loads (`for_partition`), or None for a whole pipeline."""
+        return self._slice
 
     @property
     def file_arrival(self) -> FileArrival | None:

@@ -14,6 +14,8 @@ from pydantic import Field, StringConstraints, ValidationInfo, field_validator, 
 
 from etl_platform.spec.base import ColumnName, Strict, parse_duration
 from etl_platform.spec.reach import inside_allowed_roots, single_select
+from etl_platform.spec.rest import RestSourceSpec
+from etl_platform.spec.streams import StreamSource
 
 
 class FileSourceBase(Strict):
@@ -131,6 +133,55 @@ class SqlSource(Strict):
         return self
 
 
+_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class PostgresCdcSource(Strict):
+    """Change data capture from a PostgreSQL table: its snapshot, then its changes in bounded windows.
+
+    The platform creates (or adopts) the publication and a pgoutput logical replication slot; the
+    destination must be `write: merge` on the table's primary key (docs/pipeline-spec.md).
+    """
+
+    type: Literal["postgres_cdc"]
+    url: str = Field(description="postgresql:// URL of the source database; `${VAR}` reads an environment variable")
+    table: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")] = Field(
+        description="[schema.]table whose changes are captured"
+    )
+    publication: Annotated[str, StringConstraints(pattern=_IDENTIFIER, max_length=63)] | None = Field(
+        None, description="publication to adopt or create; default etl_<schema>_<table>"
+    )
+    slot: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=63)] | None = Field(
+        None, description="logical replication slot (lower case); default etl_<schema>_<table>"
+    )
+    deletes: Literal["delete", "soft"] = Field("delete", description="`soft` keeps deleted rows with `_deleted_at` set")
+    max_changes: int = Field(100_000, ge=1, description="a run applies at most about this many changes (whole transactions)")
+    max_wait: str = Field("0s", description="how long a run waits for a window to fill up to max_changes")
+    lag_threshold_bytes: int = Field(
+        1 << 30, ge=1, description="the slot-lag asset check fails when the slot holds more WAL than this"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PostgresCdcSource:
+        parse_duration(self.max_wait)
+        if re.search(r"://[^/@]*:[^/@${}]+@", self.url):
+            raise ValueError("put the password in an environment variable and write the url as `${MY_DB_URL}`")
+        return self
+
+    @property
+    def schema_and_table(self) -> tuple[str, str]:
+        schema, _, table = self.table.rpartition(".")
+        return schema or "public", table
+
+    @property
+    def slot_name(self) -> str:
+        return self.slot or "etl_" + "_".join(self.schema_and_table).lower()
+
+    @property
+    def publication_name(self) -> str:
+        return self.publication or "etl_" + "_".join(self.schema_and_table)
+
+
 class FrameSourceSpec(Strict):
     """Rows returned by the pipeline's Python function (declared with `etl_platform.spec.frame_pipeline`)."""
 
@@ -144,8 +195,20 @@ SOURCE_TYPES: dict[str, type[Strict]] = {
     "parquet": ParquetSource,
     "sql": SqlSource,
     "frame": FrameSourceSpec,
+    "rest": RestSourceSpec,
+    "postgres_cdc": PostgresCdcSource,
+    "stream": StreamSource,
 }
 
 Source = Annotated[
-    CsvSource | JsonSource | JsonLinesSource | ParquetSource | SqlSource | FrameSourceSpec, Field(discriminator="type")
+    CsvSource
+    | JsonSource
+    | JsonLinesSource
+    | ParquetSource
+    | SqlSource
+    | FrameSourceSpec
+    | RestSourceSpec
+    | PostgresCdcSource
+    | StreamSource,
+    Field(discriminator="type"),
 ]

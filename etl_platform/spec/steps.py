@@ -94,8 +94,11 @@ class NormalizeStep(Strict):
 
 
 class MaskSpec(Strict):
-    method: Literal["sha256", "redact"]
-    salt_secret: str = Field("ETL_PII_SALT", description="environment variable holding the salt")
+    """sha256 with a salt, HMAC-SHA256 with a key (`hmac`: a low-entropy value cannot be found by hashing
+    every candidate without the key), or redaction."""
+
+    method: Literal["sha256", "hmac", "redact"]
+    salt_secret: str = Field("ETL_PII_SALT", description="the salt (sha256) or key (hmac): a variable name or a secret reference")
 
 
 class MaskStep(Strict):

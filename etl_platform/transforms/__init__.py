@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from etl_platform.spec.base import single_key
 from etl_platform.spec.ml import CanonicalizeStep
+from etl_platform.spec.pii import PiiSpec
 from etl_platform.spec.steps import (
     CastStep,
     DeriveStep,
@@ -21,6 +22,7 @@ from etl_platform.spec.steps import (
     RenameStep,
     SelectStep,
 )
+from etl_platform.spec.tenant import TenantSpec
 from etl_platform.transforms.base import Rejected, StepOutput, TransformContext
 from etl_platform.transforms.canonicalize import Canonicalize
 from etl_platform.transforms.cast import Cast
@@ -28,6 +30,8 @@ from etl_platform.transforms.columns import DropNulls, FillNulls, Normalize, Ren
 from etl_platform.transforms.expressions import Derive, Filter
 from etl_platform.transforms.lookup import Lookup
 from etl_platform.transforms.mask import Mask
+from etl_platform.transforms.pii import PiiGuard
+from etl_platform.transforms.tenant import TenantColumn
 
 __all__ = ["ChainOutput", "Rejected", "TransformChain", "TransformContext"]
 
@@ -62,7 +66,7 @@ class ChainOutput:
 class TransformChain:
     """The pipeline's transforms in order; building it checks secrets and lookup datasets."""
 
-    def __init__(self, steps: list, context: TransformContext):
+    def __init__(self, steps: list, context: TransformContext, pii: PiiSpec | None = None, tenant: TenantSpec | None = None):
         self.steps: list[Step] = []
         self.names: list[str] = []
         for index, step in enumerate(steps):
@@ -70,6 +74,12 @@ class TransformChain:
             where = f"{context.origin}: transforms[{index}] ({kind})"
             self.steps.append(_STEP_TYPES[type(step)](step, where, context))
             self.names.append(f"transforms[{index}].{kind}")
+        if tenant is not None:
+            self.steps.append(TenantColumn(tenant, f"{context.origin}: tenant"))
+            self.names.append("tenant")
+        if pii is not None and pii.detect:  # last: it judges the rows as they would be published
+            self.steps.append(PiiGuard(pii, f"{context.origin}: pii", context))
+            self.names.append("pii")
 
     def apply(self, table: pa.Table) -> ChainOutput:
         output = ChainOutput(table)

@@ -15,8 +15,9 @@ import duckdb
 import pyarrow as pa
 
 from etl_platform.breaker import BreakerBoard
-from etl_platform.errors import TransformError
+from etl_platform.errors import TransformError, register_secret
 from etl_platform.ml.embeddings import Embedder, shared_embedder
+from etl_platform.secrets import is_reference, resolve
 from etl_platform.tables import data_columns, sandboxed_duckdb
 
 
@@ -71,8 +72,12 @@ class TransformContext:
         self.connection.close()
 
     def secret(self, name: str) -> str:
+        """The secret `name` names: an environment variable, or a reference (env:, file:, vault:; etl_platform.secrets)."""
+        if is_reference(name):
+            return resolve(name, self.secrets).get_secret_value()
         if not self.secrets.get(name):
             raise TransformError(f"{self.origin}: secret {name} is not set; export {name}=<value> before running")
+        register_secret(self.secrets[name])
         return self.secrets[name]
 
 

@@ -14,15 +14,25 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
 import pyarrow as pa
+from sqlalchemy.engine import make_url
 
 from etl_platform.errors import masked_url
+from etl_platform.tracing import NO_TRACER, Context, Span, Tracer, statement_span
 from etl_platform.types import sql_type
-from etl_platform.warehouse.locks import RunLocks
+from etl_platform.warehouse.locks import AUDIT_CHAIN_LOCK, RunLocks
 
+# The platform's own tables (warehouse.metadata).
+META_SCHEMA = "_etl"
 # Where loads are staged before publish; a killed run's leftovers are dropped by `drop_abandoned_staging`.
 STAGING_SCHEMA = "_etl_staging"
 # A staging table's row-order column: a merge keeps the last row of each key.
 SEQ = "_etl_seq"
+# Columns of change data (sources.postgres_cdc): a merge applies rows in LSN order, deleting those marked deleted;
+# they are not columns of the target. A soft delete sets DELETED_AT instead (docs/architecture.md, "Source checkpoints").
+CHANGE_LSN = "_etl_lsn"
+CHANGE_DELETED = "_etl_deleted"
+CHANGE_COLUMNS = (CHANGE_LSN, CHANGE_DELETED)
+DELETED_AT = "_deleted_at"
 # User-written SQL (a CustomQuery check, a SQL source's query) runs at most this long per statement.
 USER_SQL_TIMEOUT_SECONDS = 600.0
 
@@ -39,11 +49,23 @@ class Warehouse(ABC):
     def __init__(self, url: str):
         self.url = url
         self.safe_url = masked_url(url)  # how messages show it
+        # The load's tracer and span (run_pipeline sets them): each statement and COPY is a span under
+        # the phase that runs it, or under the load when a writer thread runs it.
+        self.tracer: Tracer = NO_TRACER
+        self.trace_parent: Context | None = None
+
+    def traced(self, name: str, sql: str, **attributes: int | str) -> AbstractContextManager[Span]:
+        """A span for one statement or COPY on this connection (attributes: rows, bytes)."""
+        return statement_span(self.tracer, self.trace_parent, name, self.dialect, sql, attributes)
 
     # --- dialect hooks -----------------------------------------------------------------------
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def database_user(self) -> str | None:
+        """The user the database knows this connection as (the audit trail's "who"): the URL's, if any."""
+        return make_url(self.url).username
 
     @abstractmethod
     def execute(self, sql: str, params: tuple = ()) -> None: ...
@@ -78,9 +100,20 @@ class Warehouse(ABC):
         datasets (a purge) are locked in sorted order, so two such transactions cannot deadlock.
         """
         with self.transaction():
-            for dataset in sorted(set(datasets)):
-                self.locks.lock_dataset(dataset)
+            self.lock_for_publish(*datasets)
             yield
+
+    # DuckDB's transaction reads a snapshot taken at its first statement: one that appends to the audit
+    # chain must hold the chain's lock before that statement, or it would not see the chain's latest entry.
+    chain_locked_from_start = False
+
+    def lock_for_publish(self, *datasets: str) -> None:
+        """At the start of a publish transaction: the datasets' locks in sorted order (then the audit
+        chain's, where the dialect needs it from the start; warehouse.audit takes it last otherwise)."""
+        for dataset in sorted(set(datasets)):
+            self.locks.lock_dataset(dataset)
+        if self.chain_locked_from_start:
+            self.locks.lock_dataset(AUDIT_CHAIN_LOCK)
 
     @abstractmethod
     def read_only(self, timeout_seconds: float = USER_SQL_TIMEOUT_SECONDS) -> AbstractContextManager[ReadOnlyReader]:
@@ -127,6 +160,18 @@ class Warehouse(ABC):
     def ensure_unique_key(self, target: str, primary_key: list[str]) -> None:
         """Make sure the target has a unique constraint on the key, which ON CONFLICT needs."""
 
+    def key_clause(self, primary_key: Sequence[str]) -> str:
+        """The table constraint that makes `primary_key` unique (a CREATE TABLE's last element)."""
+        return f"PRIMARY KEY ({', '.join(map(self.quote, primary_key))})"
+
+    def upsert_clause(self, primary_key: list[str], updates: list[str]) -> str:
+        """What follows `INSERT ... SELECT` in a merge so a key's new row updates its old one."""
+        quote = self.quote
+        if not updates:
+            return f"ON CONFLICT ({', '.join(map(quote, primary_key))}) DO NOTHING"
+        sets = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in updates)
+        return f"ON CONFLICT ({', '.join(map(quote, primary_key))}) DO UPDATE SET {sets}"
+
     def prepare_for_sort(self) -> None:  # noqa: B027 - optional hook; most dialects need nothing
         """Inside the publish transaction, before the merge's dedup sort; a dialect may raise memory limits."""
 
@@ -154,7 +199,7 @@ class Warehouse(ABC):
         """Create a table for an Arrow schema, unless it exists."""
         columns = [f"{self.quote(f.name)} {sql_type(f.type, self.dialect, f.name)}" for f in schema]
         if primary_key:
-            columns.append(f"PRIMARY KEY ({', '.join(map(self.quote, primary_key))})")
+            columns.append(self.key_clause(primary_key))
         self.execute(f"CREATE {options} TABLE IF NOT EXISTS {relation} ({', '.join(columns)})".replace("  ", " "))
 
     def add_column(self, relation: str, column: str, kind: str) -> None:

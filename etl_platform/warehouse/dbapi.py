@@ -36,6 +36,36 @@ def described_type(column: object) -> pa.DataType | None:
     return _PG_TYPES.get(code) if isinstance(code, int) else None
 
 
+# MySQL/MariaDB field type codes (as PyMySQL's descriptions report them) -> Arrow types. TINYINT,
+# BOOLEAN's storage, reads as int8: the protocol does not tell the two apart.
+_MYSQL_TYPES: dict[int, pa.DataType] = {
+    1: pa.int8(),
+    2: pa.int16(),
+    3: pa.int32(),
+    9: pa.int32(),
+    8: pa.int64(),
+    13: pa.int16(),
+    4: pa.float32(),
+    5: pa.float64(),
+    10: pa.date32(),
+    7: pa.timestamp("us"),
+    12: pa.timestamp("us"),
+    **dict.fromkeys((11, 15, 245, 247, 248, 252, 253, 254), pa.string()),
+}
+
+
+def mysql_described_type(column: Sequence) -> pa.DataType | None:
+    """The Arrow type of a PyMySQL description entry (name, type code, -, length, length, scale, -).
+
+    A DECIMAL's reported length counts its sign and point, so it is an upper bound of the
+    precision: the type is the same on every read, whatever the values.
+    """
+    code, length, scale = column[1], column[3], column[5]
+    if code in (0, 246):
+        return pa.decimal128(min(38, max(length or 38, (scale or 0) + 1)), scale or 0)
+    return _MYSQL_TYPES.get(code)
+
+
 def _as_text(value: object) -> object:
     if value is None or isinstance(value, str):
         return value
@@ -55,19 +85,24 @@ def rows_to_arrow(names: list[str], rows: list[tuple], types: list[pa.DataType |
     return pa.table(columns)
 
 
+Typer = Callable[[object], pa.DataType | None]
+
+
 def cursor_batches(cursor, batch_rows: int) -> Iterator[pa.Table]:
     """Stream an executed DB-API cursor's rows as Arrow tables (at least one, maybe empty)."""
     return described_batches(cursor.description, cursor.fetchmany, batch_rows)
 
 
-def described_batches(description: Sequence, fetchmany: Callable[[int], Sequence], batch_rows: int) -> Iterator[pa.Table]:
-    """Rows from `fetchmany` as Arrow tables, typed by the DB-API `description`.
+def described_batches(
+    description: Sequence, fetchmany: Callable[[int], Sequence], batch_rows: int, typer: Typer = described_type
+) -> Iterator[pa.Table]:
+    """Rows from `fetchmany` as Arrow tables, typed by the DB-API `description` (`typer`: the driver's codes).
 
-    Types come from the description where the driver reports them (PostgreSQL); otherwise from the
+    Types come from the description where the driver reports them (PostgreSQL, MySQL); otherwise from the
     first batch that has rows, and later batches are cast to them, so batches agree.
     """
     names = [d[0] for d in description]
-    types: list[pa.DataType | None] = [described_type(d) for d in description]
+    types: list[pa.DataType | None] = [typer(d) for d in description]
     empty = True
     while rows := fetchmany(batch_rows):
         empty = False

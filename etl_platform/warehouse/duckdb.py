@@ -36,6 +36,7 @@ def one_select(sql: str) -> str:
 
 class DuckDBWarehouse(Warehouse):
     dialect = "duckdb"
+    chain_locked_from_start = True  # its snapshot is taken at a transaction's first statement
 
     def __init__(self, url: str):
         super().__init__(url)
@@ -59,10 +60,12 @@ class DuckDBWarehouse(Warehouse):
         self.connection.close()
 
     def execute(self, sql: str, params: tuple = ()) -> None:
-        self.connection.execute(sql, params)
+        with self.traced("statement", sql):
+            self.connection.execute(sql, params)
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return self.connection.execute(sql, params).fetchall()
+        with self.traced("statement", sql):
+            return self.connection.execute(sql, params).fetchall()
 
     def begin(self) -> None:
         self.connection.begin()
@@ -99,8 +102,10 @@ class DuckDBWarehouse(Warehouse):
             return
         columns = ", ".join(map(self.quote, data.column_names))
         self.connection.register("_etl_incoming", data)
+        sql = f"INSERT INTO {table_name} ({columns}) SELECT {columns} FROM _etl_incoming"
         try:
-            self.connection.execute(f"INSERT INTO {table_name} ({columns}) SELECT {columns} FROM _etl_incoming")
+            with self.traced("copy", sql, rows=len(data), bytes=data.nbytes):
+                self.connection.execute(sql)
         finally:
             self.connection.unregister("_etl_incoming")
 

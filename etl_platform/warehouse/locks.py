@@ -25,6 +25,9 @@ from typing import Protocol
 
 log = logging.getLogger(__name__)
 WAITING = "waiting for another run's publish to %s to finish"
+# The lock that keeps the audit trail's hash chain linear (warehouse.audit): not a dataset's name,
+# as datasets are schema.table.
+AUDIT_CHAIN_LOCK = "audit chain"
 
 
 def lock_key(kind: str, name: str) -> int:
@@ -63,7 +66,7 @@ class FileLocks:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self._transaction: list[int] = []
+        self._transaction: dict[str, int] = {}
         self._claims: dict[str, int] = {}
 
     def _open(self, name: str, create: bool = True) -> int | None:
@@ -74,17 +77,20 @@ class FileLocks:
             return None
 
     def lock_dataset(self, dataset: str) -> None:
+        """A lock this transaction holds already is held (a second `flock` of the file would wait for itself)."""
+        if dataset in self._transaction:
+            return
         handle = self._open(f"dataset-{lock_key('dataset', dataset):x}.lock")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             log.info(WAITING, dataset)
             fcntl.flock(handle, fcntl.LOCK_EX)
-        self._transaction.append(handle)
+        self._transaction[dataset] = handle
 
     def transaction_ended(self) -> None:
         while self._transaction:
-            os.close(self._transaction.pop())  # closing the file releases its flock
+            os.close(self._transaction.popitem()[1])  # closing the file releases its flock
 
     def _claim_file(self, staging: str) -> str:
         return f"staging-{staging}.lock"

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from etl_platform.types import sql_type
-from etl_platform.warehouse.base import STAGING_SCHEMA, Warehouse
-
-META_SCHEMA = "_etl"
+from etl_platform.warehouse.audit import AUDIT_SCHEMA, AUDIT_TABLE
+from etl_platform.warehouse.base import META_SCHEMA, STAGING_SCHEMA, Warehouse
 
 # A quarantined row as the engine collects it (engine.quarantine spills these to a file during a run).
 QUARANTINE_SCHEMA = pa.schema(
@@ -33,6 +32,7 @@ QUARANTINE_SCHEMA = pa.schema(
         ("source_line", pa.int64()),
         ("record", pa.string()),
         ("quarantined_at", pa.timestamp("us", tz="UTC")),
+        ("tenant", pa.string()),  # a fixed `tenant:`'s value (docs/pipeline-spec.md, "Tenants")
     ]
 )
 # quarantine: rows that failed a rule, with the reason, file and line; written by warehouse.publish
@@ -70,6 +70,7 @@ HISTORY_SCHEMA = pa.schema(
         ("bytes_read", pa.int64()),
         ("chunk_rows", pa.int64()),
         ("duration_seconds", pa.float64()),
+        ("tenant", pa.string()),  # a fixed `tenant:`'s value
     ]
 )
 
@@ -101,6 +102,7 @@ FILE_STATE_SCHEMA = pa.schema(
         ("run_id", pa.string()),
         ("updated_at", pa.timestamp("us", tz="UTC")),
         ("content", pa.string()),
+        ("tenant", pa.string()),  # a fixed `tenant:`'s value, named by the publish (state.tenants)
     ]
 )
 
@@ -113,11 +115,12 @@ SOURCE_CHECKPOINT_SCHEMA = pa.schema(
         ("position", pa.string()),
         ("run_id", pa.string()),
         ("updated_at", pa.timestamp("us", tz="UTC")),
+        ("tenant", pa.string()),  # a fixed `tenant:`'s value, named by the publish (state.tenants)
     ]
 )
 
-# dedup_audit: rows a deduplicate step removed, the cluster they joined and their similarity to its
-# survivor; written by engine.whole_load inside the publish transaction.
+# dedup_audit: rows a deduplicate step removed, the cluster they joined, their similarity to its
+# survivor (the estimated model's match probability) and why; written by engine.whole_load inside the publish transaction.
 DEDUP_AUDIT_SCHEMA = pa.schema(
     [
         ("pipeline", pa.string()),
@@ -129,6 +132,24 @@ DEDUP_AUDIT_SCHEMA = pa.schema(
         ("source_line", pa.int64()),
         ("record", pa.string()),
         ("deduplicated_at", pa.timestamp("us", tz="UTC")),
+        # why it matched its survivor: the survivor's row, per-field levels, match weight and probability
+        ("explanation", pa.string()),
+    ]
+)
+
+# stream_dead_letters: messages of a stream source that could not be decoded, or were delivered too
+# often without being published, with where they were and why; written by sources.streams inside the
+# publish transaction (a RabbitMQ queue's poison messages go to its dead-letter exchange instead).
+STREAM_DEAD_LETTER_SCHEMA = pa.schema(
+    [
+        ("pipeline", pa.string()),
+        ("stream", pa.string()),
+        ("position", pa.string()),
+        ("deliveries", pa.int64()),
+        ("error", pa.string()),
+        ("message", pa.string()),
+        ("run_id", pa.string()),
+        ("dead_lettered_at", pa.timestamp("us", tz="UTC")),
     ]
 )
 
@@ -152,6 +173,10 @@ META_TABLES: tuple[MetaTable, ...] = (
     MetaTable("file_state", FILE_STATE_SCHEMA, ("pipeline", "file_url")),
     MetaTable("source_checkpoint", SOURCE_CHECKPOINT_SCHEMA, ("pipeline",)),
     MetaTable("dedup_audit", DEDUP_AUDIT_SCHEMA),
+    # audit_log: the hash-chained audit trail (warehouse.audit), one entry per publish, replay, purge and
+    # full refresh, written in its transaction; append-only (docs/security.md, "Audit trail").
+    MetaTable(AUDIT_TABLE, AUDIT_SCHEMA, ("seq",)),
+    MetaTable("stream_dead_letters", STREAM_DEAD_LETTER_SCHEMA),
 )
 
 
@@ -175,6 +200,15 @@ def _missing_metadata(warehouse: Warehouse) -> list[tuple[MetaTable, dict[str, s
     """The platform's tables that are missing or lack a column, each with its columns (None: missing)."""
     found = [(table, warehouse.columns(META_SCHEMA, table.name)) for table in META_TABLES]
     return [(t, columns) for t, columns in found if columns is None or any(f.name not in columns for f in t.schema)]
+
+
+def metadata_gaps(warehouse: Warehouse) -> list[str]:
+    """What this version of the platform would add to the `_etl` tables (empty: they are current); `etl doctor` shows it."""
+    gaps = []
+    for table, columns in _missing_metadata(warehouse):
+        missing = "missing" if columns is None else "lacks " + ", ".join(f.name for f in table.schema if f.name not in columns)
+        gaps.append(f"{META_SCHEMA}.{table.name} {missing}")
+    return gaps
 
 
 def _complete_table(warehouse: Warehouse, table: MetaTable, existing: dict[str, str] | None) -> None:

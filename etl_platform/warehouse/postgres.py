@@ -156,16 +156,22 @@ class PostgresWarehouse(Warehouse):
     def close(self) -> None:
         self.connection.close()
 
+    def database_user(self) -> str | None:
+        """`current_user` as the server says (a `SET ROLE` shows), not the URL's."""
+        return self.query("SELECT current_user")[0][0]
+
     @staticmethod
     def _placeholders(sql: str, params: tuple) -> str:
         """The platform's own parameterized SQL uses `?`; SQL without parameters (users') is left alone."""
         return sql.replace("?", "%s") if params else sql
 
     def execute(self, sql: str, params: tuple = ()) -> None:
-        self.connection.execute(self._placeholders(sql, params), params or None)
+        with self.traced("statement", sql):
+            self.connection.execute(self._placeholders(sql, params), params or None)
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return self.connection.execute(self._placeholders(sql, params), params or None).fetchall()
+        with self.traced("statement", sql):
+            return self.connection.execute(self._placeholders(sql, params), params or None).fetchall()
 
     def begin(self) -> None:
         self.execute("BEGIN")
@@ -203,8 +209,9 @@ class PostgresWarehouse(Warehouse):
         data = _microseconds(data)
         encoder = ArrowToPostgresBinaryEncoder(data.schema)
         columns = ", ".join(map(self.quote, data.column_names))
+        sql = f"COPY {table_name} ({columns}) FROM STDIN (FORMAT binary)"
         try:
-            with self.connection.cursor().copy(f"COPY {table_name} ({columns}) FROM STDIN (FORMAT binary)") as copy:
+            with self.traced("copy", sql, rows=len(data), bytes=data.nbytes), self.connection.cursor().copy(sql) as copy:
                 copy.write(encoder.write_header())
                 for batch in data.to_batches():
                     copy.write(encoder.write_batch(batch))

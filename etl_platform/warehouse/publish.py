@@ -20,9 +20,14 @@ import pyarrow as pa
 
 from etl_platform.errors import DestinationError
 from etl_platform.types import sql_type
-from etl_platform.warehouse.base import SEQ, STAGING_SCHEMA, Warehouse
+from etl_platform.warehouse.audit import AuditEntry, append_audit
+from etl_platform.warehouse.base import CHANGE_COLUMNS, CHANGE_DELETED, CHANGE_LSN, DELETED_AT, SEQ, STAGING_SCHEMA, Warehouse
 from etl_platform.warehouse.ledger import forget_dataset, held_already, record_appended
 from etl_platform.warehouse.metadata import HISTORY_SCHEMA, META_SCHEMA, SCHEMA_VERSIONS_SCHEMA
+from etl_platform.warehouse.partitions import delete_slice, forget_slice, slice_key
+
+# One partition's slice of a target: its column, its key, and the state key of its loads (<pipeline>@<key>).
+Slice = tuple[str, str, str]
 
 # The column of an append target that names each row's input file, for on_changed_file: reload.
 SOURCE_FILE_COLUMN = "_etl_source_file"
@@ -53,24 +58,36 @@ def publish_staged(
     audit: Audit,
     evolve: bool = False,
     truncate: bool = False,
+    partition: Slice | None = None,
 ) -> PublishResult:
     """Replace or merge: move staged rows into the target, audit, and quarantine rows in, atomically.
 
-    With `truncate` (a full refresh), a merge starts from an empty target.
+    With `truncate` (a full refresh), a merge starts from an empty target. A `partition` replaces or
+    merges only its slice (warehouse.partitions): the other partitions' rows stay as they are.
     """
     target = warehouse.target(dataset)
     staged = warehouse.relation(STAGING_SCHEMA, staging)
     incoming = {c: t for c, t in warehouse.columns(STAGING_SCHEMA, staging).items() if c != SEQ}
+    changes = CHANGE_DELETED in incoming  # change data: rows in LSN order, some of them deletes
+    incoming = {c: t for c, t in incoming.items() if c not in CHANGE_COLUMNS}
     warehouse.create_schema(warehouse.split(dataset)[0])
     with warehouse.publishing(dataset):
-        _ensure_target(warehouse, dataset, incoming, primary_key, replace=write == "replace", evolve=evolve)
+        if partition is not None:
+            primary_key = slice_key(primary_key, partition[0]) if write == "merge" else primary_key
+        whole = write == "replace" and partition is None
+        ensure_target(warehouse, dataset, incoming, primary_key, replace=whole, evolve=evolve)
         if truncate:
-            forget_loads(warehouse, dataset)
-        if write == "merge":
+            forget_loads(warehouse, dataset, partition)
+        if write == "merge" and changes:
+            _apply_changes(warehouse, target, staged, list(incoming), primary_key)
+        elif write == "merge":
             _merge(warehouse, target, staged, list(incoming), primary_key)
         else:
             columns = ", ".join(map(warehouse.quote, incoming))
-            warehouse.execute(f"DELETE FROM {target}")
+            if partition is None:
+                warehouse.execute(f"DELETE FROM {target}")
+            else:
+                delete_slice(warehouse, dataset, partition[0], partition[1])
             warehouse.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staged}")
         audit(warehouse)
         version = record_load(warehouse, dataset, ledger_row, quarantined)
@@ -83,18 +100,49 @@ def _merge(warehouse: Warehouse, target: str, staged: str, columns: list[str], p
     names = ", ".join(map(quote, columns))
     keys = ", ".join(map(quote, primary_key))
     updates = [c for c in columns if c not in primary_key]
-    action = "DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in updates) if updates else "DO NOTHING"
     warehouse.ensure_unique_key(target, primary_key)
     warehouse.prepare_for_sort()
     warehouse.execute(
         f"INSERT INTO {target} ({names}) SELECT {names} FROM "
         f"(SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ} DESC) AS _etl_rank FROM {staged}) latest "
-        f"WHERE _etl_rank = 1 ON CONFLICT ({keys}) {action}"
+        f"WHERE _etl_rank = 1 {warehouse.upsert_clause(primary_key, updates)}"
     )
 
 
-def forget_loads(warehouse: Warehouse, dataset: str) -> None:
-    """Inside a full refresh's publish transaction: empty the target and its load ledger."""
+def _apply_changes(warehouse: Warehouse, target: str, staged: str, columns: list[str], primary_key: list[str]) -> None:
+    """Change data: the last change of each key by LSN wins; a delete deletes the row (or, with a
+    `_deleted_at` column, marks it), any other change upserts it."""
+    quote = warehouse.quote
+    keys = ", ".join(map(quote, primary_key))
+    names = ", ".join(map(quote, columns))
+    latest = (
+        f"(SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {quote(CHANGE_LSN)} DESC, {SEQ} DESC) AS _etl_rank "
+        f"FROM {staged}) latest WHERE _etl_rank = 1"
+    )
+    deleted = quote(CHANGE_DELETED)
+    warehouse.ensure_unique_key(target, primary_key)
+    warehouse.prepare_for_sort()
+    if DELETED_AT in columns:
+        matches = " AND ".join(f"kept.{quote(k)} = gone.{quote(k)}" for k in primary_key)
+        warehouse.execute(
+            f"UPDATE {target} AS kept SET {quote(DELETED_AT)} = gone.{quote(DELETED_AT)} "
+            f"FROM (SELECT * FROM {latest} AND {deleted}) gone WHERE {matches}"
+        )
+    else:
+        wanted = f"({keys})" if len(primary_key) > 1 else keys
+        warehouse.execute(f"DELETE FROM {target} WHERE {wanted} IN (SELECT {keys} FROM {latest} AND {deleted})")
+    updates = [c for c in columns if c not in primary_key]
+    action = "DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in updates) if updates else "DO NOTHING"
+    warehouse.execute(
+        f"INSERT INTO {target} ({names}) SELECT {names} FROM {latest} AND NOT {deleted} ON CONFLICT ({keys}) {action}"
+    )
+
+
+def forget_loads(warehouse: Warehouse, dataset: str, partition: Slice | None = None) -> None:
+    """Inside a full refresh's publish transaction: empty the target (a partition: its slice) and its load ledger."""
+    if partition is not None:
+        forget_slice(warehouse, dataset, *partition)
+        return
     warehouse.execute(f"DELETE FROM {warehouse.target(dataset)}")
     forget_dataset(warehouse, dataset)
 
@@ -122,6 +170,7 @@ def begin_append(
     evolve: bool = False,
     truncate: bool = False,
     reloaded: list[str] | None = None,
+    partition: Slice | None = None,
 ) -> None:
     """Open the load transaction of an append and make sure the target takes `schema`.
 
@@ -139,10 +188,10 @@ def begin_append(
             _add_new_columns(warehouse, dataset, incoming)
     warehouse.begin()
     try:
-        warehouse.locks.lock_dataset(dataset)  # held until finish_append commits: appends stream into the target
-        _ensure_target(warehouse, dataset, incoming, [], replace=False, evolve=evolve)
+        warehouse.lock_for_publish(dataset)  # held until finish_append commits: appends stream into the target
+        ensure_target(warehouse, dataset, incoming, [], replace=False, evolve=evolve)
         if truncate:
-            forget_loads(warehouse, dataset)
+            forget_loads(warehouse, dataset, partition)
         if reloaded:
             forget_file_rows(warehouse, dataset, reloaded)
     except BaseException:
@@ -171,7 +220,7 @@ def finish_append(
 # --- the target's columns --------------------------------------------------------------------
 
 
-def _ensure_target(
+def ensure_target(
     warehouse: Warehouse, dataset: str, incoming: dict[str, str], primary_key: list[str], replace: bool, evolve: bool = False
 ) -> None:
     """Inside a transaction: create the target, or check that `incoming` columns fit it.
@@ -187,7 +236,7 @@ def _ensure_target(
         existing = None
     if existing is None:
         definition = ", ".join(f"{warehouse.quote(c)} {t}" for c, t in incoming.items())
-        key = f", PRIMARY KEY ({', '.join(map(warehouse.quote, primary_key))})" if primary_key else ""
+        key = f", {warehouse.key_clause(primary_key)}" if primary_key else ""
         warehouse.execute(f"CREATE TABLE {target} ({definition}{key})")
         return
     if evolve:
@@ -238,13 +287,31 @@ def record_load(warehouse: Warehouse, dataset: str, ledger_row: dict, quarantine
     schema = ledger_row.get("schema")
     version = register_schema(warehouse, dataset, schema, ledger_row["run_id"]) if schema else None
     if not ledger_row.get("replay"):  # a replay's size says nothing about the dataset's usual volume
-        history = {k: ledger_row[k] for k in HISTORY_SCHEMA.names}
+        history = {k: ledger_row.get(k) for k in HISTORY_SCHEMA.names}
         warehouse.bulk_insert(warehouse.relation(META_SCHEMA, "load_history"), pa.Table.from_pylist([history], HISTORY_SCHEMA))
     # A load that replaces the target's rows supersedes the quarantined rows of the inputs it replaced:
     # replaying those later would bring back rows of a content the target no longer holds.
     superseding = ledger_row["write"] == "replace" or ledger_row.get("full_refresh", False)
-    replace_quarantine(warehouse, dataset, ledger_row["fingerprint"], quarantined, every_input=superseding)
+    # A partition supersedes only its own quarantined rows: those its state key (the `pipeline`) wrote.
+    only = ledger_row["pipeline"] if ledger_row.get("partition") else None
+    replace_quarantine(warehouse, dataset, ledger_row["fingerprint"], quarantined, every_input=superseding, pipeline=only)
+    append_audit(warehouse, load_audit_entry(dataset, ledger_row, version))
     return version
+
+
+def load_audit_entry(dataset: str, ledger_row: dict, schema_version: int | None) -> AuditEntry:
+    """The audit trail's record of a publish: a load, a replay or a full refresh."""
+    action = "replay" if ledger_row.get("replay") else "full_refresh" if ledger_row.get("full_refresh") else "publish"
+    return AuditEntry(
+        action,
+        dataset,
+        ledger_row["rows"],
+        ledger_row["run_id"],
+        ledger_row["pipeline"],
+        ledger_row.get("tenant"),
+        ledger_row.get("launched_by"),
+        {"write": ledger_row["write"], "fingerprint": ledger_row["fingerprint"], "schema_version": schema_version},
+    )
 
 
 def latest_registered_schema(warehouse: Warehouse, dataset: str) -> tuple[int, dict[str, str]] | None:
@@ -281,12 +348,19 @@ def recent_load_sizes(warehouse: Warehouse, dataset: str, loads: int) -> list[in
 
 
 def replace_quarantine(
-    warehouse: Warehouse, dataset: str, fingerprint: str, quarantined: Iterable[pa.Table], every_input: bool = False
+    warehouse: Warehouse,
+    dataset: str,
+    fingerprint: str,
+    quarantined: Iterable[pa.Table],
+    every_input: bool = False,
+    pipeline: str | None = None,
 ) -> None:
     """Put an input's quarantine rows in place of any earlier ones for the same input (`every_input`:
-    in place of the dataset's whole quarantine)."""
+    in place of the dataset's whole quarantine, or of one partition's, `pipeline` its state key)."""
     quarantine = warehouse.relation(META_SCHEMA, "quarantine")
-    if every_input:
+    if every_input and pipeline is not None:
+        warehouse.execute(f"DELETE FROM {quarantine} WHERE dataset = ? AND pipeline = ?", (dataset, pipeline))
+    elif every_input:
         warehouse.execute(f"DELETE FROM {quarantine} WHERE dataset = ?", (dataset,))
     else:
         warehouse.execute(f"DELETE FROM {quarantine} WHERE dataset = ? AND input_fingerprint = ?", (dataset, fingerprint))
@@ -314,11 +388,12 @@ def remove_from_quarantine(warehouse: Warehouse, quarantine_ids: list[str]) -> N
         warehouse.execute(f"DELETE FROM {quarantine} WHERE quarantine_id IN ({', '.join('?' * len(ids))})", tuple(ids))
 
 
-def purge_quarantine(warehouse: Warehouse, where: str, params: tuple) -> int:
+def purge_quarantine(warehouse: Warehouse, where: str, params: tuple, launched_by: str | None = None) -> int:
     """Delete the quarantine rows `where` selects, under the lock of each dataset they belong to.
 
     Under the locks, a replay of those rows that is under way finds them gone when it publishes,
-    and publishes nothing (sources.quarantine.ReplayedRecords). Returns the rows deleted.
+    and publishes nothing (sources.quarantine.ReplayedRecords). Each dataset's purge is an entry
+    of the audit trail, in the same transaction. Returns the rows deleted.
     """
     quarantine = warehouse.relation(META_SCHEMA, "quarantine")
     datasets = [r[0] for r in warehouse.query(f"SELECT DISTINCT dataset FROM {quarantine}{where}", params)]
@@ -327,6 +402,11 @@ def purge_quarantine(warehouse: Warehouse, where: str, params: tuple) -> int:
     locked = f"dataset IN ({', '.join('?' * len(datasets))})"
     where = f"{where} AND {locked}" if where else f" WHERE {locked}"
     with warehouse.publishing(*datasets):
-        count = warehouse.query(f"SELECT count(*) FROM {quarantine}{where}", (*params, *datasets))[0][0]
+        counts = warehouse.query(
+            f"SELECT dataset, count(*) FROM {quarantine}{where} GROUP BY dataset ORDER BY dataset", (*params, *datasets)
+        )
         warehouse.execute(f"DELETE FROM {quarantine}{where}", (*params, *datasets))
-    return count
+        for dataset, rows in counts:
+            entry = AuditEntry("purge", dataset, rows, launched_by=launched_by, detail={"selection": list(params)})
+            append_audit(warehouse, entry)
+    return sum(rows for _, rows in counts)

@@ -73,10 +73,12 @@ class SQLiteWarehouse(Warehouse):
         self.connection.close()
 
     def execute(self, sql: str, params: tuple = ()) -> None:
-        self.connection.execute(sql, params)
+        with self.traced("statement", sql):
+            self.connection.execute(sql, params)
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return self.connection.execute(sql, params).fetchall()
+        with self.traced("statement", sql):
+            return self.connection.execute(sql, params).fetchall()
 
     def begin(self) -> None:
         self.connection.execute("BEGIN IMMEDIATE")
@@ -110,8 +112,12 @@ class SQLiteWarehouse(Warehouse):
         marks = ", ".join("?" * data.num_columns)
         rows = zip(*(c.to_pylist() for c in data.columns), strict=True)
         # Outside a transaction (staging) each row would commit, and sync the file, on its own.
-        with nullcontext() if self.connection.in_transaction else self.transaction():
-            self.connection.executemany(f"INSERT INTO {table_name} ({columns}) VALUES ({marks})", rows)
+        sql = f"INSERT INTO {table_name} ({columns}) VALUES ({marks})"
+        with (
+            nullcontext() if self.connection.in_transaction else self.transaction(),
+            self.traced("copy", sql, rows=len(data), bytes=data.nbytes),
+        ):
+            self.connection.executemany(sql, rows)
 
     def read_batches(self, sql: str, batch_rows: int) -> Iterator[pa.Table]:
         """On this connection (a second one would contend for the file locks the load's writer takes),

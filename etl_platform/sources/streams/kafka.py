@@ -1,0 +1,113 @@
+"""A Kafka topic (confluent-kafka): auto-commit off, offsets stored with the publish and sought on assignment.
+
+The checkpoint holds the next offset per partition. The consumer assigns itself every partition of
+the topic at its saved offset (the earliest one when nothing is saved; the group's committed offset
+is not trusted, and no group rebalance is waited for: one run of a pipeline reads at a time),
+so a run that died between its commit and the ack reads on from the saved
+offsets: nothing twice, nothing skipped. After the commit the offsets are committed to the group
+too, for lag monitoring only. Poison messages go to `_etl.stream_dead_letters`.
+
+`url` is `kafka://host:9092,host2:9092`; librdkafka's own settings (SASL, TLS) are not options yet.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from etl_platform.errors import SourceError
+from etl_platform.sources.streams.base import Message, Poison
+from etl_platform.spec.streams import StreamSource
+
+# How long the topic's metadata (its partitions) may take to arrive.
+JOIN_SECONDS = 30.0
+
+
+def bootstrap_servers(url: str) -> str:
+    return url.removeprefix("kafka://").rstrip("/")
+
+
+class KafkaTopicClient:
+    def __init__(self, spec: StreamSource, url: str, saved: dict | None):
+        self.topic = spec.topic
+        self.label = f"kafka:{spec.topic}"
+        self.offsets: dict[str, int] = dict(saved["offsets"]) if saved else {}
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap_servers(url),
+                "group.id": spec.group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000,
+            }
+        )
+        self.closed = False
+        self._assign_from_saved(spec.topic)
+
+    def _assign_from_saved(self, topic: str) -> None:
+        """Every partition of the topic, each at its saved offset (the earliest one when nothing is saved)."""
+        metadata = self.consumer.list_topics(topic, timeout=JOIN_SECONDS).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise SourceError(f"{self.label}: the topic has no partitions ({metadata.error if metadata else 'not found'})")
+        self.consumer.assign(
+            [TopicPartition(topic, p, self.offsets.get(str(p), OFFSET_BEGINNING)) for p in sorted(metadata.partitions)]
+        )
+
+    def keeps_dead_letters(self) -> bool:
+        return False
+
+    def fetch(self, max_messages: int, max_wait_seconds: float) -> list[Message]:
+        messages: list[Message] = []
+        deadline = time.monotonic() + max_wait_seconds
+        while len(messages) < max_messages and (left := deadline - time.monotonic()) > 0:
+            batch = self.consumer.consume(min(max_messages - len(messages), 10_000), timeout=min(left, 0.5))
+            messages += self._messages(batch)
+            if not batch and messages:
+                break
+        return messages
+
+    @staticmethod
+    def _messages(batch: list) -> list[Message]:
+        messages = []
+        for record in batch:
+            if record.error():
+                raise KafkaException(record.error())
+            partition, offset = record.partition(), record.offset()
+            messages.append(Message(f"{partition}:{offset}", offset, record.value() or b"", 1, partition))
+        return messages
+
+    def position(self, messages: list[Message]) -> dict[str, Any]:
+        offsets = dict(self.offsets)
+        for message in messages:
+            key = str(message.handle)
+            offsets[key] = max(offsets.get(key, 0), message.line + 1)
+        return {"offsets": offsets}
+
+    def acknowledge(self, messages: list[Message], poison: list[Poison]) -> None:
+        if messages:
+            value = self.position(messages)["offsets"]
+            self.consumer.commit(offsets=[TopicPartition(self.topic, int(p), o) for p, o in value.items()], asynchronous=False)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.consumer.close()
+
+
+def kafka_backlog(spec: StreamSource, url: str, saved: dict | None) -> tuple[str, int]:
+    """Each partition's high watermark, and how many messages lie between the saved offsets and them."""
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers(url), "group.id": spec.group, "enable.auto.commit": False})
+    try:
+        offsets = saved["offsets"] if saved else {}
+        topic = consumer.list_topics(spec.topic, timeout=10).topics.get(spec.topic)
+        heads, behind = {}, 0
+        for partition in sorted(topic.partitions if topic and topic.error is None else []):
+            low, high = consumer.get_watermark_offsets(TopicPartition(spec.topic, partition), timeout=10)
+            heads[partition] = high
+            behind += max(high - max(offsets.get(str(partition), low), low), 0)
+        return ",".join(f"{p}:{h}" for p, h in heads.items()), behind
+    finally:
+        consumer.close()

@@ -1,0 +1,126 @@
+"""The test brokers: a uniquely named stream, queue or topic on the machine's NATS, Redis and RabbitMQ, or on
+librdkafka's mock cluster, that a test produces messages to and that is deleted after it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import pika
+import redis
+from confluent_kafka import Producer
+
+NATS_URL = "nats://127.0.0.1:4222"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+RABBIT_URL = "amqp://guest:${RABBIT_PASSWORD}@127.0.0.1:5672/%2F"
+SECRETS = {"RABBIT_PASSWORD": "guest"}
+
+
+@dataclass
+class BrokerStream:
+    broker: str
+    source: dict[str, Any]
+    produce: Any  # list[bytes] -> None
+    dead_letters: Any = field(default=None)  # () -> list[(body, headers)], RabbitMQ's dead-letter queue
+
+
+def _nats(name: str) -> Iterator[BrokerStream]:
+    loop = asyncio.new_event_loop()
+    connection = loop.run_until_complete(nats.connect(NATS_URL))
+    js = connection.jetstream()
+    loop.run_until_complete(js.add_stream(name=name, subjects=[f"{name}.>"]))
+
+    def produce(bodies: list[bytes]) -> None:
+        async def send() -> None:
+            for body in bodies:
+                await js.publish(f"{name}.orders", body)
+
+        loop.run_until_complete(send())
+
+    try:
+        yield BrokerStream("nats", {"stream": name, "durable": f"{name}_etl"}, produce)
+    finally:
+        loop.run_until_complete(js.delete_stream(name))
+        loop.run_until_complete(connection.close())
+        loop.close()
+
+
+def _redis(name: str) -> Iterator[BrokerStream]:
+    client = redis.Redis.from_url(REDIS_URL)
+
+    def produce(bodies: list[bytes]) -> None:
+        pipe = client.pipeline()
+        for body in bodies:
+            pipe.xadd(name, {"data": body})
+        pipe.execute()
+
+    try:
+        yield BrokerStream("redis", {"stream": name, "group": f"{name}_etl"}, produce)
+    finally:
+        client.delete(name)
+        client.close()
+
+
+def _rabbitmq(name: str) -> Iterator[BrokerStream]:
+    connection = pika.BlockingConnection(pika.URLParameters(RABBIT_URL.replace("${RABBIT_PASSWORD}", "guest")))
+    channel = connection.channel()
+    dead = f"{name}.dead_letter"
+    channel.exchange_declare(dead, "fanout", durable=True)
+    channel.queue_declare(dead, durable=True)
+    channel.queue_bind(dead, dead)
+    arguments = {"x-queue-type": "quorum", "x-dead-letter-exchange": dead, "x-delivery-limit": 3}
+    channel.queue_declare(name, durable=True, arguments=arguments)
+    channel.confirm_delivery()
+    counter = iter(range(10**9))
+
+    def produce(bodies: list[bytes]) -> None:
+        for body in bodies:
+            properties = pika.BasicProperties(message_id=f"m{next(counter)}", delivery_mode=2)
+            channel.basic_publish("", name, body, properties)
+
+    def dead_letters() -> list[tuple[bytes, dict]]:
+        found = []
+        while (got := channel.basic_get(dead, auto_ack=True))[0] is not None:
+            found.append((got[2], got[1].headers or {}))
+        return found
+
+    try:
+        yield BrokerStream("rabbitmq", {"queue": name}, produce, dead_letters)
+    finally:
+        channel.queue_delete(name)
+        channel.queue_delete(dead)
+        channel.exchange_delete(dead)
+        connection.close()
+
+
+def _kafka(name: str) -> Iterator[BrokerStream]:
+    producer = Producer({"test.mock.num.brokers": 1})  # the mock cluster lives as long as this client
+    servers = ",".join(f"{b.host}:{b.port}" for b in producer.list_topics(timeout=10).brokers.values())
+
+    def produce(bodies: list[bytes]) -> None:
+        for body in bodies:
+            try:
+                producer.produce(name, body)
+            except BufferError:  # librdkafka's local queue (100,000 messages) is full: deliver it, then go on
+                producer.flush(60)
+                producer.produce(name, body)
+        producer.flush(60)
+
+    yield BrokerStream("kafka", {"url": f"kafka://{servers}", "topic": name, "group": f"{name}_etl"}, produce)
+
+
+BROKERS = {"nats": _nats, "redis": _redis, "rabbitmq": _rabbitmq, "kafka": _kafka}
+URLS = {"nats": NATS_URL, "redis": REDIS_URL, "rabbitmq": RABBIT_URL}
+
+
+@contextlib.contextmanager
+def broker_stream(broker: str) -> Iterator[BrokerStream]:
+    name = f"etl_test_{uuid.uuid4().hex[:10]}"
+    with contextlib.contextmanager(BROKERS[broker])(name) as stream:
+        stream.source = {"type": "stream", "broker": broker, "url": URLS.get(broker), **stream.source}
+        yield stream
