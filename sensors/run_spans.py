@@ -2,8 +2,9 @@
 
 Step spans name the run's span as their parent by its derived id (etl_platform/tracing.py), but no
 process lives for the whole run to record it; a run-status sensor learns that the run ended, with
-its start and end times, and records it then (docs/operations.md, "Traces"). Defined only when
-traces are on.
+its start and end times, and records it then (docs/operations.md, "Traces"). A run `etl run`
+executed is left to `etl run`, which records its span itself (one root per trace, daemon or not).
+Defined only when traces are on.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dagster import (
     run_status_sensor,
 )
 
-from etl_platform.tracing import Tracer, record_run_span
+from etl_platform.instance.runs import CLI_TRIGGER, record_ended_run_span
+from etl_platform.tracing import Tracer
 
 
 def run_span_sensors() -> list[SensorDefinition]:
@@ -33,10 +35,7 @@ def _run_span_sensor(status: DagsterRunStatus) -> SensorDefinition:
         description=f"Records the trace span of each run that ends with {status.value}",
     )
     def _sensor(context: RunStatusSensorContext, tracer: ResourceParam[Tracer]) -> None:
-        run = context.dagster_run
-        record = context.instance.get_run_record_by_id(run.run_id)
-        if record is None or record.start_time is None or record.end_time is None:
-            return
-        record_run_span(tracer, run.run_id, run.job_name, record.start_time, record.end_time, status == DagsterRunStatus.SUCCESS)
+        if context.dagster_run.tags.get("etl/trigger") != CLI_TRIGGER:
+            record_ended_run_span(tracer, context.instance, context.dagster_run.run_id)
 
     return _sensor

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, build_run_status_sensor_context, materialize
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from etl_platform.definitions import build_definitions
@@ -11,6 +19,7 @@ from etl_platform.settings import Settings
 from etl_platform.tracing import run_span_id, run_trace_id, tracer_provider
 
 PRODUCTS = AssetKey(["analytics", "products"])
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(params=["duckdb", "postgresql", "sqlite", "mariadb"])
@@ -78,3 +87,57 @@ def test_the_daemon_records_the_run_span_the_steps_name_as_their_parent(project:
     assert step.parent.span_id == run.context.span_id  # the trace has its root now
     assert run.start_time <= step.start_time and step.end_time <= run.end_time
     assert run.attributes["etl.job"] == result.dagster_run.job_name
+
+
+class _OtlpReceiver(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector on 127.0.0.1: keeps each exported batch's spans."""
+
+    spans: list = []
+
+    def do_POST(self) -> None:
+        request = ExportTraceServiceRequest.FromString(self.rfile.read(int(self.headers["Content-Length"])))
+        for resource in request.resource_spans:
+            for scope in resource.scope_spans:
+                type(self).spans.extend(scope.spans)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_etl_run_records_its_run_span_and_the_daemon_leaves_it_alone(project: dict) -> None:
+    """No daemon: `etl run` sees its run end and records the root; the sensor skips CLI runs, so a
+    daemon running beside it would not record a second root."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtlpReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_port}"}
+        done = subprocess.run([str(BIN / "etl"), "run", "products"], env=env, capture_output=True, text=True, timeout=180)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    instance = DagsterInstance.from_config(project["DAGSTER_HOME"])
+    (run_record,) = instance.get_run_records()
+    run_id = run_record.dagster_run.run_id
+    (run,) = [s for s in _OtlpReceiver.spans if s.name == "run"]
+    (step,) = [s for s in _OtlpReceiver.spans if s.name == "step"]
+    assert int.from_bytes(run.trace_id, "big") == run_trace_id(run_id)
+    assert int.from_bytes(run.span_id, "big") == run_span_id(run_id) and not run.parent_span_id
+    assert step.parent_span_id == run.span_id and step.trace_id == run.trace_id
+
+    exporter = InMemorySpanExporter()
+    provider = tracer_provider(exporter)
+    defs = build_definitions(Settings.from_env(), with_dbt=False, tracer=provider.get_tracer("test"))
+    (entry,) = instance.all_logs(run_id, of_type=DagsterEventType.RUN_SUCCESS)
+    context = build_run_status_sensor_context(
+        "run_spans_success",
+        entry.dagster_event,
+        instance,
+        run_record.dagster_run,
+        resources={"tracer": provider.get_tracer("test")},
+    )
+    defs.get_sensor_def("run_spans_success")(context)
+    provider.force_flush()
+    assert exporter.get_finished_spans() == ()

@@ -9,8 +9,10 @@ from dagster import AssetKey, DagsterInstance, Definitions, build_reconstructabl
 from rich.console import Console
 
 from etl_platform.cli.progress import AssetStatus, RunFollower, checks_table, follow, models_table, summary_table
+from etl_platform.instance.runs import CLI_TRIGGER, record_ended_run_span
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineSpec
+from etl_platform.tracing import Tracer, otlp_tracer
 
 # The terminal shows progress bars and a summary; Dagster's own step log stays in the instance (and the UI).
 QUIET_CONSOLE = {"console": {"config": {"log_level": "CRITICAL"}}}
@@ -84,13 +86,15 @@ def run_through_dagster(
         **({} if single or settings.celery_workers else {"execution": {"config": _executor(parallel)}}),
         **({"ops": {status.step_key: {"config": {"full_refresh": True}} for status in pipelines}} if full_refresh else {}),
     }
-    tags = {"etl/trigger": "cli", **({"etl/full_refresh": "true"} if full_refresh else {})}
+    tags = {"etl/trigger": CLI_TRIGGER, **({"etl/full_refresh": "true"} if full_refresh else {})}
     job = job_name(specs[0].id) if single else ALL_PIPELINES_JOB
     runs = instance(settings)
-    success = _follow_run(runs, job, pipelines, run_config, tags, console, subset=not single)
+    tracer = otlp_tracer(settings.traces_endpoint)
+    success = _follow_run(runs, job, pipelines, run_config, tags, console, subset=not single, tracer=tracer)
     models = dbt_model_statuses(cli_definitions(with_dbt=True)) if with_dbt else []
     if models and success:
-        success = _follow_run(runs, DBT_JOB, models, {"loggers": QUIET_CONSOLE}, {"etl/trigger": "cli"}, console, subset=False)
+        dbt_tags = {"etl/trigger": CLI_TRIGGER}
+        success = _follow_run(runs, DBT_JOB, models, {"loggers": QUIET_CONSOLE}, dbt_tags, console, subset=False, tracer=tracer)
     for model in models if not success else []:
         model.state = "not run" if model.state == "waiting" else model.state
     console.print(summary_table(pipelines))
@@ -107,9 +111,19 @@ def _executor(parallel: int) -> dict:
 
 
 def _follow_run(
-    instance: DagsterInstance, job: str, statuses: list[AssetStatus], run_config: dict, tags: dict, console: Console, subset: bool
+    instance: DagsterInstance,
+    job: str,
+    statuses: list[AssetStatus],
+    run_config: dict,
+    tags: dict,
+    console: Console,
+    subset: bool,
+    tracer: Tracer,
 ) -> bool:
-    """Execute `job` (only the statuses' assets, `subset`) in a thread while drawing its progress; True if it succeeded."""
+    """Execute `job` (only the statuses' assets, `subset`) in a thread while drawing its progress; True if it succeeded.
+
+    This process is the one that sees the run end, so it records the run's span (the daemon's
+    sensor leaves runs tagged `etl/trigger: cli` to it)."""
     invocation = uuid.uuid4().hex
     outcome: dict = {}
 
@@ -122,6 +136,7 @@ def _follow_run(
             asset_selection=[AssetKey(status.dataset.split(".")) for status in statuses] if subset else None,
         )
         outcome["success"] = result.success
+        record_ended_run_span(tracer, instance, result.run_id)
 
     worker = threading.Thread(target=work, name="dagster-run")
     worker.start()

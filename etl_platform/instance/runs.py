@@ -9,7 +9,12 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRun, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+
+from etl_platform.tracing import Tracer, record_run_span
+
+# The `etl/trigger` tag of the runs `etl run` executes itself (and so records the run spans of).
+CLI_TRIGGER = "cli"
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,18 @@ def find_run(instance: DagsterInstance, run_id: str) -> DagsterRun:
     return matches[0]
 
 
-def recent_runs(instance: DagsterInstance, limit: int, failed_only: bool = False) -> list[DagsterRun]:
-    from dagster import DagsterRunStatus
+def record_ended_run_span(tracer: Tracer, instance: DagsterInstance, run_id: str) -> None:
+    """The run's own span (etl_platform/tracing.py, `record_run_span`), from the times the instance
+    recorded, by whoever learns that the run ended: the daemon's sensor, or `etl run`."""
+    record = instance.get_run_record_by_id(run_id)
+    if record is None or record.start_time is None or record.end_time is None:
+        return
+    run = record.dagster_run
+    succeeded = run.status == DagsterRunStatus.SUCCESS
+    record_run_span(tracer, run_id, run.job_name, record.start_time, record.end_time, succeeded)
 
+
+def recent_runs(instance: DagsterInstance, limit: int, failed_only: bool = False) -> list[DagsterRun]:
     filters = RunsFilter(statuses=[DagsterRunStatus.FAILURE]) if failed_only else None
     return list(instance.get_runs(filters=filters, limit=limit))
 
