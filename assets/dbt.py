@@ -11,17 +11,28 @@ import contextlib
 import io
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, AutomationCondition, DagsterLogManager, Failure
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AutomationCondition,
+    DagsterLogManager,
+    Failure,
+    ResourceParam,
+)
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from assets.automation import dataset_updated
+from assets.dbt_traces import record_build_spans
 from etl_platform.dbt_layer import dbt_executable, keep_parse_state, prepare_manifest, profiles_dir, seed_parse_state
 from etl_platform.errors import SpecError
+from etl_platform.tracing import Tracer
 from resources import WarehouseResource
 
 DBT_ASSETS_NAME = "dbt_models"
@@ -129,10 +140,13 @@ def dbt_models(
         dagster_dbt_translator=PlatformDbtTranslator(reported),
         pool="dbt_project",
     )
-    def _dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
+    def _dbt_models(
+        context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, tracer: ResourceParam[Tracer]
+    ) -> Iterator[Any]:
         # The profile's connection comes from the warehouse URL, in a profiles folder of this build's own.
         # A target folder of this build's own, starting from the last parse's state: dbt re-parses only what changed.
         target = seed_parse_state(project_dir, warehouse.url, project_dir / "target" / f"build-{uuid.uuid4().hex[:12]}")
+        started = time.time()
         with profiled(dbt, warehouse.url) as build:
             invocation = build.cli(BUILD_ARGS, context=context, raise_on_error=False, target_path=target)
             try:
@@ -141,8 +155,19 @@ def dbt_models(
             finally:
                 release_adapter(invocation.adapter)
         keep_parse_state(project_dir, warehouse.url, target)
+        results = _run_results(invocation)
+        step = context.get_step_execution_context().step.key
+        record_build_spans(tracer, context.run.run_id, step, started, time.time(), results, invocation.is_successful())
         if not invocation.is_successful():
             raise build_failure(invocation)
         shutil.rmtree(invocation.target_path, ignore_errors=True)  # a failed build keeps its folder, log and results
 
     return _dbt_models
+
+
+def _run_results(invocation: Any) -> list[dict]:
+    """The build's run results; none when dbt failed before writing them (a project that does not compile)."""
+    try:
+        return invocation.get_artifact("run_results.json").get("results", [])
+    except (FileNotFoundError, ValueError):
+        return []

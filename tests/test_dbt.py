@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance, evaluate_automation_conditions
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from etl_platform.dbt_layer import dbt_profile_env, prepare_manifest
 from etl_platform.definitions import build_definitions
@@ -20,6 +21,7 @@ from etl_platform.instance.catalog import build_catalog
 from etl_platform.instance.lineage import add_asset_lineage, read_lineage_graph
 from etl_platform.lineage.graph import ColumnRef, LineageGraph, render_text, walk
 from etl_platform.settings import Settings
+from etl_platform.tracing import run_span_id, tracer_provider
 from etl_platform.warehouse import open_warehouse
 from tests.conftest import rows
 from tests.test_cli import etl
@@ -51,11 +53,26 @@ def test_marts_build_on_the_pipelines_and_lineage_runs_from_file_to_mart(
     if warehouse == "postgresql":
         monkeypatch.setenv("ETL_WAREHOUSE_URL", request.getfixturevalue("postgresql_url"))
     url = os.environ["ETL_WAREHOUSE_URL"]
-    defs = build_definitions(Settings.from_env())
+    exporter = InMemorySpanExporter()
+    provider = tracer_provider(exporter)
+    defs = build_definitions(Settings.from_env(), tracer=provider.get_tracer("test"))
     instance = DagsterInstance.from_config(project["DAGSTER_HOME"])
     assert defs.resolve_job_def("all_pipelines").execute_in_process(instance=instance).success
     result = defs.resolve_job_def("dbt_models_job").execute_in_process(instance=instance)
     assert result.success
+
+    # The build is one step of the run's trace, each model and test a span under it, timed by dbt.
+    provider.force_flush()
+    spans = [span for span in exporter.get_finished_spans() if span.context.trace_id == int(result.run_id.replace("-", ""), 16)]
+    (step,) = [span for span in spans if span.name == "step"]
+    nodes = [span for span in spans if span.name == "dbt.node"]
+    assert step.parent.span_id == run_span_id(result.run_id)
+    assert len(nodes) == 25 and all(node.parent.span_id == step.context.span_id for node in nodes)
+    assert all(step.start_time <= node.start_time <= node.end_time <= step.end_time for node in nodes)
+    assert {node.attributes["dbt.unique_id"] for node in nodes} >= {
+        "model.etl_platform.daily_report",
+        "model.etl_platform.stg_orders",
+    }
 
     # The marts hold the orders of published customers, per day and country.
     report = rows(url, "SELECT count(*) AS n, sum(orders) AS orders FROM marts.daily_report")[0]
