@@ -121,11 +121,17 @@ class Settings:
     allowed_roots: tuple[str, ...] = ()
     breakers: BreakerSettings = BreakerSettings()
     secrets: Secrets = field(default_factory=Secrets)
-    # Steps run on dagster-celery workers when a broker is configured; its URL (it holds a password)
-    # stays in the environment, read by the executor and the workers (assets/workers.py).
-    celery_workers: bool = False
+    # Steps run on dagster-celery workers when a broker is configured. The executor and the workers
+    # read its URL (it holds a password) from the environment by name (assets/workers.py); this copy
+    # is for `etl doctor` and `etl run`'s check that the broker answers.
+    celery_broker: str | None = None
     traces_endpoint: str | None = None
     log_format: str = "text"
+
+    @property
+    def celery_workers(self) -> bool:
+        """Whether steps run on dagster-celery workers (a broker is configured)."""
+        return self.celery_broker is not None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -149,7 +155,7 @@ class Settings:
                 cooldown_seconds=_number(env, "ETL_BREAKER_COOLDOWN_SECONDS", float, BreakerSettings.cooldown_seconds),
             ),
             secrets=Secrets(env),
-            celery_workers=bool(env.get(CELERY_BROKER_VARIABLE)),
+            celery_broker=env.get(CELERY_BROKER_VARIABLE) or None,
             traces_endpoint=_traces_endpoint(env),
             log_format=env.get("ETL_LOG_FORMAT", "text").strip().lower(),
         )

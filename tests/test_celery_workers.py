@@ -16,10 +16,11 @@ import yaml
 from dagster import DagsterInstance, DagsterRunStatus
 
 from assets.workers import DEFAULT_QUEUE, ML_QUEUE, queue_of
+from etl_platform.instance.celery_health import celery_findings
 from etl_platform.spec import PipelineSpec
 from sensors.file_arrival import FINISHED
 from tests.celery_cluster import broker_vhost, workers
-from tests.conftest import REPO, rows
+from tests.conftest import REPO, _free_port, rows
 from tests.test_embedded_pools import BIN
 from tests.test_partitions import by_partition, day_file, events
 from tests.test_production_daemon import service, wait_for
@@ -84,6 +85,10 @@ def test_a_backfill_on_two_celery_workers_publishes_each_partition_once_even_whe
             backfill(env, DAYS[0], DAYS[3])
             wait_for(lambda: finished(instance, 4), 300, "the first backfill's four runs")
             assert by_partition(postgresql_url) == {day: size(int(day[-1])) for day in DAYS[:4]}
+            # `etl doctor`'s view of them: the broker answers, both workers consume `default`, none `ml`.
+            broker_ok, default_queue, ml_queue = celery_findings(broker)
+            assert broker_ok.ok and default_queue.ok and not ml_queue.ok, [f.line() for f in (broker_ok, default_queue, ml_queue)]
+            assert default_queue.detail.startswith("queue default: 2 workers (w1@") and "no worker" in ml_queue.detail
 
             backfill(env, DAYS[4], DAYS[7])
             w1_log = tmp_path / "w1.log"
@@ -104,3 +109,13 @@ def test_a_backfill_on_two_celery_workers_publishes_each_partition_once_even_whe
     # The step w1 had taken went back to the broker (late ack) and ran again on w2: 9 deliveries of 8 steps.
     deliveries = sum((tmp_path / f"{name}.log").read_text().count("received") for name in ("w1", "w2"))
     assert deliveries == 9, f"{deliveries} step deliveries for 8 runs"
+
+
+def test_a_broker_that_is_down_stops_etl_run_before_any_run_starts(project: dict) -> None:
+    """Without the check every step would fail with a bare "Connection refused" once the run had begun."""
+    env = {**os.environ, "ETL_CELERY_BROKER": f"amqp://guest:s3cret-broker@127.0.0.1:{_free_port()}//"}
+    done = subprocess.run([str(BIN / "etl"), "run", "products"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot reach the celery broker amqp://guest:***@127.0.0.1:" in done.stderr and "Nothing was run" in done.stderr
+    assert "s3cret-broker" not in done.stdout + done.stderr
+    assert DagsterInstance.from_config(project["DAGSTER_HOME"]).get_runs_count() == 0

@@ -15,12 +15,14 @@ from etl_platform.observability.findings import Finding
     "--skip",
     multiple=True,
     metavar="CHECK",
-    help="Leave out a group of checks: warehouse, landing, lake, dbt, embedding, services, tenants, dagster (repeatable).",
+    help="Leave out a group of checks: warehouse, landing, lake, dbt, embedding, services, tenants, dagster, "
+    "workers (repeatable; workers only with ETL_CELERY_BROKER set).",
 )
 def doctor(skip: tuple[str, ...]) -> None:
     """Check the deployment: warehouse, platform tables, Dagster instance, daemon, landing zone and lake,
-    dbt project, embedding model, the servers the pipelines read from, the lake's free disk, and the
-    row-level security of every `isolation: rls` pipeline's table.
+    dbt project, embedding model, the servers the pipelines read from, the lake's free disk, the
+    row-level security of every `isolation: rls` pipeline's table, and (with ETL_CELERY_BROKER set)
+    the celery broker and a worker on each queue.
 
     Prints one line per check, PASS or FAIL with what to do. Exit code 0 if every check passed, 1 if not.
     """
@@ -31,6 +33,10 @@ def doctor(skip: tuple[str, ...]) -> None:
     resolved = settings()
     checks = engine_checks(resolved, list(registry(resolved)), lambda: s3_client(resolved.s3_endpoint_url))
     checks["dagster"] = lambda: instance_findings(resolved.dagster_home)
+    if resolved.celery_broker is not None:
+        from etl_platform.instance.celery_health import celery_findings
+
+        checks["workers"] = lambda: celery_findings(resolved.celery_broker)
     unknown = set(skip) - set(checks)
     if unknown:
         raise click.UsageError(f"--skip {', '.join(sorted(unknown))}: the checks are {', '.join(checks)}")

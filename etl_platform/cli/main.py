@@ -172,8 +172,9 @@ def run(pipelines: tuple[str, ...], run_all: bool, dry_run: bool, sample: int, p
         sys.exit(_dry_run(specs, resolved, sample))
     order = [p for level in available.levels() for p in level]
     specs.sort(key=lambda s: order.index(s.id))
-    from etl_platform.cli.run import run_through_dagster
+    from etl_platform.cli.run import require_broker, run_through_dagster
 
+    require_broker(resolved)
     success, statuses = run_through_dagster(resolved, specs, parallel, console, full_refresh, with_dbt=run_all)
     print_failures(statuses)
     sys.exit(EXIT_OK if success else EXIT_FAILED)

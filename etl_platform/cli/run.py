@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import uuid
 
+import click
 from dagster import AssetKey, DagsterInstance, Definitions, build_reconstructable_job, execute_job
 from rich.console import Console
 
+from etl_platform.cli.common import EXIT_USAGE
 from etl_platform.cli.progress import AssetStatus, RunFollower, checks_table, follow, models_table, summary_table
 from etl_platform.instance.runs import CLI_TRIGGER, record_ended_run_span
 from etl_platform.settings import Settings
@@ -56,6 +59,20 @@ def dbt_model_statuses(defs: Definitions) -> list[AssetStatus]:
         if graph.get(key).is_executable and graph.get(key).assets_def.node_def.name == DBT_ASSETS_NAME
     ]
     return [AssetStatus(key.path[-1], ".".join(key.path), DBT_ASSETS_NAME, kind="dbt") for key in models]
+
+
+def require_broker(settings: Settings) -> None:
+    """With celery workers configured, end the command (exit code 2) when their broker does not answer:
+    every step would fail with a bare "Connection refused" after the run had started."""
+    from etl_platform.instance.celery_health import BROKER_FIX, reach_broker
+
+    if settings.celery_broker is None:
+        return
+    try:
+        reach_broker(settings.celery_broker)
+    except ConnectionError as exc:
+        click.secho(f"{exc}. Nothing was run. Fix: {BROKER_FIX}", fg="red", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 def run_through_dagster(
