@@ -24,9 +24,10 @@ from tests.conftest import environment_for, pipeline, rows, write_csv
 from tests.test_roles import drop_roles
 
 
-def rls_pipeline(prefix: str, tenant: str, path: str = "input.csv", **fields):
+def rls_pipeline(prefix: str, tenant: str, path: str = "input.csv", destination: dict | None = None, **fields):
     tenancy = {"value": tenant, "isolation": "rls", "role": f"{prefix}_writer_{tenant}", **fields}
-    return pipeline(id=f"orders_{tenant}", tenant=tenancy, source={"type": "csv", "path": path})
+    more = {"destination": destination} if destination else {}
+    return pipeline(id=f"orders_{tenant}", tenant=tenancy, source={"type": "csv", "path": path}, **more)
 
 
 def init_roles(url: str, prefix: str) -> None:
@@ -93,6 +94,43 @@ def test_rls_keeps_tenants_apart_in_one_table(postgresql_url: str, landing: Path
             admin.execute("SELECT set_config('app.tenant_id', 'acme', true)")
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
                 admin.execute("INSERT INTO analytics.target (id, _tenant_id) VALUES ('6', 'globex')")
+    finally:
+        drop_roles(database, roles)
+
+
+def test_rls_merge_upserts_each_tenants_own_keys(postgresql_url: str, landing: Path) -> None:
+    """Two tenants with the same ids in one table: each merge updates and inserts its tenant's rows only."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    database = postgresql_url.rsplit("/", 1)[1]
+    roles = [f"{prefix}_{job}" for job in ("loader", "dagster", "reader_acme", "reader_globex", "writer_acme", "writer_globex")]
+    environment = environment_for(postgresql_url, landing)
+    merge = {"dataset": "analytics.target", "write": "merge", "primary_key": ["id"]}
+    try:
+        init_roles(postgresql_url, prefix)
+        for tenant, data in (
+            ("acme", "id,name\n1,a1\n2,a2\n"),
+            ("globex", "id,name\n1,g1\n"),
+            ("acme", "id,name\n2,a2b\n3,a3\n"),
+        ):
+            write_csv(landing, f"{tenant}.csv", data)
+            spec = rls_pipeline(prefix, tenant, f"{tenant}.csv", destination=merge)
+            report = run_pipeline(spec, environment)
+            assert report.rows_published == data.count("\n") - 1
+        assert rows(postgresql_url, "SELECT _tenant_id, id, name FROM analytics.target ORDER BY 1, 2") == [
+            {"_tenant_id": "acme", "id": "1", "name": "a1"},
+            {"_tenant_id": "acme", "id": "2", "name": "a2b"},
+            {"_tenant_id": "acme", "id": "3", "name": "a3"},
+            {"_tenant_id": "globex", "id": "1", "name": "g1"},
+        ]
+        # As globex's role the policy hides acme's rows: an upsert of id 2 cannot reach acme's row 2.
+        with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={database}") as admin:
+            admin.execute(f'SET ROLE "{prefix}_writer_globex"')
+            admin.execute("SELECT set_config('app.tenant_id', 'globex', true)")
+            admin.execute(
+                "INSERT INTO analytics.target (_tenant_id, id, name) VALUES ('globex', '2', 'g2') "
+                "ON CONFLICT (_tenant_id, id) DO UPDATE SET name = excluded.name"
+            )
+            assert admin.execute("SELECT count(*) FROM analytics.target").fetchone() == (2,)
     finally:
         drop_roles(database, roles)
 

@@ -63,8 +63,9 @@ class TableDestination:
 
     def publish(self, ledger_row: dict, quarantined: Iterable[pa.Table], audit: Audit) -> PublishResult:
         if self.rls is not None:
+            key = self.spec.primary_key if self.spec.write == "merge" else None
             return publish_rls(
-                self.warehouse, self.spec.dataset, self.staging_name, self.rls, ledger_row, quarantined, audit, self.evolve
+                self.warehouse, self.spec.dataset, self.staging_name, self.rls, key, ledger_row, quarantined, audit, self.evolve
             )
         if self.spec.write == "append":
             self._in_transaction = False

@@ -81,7 +81,7 @@ def publish_staged(
         if write == "merge" and changes:
             _apply_changes(warehouse, target, staged, list(incoming), primary_key)
         elif write == "merge":
-            _merge(warehouse, target, staged, list(incoming), primary_key)
+            merge_rows(warehouse, target, staged, list(incoming), primary_key)
         else:
             columns = ", ".join(map(warehouse.quote, incoming))
             if partition is None:
@@ -94,7 +94,7 @@ def publish_staged(
         return PublishResult(ledger_row["rows"], warehouse.row_count(dataset), schema_version=version)
 
 
-def _merge(warehouse: Warehouse, target: str, staged: str, columns: list[str], primary_key: list[str]) -> None:
+def merge_rows(warehouse: Warehouse, target: str, staged: str, columns: list[str], primary_key: list[str]) -> None:
     """Upsert on the primary key; within one load the last row of a key wins."""
     quote = warehouse.quote
     names = ", ".join(map(quote, columns))
