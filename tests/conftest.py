@@ -121,7 +121,7 @@ def pipeline(custom_checks: CustomChecks | None = None, **fields) -> PipelineSpe
     return spec_from_document(document, custom_checks=custom_checks)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -130,7 +130,7 @@ def _free_port() -> int:
 @contextmanager
 def moto_server(**environment: str) -> Iterator[str]:
     """moto's S3 server in its own process on 127.0.0.1: boto3 reaches it over HTTP as it would AWS."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -20,7 +20,7 @@ from etl_platform.instance.celery_health import celery_findings
 from etl_platform.spec import PipelineSpec
 from sensors.file_arrival import FINISHED
 from tests.celery_cluster import broker_vhost, workers
-from tests.conftest import REPO, _free_port, rows
+from tests.conftest import REPO, free_port, rows
 from tests.test_embedded_pools import BIN
 from tests.test_partitions import by_partition, day_file, events
 from tests.test_production_daemon import service, wait_for
@@ -113,7 +113,7 @@ def test_a_backfill_on_two_celery_workers_publishes_each_partition_once_even_whe
 
 def test_a_broker_that_is_down_stops_etl_run_before_any_run_starts(project: dict) -> None:
     """Without the check every step would fail with a bare "Connection refused" once the run had begun."""
-    env = {**os.environ, "ETL_CELERY_BROKER": f"amqp://guest:s3cret-broker@127.0.0.1:{_free_port()}//"}
+    env = {**os.environ, "ETL_CELERY_BROKER": f"amqp://guest:s3cret-broker@127.0.0.1:{free_port()}//"}
     done = subprocess.run([str(BIN / "etl"), "run", "products"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "cannot reach the celery broker amqp://guest:***@127.0.0.1:" in done.stderr and "Nothing was run" in done.stderr

@@ -24,7 +24,7 @@ from etl_platform.instance.home import ensure_dagster_home
 from etl_platform.retry import is_transient
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry
-from tests.conftest import _free_port, write_csv
+from tests.conftest import free_port, write_csv
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def one_pipeline_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reques
 def test_a_configuration_error_fails_at_once_and_etl_run_prints_it(
     one_pipeline_project: Path, monkeypatch: pytest.MonkeyPatch, url: str, reason: str
 ) -> None:
-    monkeypatch.setenv("ETL_WAREHOUSE_URL", url.format(port=_free_port()))
+    monkeypatch.setenv("ETL_WAREHOUSE_URL", url.format(port=free_port()))
     settings = Settings.from_env()
     (spec,) = PipelineRegistry.from_folder(settings.pipelines_dir)
     success, statuses = run_through_dagster(settings, [spec], 1, Console(file=io.StringIO()))

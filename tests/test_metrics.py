@@ -11,11 +11,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import rows
+from tests.conftest import free_port, rows
 from tests.processes import stop_group
 from tests.test_cli import ETL, etl
 from tests.test_dashboard import dashboard_metric_names
-from tests.test_triggers import free_port
 
 
 def scrape(port: int, deadline: float) -> dict[tuple[str, tuple], float]:

@@ -21,7 +21,7 @@ from etl_platform.definitions import build_definitions
 from etl_platform.errors import EtlError, masked_url
 from etl_platform.instance.home import ensure_dagster_home
 from etl_platform.settings import Settings
-from tests.conftest import REPO, _free_port
+from tests.conftest import REPO, free_port
 from tests.processes import stop_group
 
 PASSWORD = "Kn0wn-Pa55word-7c1e"
@@ -95,7 +95,7 @@ def _query_when_loaded(url: str, webserver: subprocess.Popen) -> str:
 
 
 def test_the_webservers_graphql_answers_without_the_password(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     webserver = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
         cwd=REPO,

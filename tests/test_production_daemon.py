@@ -28,9 +28,8 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from etl_platform.definitions import build_definitions
 from etl_platform.settings import Settings
 from etl_platform.stores.s3 import s3_client
-from tests.conftest import REPO, S3_ENV, rows
+from tests.conftest import REPO, S3_ENV, free_port, rows
 from tests.processes import stop_group
-from tests.test_triggers import free_port
 
 BIN = Path(sys.executable).parent
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +16,7 @@ from dagster import AssetKey, DagsterInstance, build_schedule_context, evaluate_
 
 from etl_platform.definitions import build_definitions
 from etl_platform.settings import Settings
-from tests.conftest import REPO
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.conftest import REPO, free_port
 
 
 def test_a_webhook_post_to_the_webserver_runs_the_dependent_pipeline(project: dict) -> None:
