@@ -100,7 +100,7 @@ class DemoApi:
         self.reviews = demo_reviews(releases)
         self.requests = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="demo-api", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"demo-api {self.url}", daemon=True)
 
     @property
     def url(self) -> str:

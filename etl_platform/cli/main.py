@@ -255,13 +255,17 @@ def ui(port: int) -> None:
 
 
 def run_until_stopped(command: list[str], env: dict[str, str], cwd: Path) -> int:
-    """Run `command` in the foreground and return its exit code; a SIGTERM to this process is passed on
-    to it (Ctrl-C reaches it from the terminal), so the caller's cleanup runs after it has stopped."""
+    """Run `command` in the foreground and return its exit code, so the caller's cleanup runs after it stopped.
+
+    A SIGTERM to this process is passed on to it; Ctrl-C reaches it from the terminal, and this
+    process waits for it meanwhile. SIGINT is caught (not ignored) while it starts: an ignored
+    signal stays ignored across exec (as under `etl ui &`), and dagster dev, which maps SIGTERM to
+    its SIGINT handler, could then not be stopped.
+    """
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     process = subprocess.Popen(command, env=env, cwd=cwd)
-    previous = {
-        signal.SIGTERM: signal.signal(signal.SIGTERM, lambda number, _frame: process.send_signal(number)),
-        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    }
+    previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda number, _frame: process.send_signal(number))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         return process.wait()
     finally:
