@@ -78,10 +78,13 @@ def _new_reviews(rng: random.Random, ids: range, days: list[datetime.date], dirt
 def demo_reviews(releases: int) -> list[dict]:
     """The reviews the API holds after `releases` releases (1 or 2), oldest change first; same seed, same records."""
     rng = random.Random(SEED)
-    first = _new_reviews(rng, range(1, 301), [datetime.date(2026, 11, 20), datetime.date(2026, 11, 21)], REVIEW_DIRT["first"])
+    count, added = RELEASES["first"]["new"], RELEASES["second"]["new"]
+    first = _new_reviews(
+        rng, range(1, count + 1), [datetime.date(2026, 11, 20), datetime.date(2026, 11, 21)], REVIEW_DIRT["first"]
+    )
     by_id = {review["review_id"]: review for review in first}
     second_day = [datetime.date(2026, 11, 22)]
-    second = _new_reviews(rng, range(301, 341), second_day, REVIEW_DIRT["second"])
+    second = _new_reviews(rng, range(count + 1, count + added + 1), second_day, REVIEW_DIRT["second"])
     clean = [r for r in first if isinstance(r["rating"], int) and 1 <= r["rating"] <= 5 and r["product_id"]]
     edits = [
         dict(r, rating=max(1, r["rating"] - 2), title=r["title"] + " (edited)", updated_at=_timestamp(second_day[0], rng))
