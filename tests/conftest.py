@@ -216,8 +216,20 @@ def copy_dbt_project(parsed: Path, destination: Path) -> Path:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parsed_dbt_project: Path) -> dict[str, str]:
-    """A project folder with the demo pipelines, the dbt project and the demo data; its settings are exported as env vars."""
+def demo_api(monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """The demo's REST API with both releases out, its URL and key exported as `etl demo` and `etl ui` export them."""
+    from etl_platform.cli.demo_api import DEMO_KEY, KEY_VARIABLE, URL_VARIABLE, DemoApi
+
+    with DemoApi(DEMO_KEY) as api:
+        monkeypatch.setenv(URL_VARIABLE, api.url)
+        monkeypatch.setenv(KEY_VARIABLE, DEMO_KEY)
+        yield api
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parsed_dbt_project: Path, demo_api) -> dict[str, str]:
+    """A project folder with the demo pipelines, the dbt project and the demo data (and the demo API serving);
+    its settings are exported as env vars."""
     import shutil
 
     from etl_platform.cli.demo import write_demo_data

@@ -36,7 +36,7 @@ def test_list_validate_and_plan(project: dict) -> None:
     assert listing.returncode == 0 and "products" in listing.stdout and "0 5 * * * Europe/Berlin" in listing.stdout
     assert "webhook crm.export" in listing.stdout
     assert etl("validate").returncode == 0
-    assert json.loads(etl("plan", "--json").stdout) == [["customers", "products"], ["orders"], ["customer_value"]]
+    assert json.loads(etl("plan", "--json").stdout) == [["customers", "products", "reviews"], ["orders"], ["customer_value"]]
 
 
 def test_validate_reports_the_broken_file_with_exit_code_1(project: dict, tmp_path: Path) -> None:

@@ -13,10 +13,12 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from etl_platform.engine.environment import Environment
 from etl_platform.engine.options import RunOptions
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.errors import EtlError, SpecError
 from etl_platform.retry import is_transient
+from etl_platform.settings import Secrets
 from etl_platform.spec.loader import load_pipeline_files
 from tests.conftest import rows
 from tests.rest_helpers import SECRETS, environment, json_response, offset_page, rest_pipeline
@@ -263,6 +265,21 @@ def test_unknown_key_and_literal_secret_are_refused_with_file_and_line(tmp_path:
     )
     with pytest.raises(SpecError, match=r"rest.yaml:6: source.client.auth.bearer.token"):
         load_pipeline_files([path])
+
+
+def test_a_base_url_reference_is_resolved_at_run_time_and_must_be_http(tmp_path: Path, duckdb_url: str):
+    """`${VAR}` in base_url (the demo API's address): resolved from the secrets when the run starts, never at load."""
+    spec = rest_pipeline("${API_URL}", {"path": "/items"})
+    assert spec.source.effective()["client"]["base_url"] == "${API_URL}"
+    with pytest.raises(EtlError, match=r"environment variable API_URL is not set"):
+        _run(spec, duckdb_url, tmp_path)
+    wrong_scheme = Environment.at(
+        duckdb_url, tmp_path / "landing", tmp_path / "lake", secrets=Secrets({"API_URL": "ftp://x.example"})
+    )
+    with pytest.raises(EtlError, match=r"base_url '\$\{API_URL\}' does not resolve to an http:// or https:// URL"):
+        run_pipeline(spec, wrong_scheme, RunOptions())
+    with pytest.raises(SpecError, match=r"base_url"):
+        rest_pipeline("api.example/v1", {"path": "/items"})
 
 
 def test_the_documented_example_is_valid_with_the_paginators_it_really_uses():

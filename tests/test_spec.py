@@ -141,7 +141,7 @@ def test_python_declared_pipelines_join_the_folder(tmp_path: Path) -> None:
 
 def test_levels_of_the_demo_pipelines() -> None:
     registry = PipelineRegistry.from_folder(Path(__file__).parents[1] / "assets" / "pipelines")
-    assert registry.levels() == [["customers", "products"], ["orders"], ["customer_value"]]
+    assert registry.levels() == [["customers", "products", "reviews"], ["orders"], ["customer_value"]]
     assert set(registry.frames) == {"customer_value"}
 
 

@@ -8,8 +8,8 @@ Exit codes: 0 success; 1 the work asked for failed (a pipeline run, an invalid f
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -230,38 +230,91 @@ def print_failures(statuses) -> None:
 @cli.command()
 @click.option("--port", default=3000, show_default=True, help="Port of the Dagster UI.")
 def ui(port: int) -> None:
-    """Open the Dagster UI (dagster dev) on this project's instance and code location."""
+    """Open the Dagster UI (dagster dev) on this project's instance and code location.
+
+    When a pipeline reads the demo API (the demo's `reviews`), the demo API is served on
+    127.0.0.1 while the UI runs, so the UI can materialize it too; stopping the UI (Ctrl-C or
+    SIGTERM) stops dagster dev, then the demo API.
+    """
+    from etl_platform.cli.demo_api import serving
+
     resolved = settings()
     with instance(resolved):  # its storage is created here, under the folder's lock, not by a racing daemon
         pass
     dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
     workspace = resolved.project_dir / "workspace.yaml"
-    os.chdir(resolved.project_dir)
-    os.execve(dagster, [dagster, "dev", "-w", str(workspace), "-p", str(port)], resolved.subprocess_environment())
+    try:
+        pipelines = list(PipelineRegistry.from_folder(resolved.pipelines_dir, roots=allowed_roots(resolved)))
+    except SpecError:
+        pipelines = []  # the UI shows the folder's errors where the code location fails to load
+    with serving(resolved, pipelines) as (api, api_environment):
+        if api is not None:
+            console.print(f"Demo API at {api.url} for the demo pipelines (stopped when the UI exits)", highlight=False)
+        command = [dagster, "dev", "-w", str(workspace), "-p", str(port)]
+        code = run_until_stopped(command, resolved.subprocess_environment(**api_environment), resolved.project_dir)
+    sys.exit(code)
+
+
+def run_until_stopped(command: list[str], env: dict[str, str], cwd: Path) -> int:
+    """Run `command` in the foreground and return its exit code, so the caller's cleanup runs after it stopped.
+
+    A SIGTERM to this process is passed on to it; Ctrl-C reaches it from the terminal, and this
+    process waits for it meanwhile. SIGINT is caught (not ignored) while it starts: an ignored
+    signal stays ignored across exec (as under `etl ui &`), and dagster dev, which maps SIGTERM to
+    its SIGINT handler, could then not be stopped.
+    """
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
+    process = subprocess.Popen(command, env=env, cwd=cwd)
+    previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda number, _frame: process.send_signal(number))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return process.wait()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @cli.command()
 @click.option("--parallel", default=1, show_default=True, help="Run up to N independent pipelines in parallel processes.")
 def demo(parallel: int) -> None:
-    """Write the demo data set into the landing zone, materialize every demo pipeline, then build the dbt models."""
+    """Write the demo data set into the landing zone, serve the demo REST API, materialize every demo pipeline,
+    then build the dbt models; then the API publishes new and edited reviews and `reviews` loads only those."""
     from etl_platform.cli.demo import write_demo_data
+    from etl_platform.cli.demo_api import KEY_VARIABLE, RELEASES, reads_demo_api, serving
 
     resolved = settings()
-    registry(resolved)  # an invalid pipelines folder stops here, before any data is written
-    salt = {}
+    pipelines = registry(resolved)  # an invalid pipelines folder stops here, before any data is written
+    demo_secrets = {}
     if not resolved.secrets.get("ETL_PII_SALT"):
-        salt = {"ETL_PII_SALT": "demo-only-salt"}
+        demo_secrets["ETL_PII_SALT"] = "demo-only-salt"
         console.print("[yellow]ETL_PII_SALT is not set: using a demo-only salt (set your own secret in production).[/yellow]")
     files = write_demo_data(Path(resolved.landing))
     console.print(f"Demo data written to {resolved.landing} ({len(files)} files)")
-    # `etl run --all` in a process of its own: the demo salt reaches it through that process's environment.
-    command = [sys.executable, "-m", "etl_platform.cli.main", "run", "--all", "--parallel", str(parallel)]
-    success = subprocess.run(command, env=resolved.subprocess_environment(**salt), check=False).returncode == EXIT_OK
+    with serving(resolved, pipelines, releases=1) as (api, api_environment):
+        if api is not None and not resolved.secrets.get(KEY_VARIABLE):
+            console.print(f"[yellow]{KEY_VARIABLE} is not set: the demo API and its pipelines use a demo-only key.[/yellow]")
+        env = resolved.subprocess_environment(**demo_secrets, **api_environment)
+        # `etl run` in a process of its own: the demo secrets and the API's address reach it through its environment.
+        success = _etl_run(env, "--all", "--parallel", str(parallel))
+        readers = [spec.id for spec in pipelines if reads_demo_api(spec)]
+        if api is not None and success:
+            second = RELEASES["second"]
+            api.publish_second_release()
+            console.print(
+                f"The demo API publishes {second['new']} new reviews and {second['edited']} edits: "
+                f"{', '.join(readers)} loads only those (incremental on updated_at)"
+            )
+            success = _etl_run(env, *readers)
     console.print(
         f"Warehouse: {masked_url(resolved.warehouse_url)}\nQuarantined rows: SELECT * FROM _etl.quarantine\n"
         "Open the Dagster UI to browse assets, runs and metadata: make ui (or .venv/bin/etl ui), then http://127.0.0.1:3000"
     )
     sys.exit(EXIT_OK if success else EXIT_FAILED)
+
+
+def _etl_run(env: dict[str, str], *arguments: str) -> bool:
+    command = [sys.executable, "-m", "etl_platform.cli.main", "run", *arguments]
+    return subprocess.run(command, env=env, check=False).returncode == EXIT_OK
 
 
 cli.add_command(quarantine)

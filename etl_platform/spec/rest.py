@@ -115,7 +115,9 @@ class Retries(Strict):
 
 
 class RestClient(Strict):
-    base_url: Annotated[str, StringConstraints(pattern=r"^https?://")]
+    base_url: Annotated[str, StringConstraints(pattern=r"^(https?://|\$\{[^}]+\})")] = Field(
+        description="http:// or https://, or starting with a `${VAR}` reference (resolved at run time, shown as ***)"
+    )
     headers: dict[str, str] = Field(default_factory=dict, description="values may hold `${VAR}` references")
     auth: Auth = Field(default_factory=NoAuth)
     paginator: Paginator | None = Field(None, description="the default of every resource that sets none")

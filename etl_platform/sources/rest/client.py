@@ -44,6 +44,9 @@ class HttpClient:
 
     def __init__(self, spec: RestClient, secrets: Mapping[str, str], breakers: BreakerBoard, sleep=time.sleep):
         self.spec = spec
+        self.base_url = expand_env(spec.base_url, secrets)
+        if not self.base_url.startswith(("http://", "https://")):
+            raise SourceError(f"base_url {spec.base_url!r} does not resolve to an http:// or https:// URL; check the variable")
         self.session = requests.Session()
         self.headers = {name: expand_env(value, secrets) for name, value in spec.headers.items()}
         self.credentials = Credentials(spec.auth, secrets, self.session, spec.timeout_seconds)
@@ -58,7 +61,7 @@ class HttpClient:
         return redact(text)
 
     def url(self, path: str) -> str:
-        return path if "://" in path else self.spec.base_url.rstrip("/") + "/" + path.lstrip("/")
+        return path if "://" in path else self.base_url.rstrip("/") + "/" + path.lstrip("/")
 
     def get(self, url: str, params: Mapping[str, object]) -> requests.Response:
         host = urlsplit(url).netloc
