@@ -20,7 +20,7 @@ from etl_platform.cli.demo_api import DEMO_KEY, KEY_HEADER, KEY_VARIABLE, PATH, 
 from etl_platform.definitions import build_definitions
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry
-from tests.conftest import _free_port, rows
+from tests.conftest import free_port, rows
 from tests.processes import stop_group
 
 REVIEWS = AssetKey(["analytics", "reviews"])
@@ -114,7 +114,7 @@ def test_etl_ui_serves_the_demo_api_while_it_runs_and_stops_it_on_exit(
     project: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _without_demo_api(monkeypatch)
-    port, log = _free_port(), tmp_path / "ui.log"
+    port, log = free_port(), tmp_path / "ui.log"
     with log.open("w") as output:
         ui = subprocess.Popen(
             [ETL, "ui", "--port", str(port)], stdout=output, stderr=subprocess.STDOUT, env=os.environ, start_new_session=True

@@ -7,11 +7,14 @@ Exit codes: 0 success; 1 the work asked for failed (a pipeline run, an invalid f
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -256,22 +259,44 @@ def ui(port: int) -> None:
 
 
 def run_until_stopped(command: list[str], env: dict[str, str], cwd: Path) -> int:
-    """Run `command` in the foreground and return its exit code, so the caller's cleanup runs after it stopped.
+    """Run `command` in a process group of its own until it exits; return its exit code.
 
-    A SIGTERM to this process is passed on to it; Ctrl-C reaches it from the terminal, and this
-    process waits for it meanwhile. SIGINT is caught (not ignored) while it starts: an ignored
-    signal stays ignored across exec (as under `etl ui &`), and dagster dev, which maps SIGTERM to
-    its SIGINT handler, could then not be stopped.
+    SIGINT (Ctrl-C reaches only this process now) and SIGTERM are passed on to the whole group. When
+    the command has exited, what it left in its group is stopped too: dagster dev's code servers
+    otherwise outlive it until their heartbeat times out (45 s), holding the demo API's pipelines'
+    environment and the instance. The handlers are set before the command starts, so a signal this
+    process ignored (as under `etl ui &`) is not ignored by the command as well.
     """
-    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
-    process = subprocess.Popen(command, env=env, cwd=cwd)
-    previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda number, _frame: process.send_signal(number))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    group: dict[str, int] = {}
+
+    def forward(number: int, _frame) -> None:
+        if "pgid" in group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group["pgid"], number)
+
+    previous = {number: signal.signal(number, forward) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return process.wait()
+        process = subprocess.Popen(command, env=env, cwd=cwd, start_new_session=True)
+        group["pgid"] = process.pid
+        code = process.wait()
+        _stop_group(process.pid)
+        return code
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _stop_group(pgid: int, grace_seconds: float = 10.0) -> None:
+    """SIGTERM to what is left of a process group, then SIGKILL to what still runs after `grace_seconds`."""
+    for number in (signal.SIGTERM, signal.SIGKILL):
+        deadline = time.monotonic() + grace_seconds
+        try:
+            os.killpg(pgid, number)
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+                os.killpg(pgid, 0)  # raises once the group is empty
+        except ProcessLookupError:
+            return
 
 
 @cli.command()
