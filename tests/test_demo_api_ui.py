@@ -136,3 +136,12 @@ def test_etl_ui_serves_the_demo_api_while_it_runs_and_stops_it_on_exit(
     finally:
         stop_group(ui)
     assert rows(project["ETL_WAREHOUSE_URL"], "SELECT count(*) AS n FROM analytics.reviews") == [{"n": 328}]
+
+
+def test_etl_run_serves_the_demo_api_for_the_demo_pipeline_too(project: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `etl demo`, `etl run --all` (or `etl run reviews`) works as well: the command serves the API itself."""
+    _without_demo_api(monkeypatch)
+    done = subprocess.run([ETL, "run", "reviews"], env=os.environ, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert re.search(r"Demo API at http://127\.0\.0\.1:\d+ for the demo pipelines", done.stdout)
+    assert rows(project["ETL_WAREHOUSE_URL"], "SELECT count(*) AS n FROM analytics.reviews") == [{"n": 328}]

@@ -1,7 +1,7 @@
 """The demo's REST API: product reviews behind an API key, paged by next links, filtered by `updated_since`.
 
 A stdlib `ThreadingHTTPServer` on 127.0.0.1 and an ephemeral port, in a thread of the command that
-runs the demo pipelines (`etl demo`, `etl ui`): started before them, stopped when the command
+runs the demo pipelines (`etl demo`, `etl ui`, `etl run`): started before them, stopped when the command
 ends, so no process outlives it and nothing reaches the network. The pipelines find it through
 two variables the command puts into its children's environment: ETL_DEMO_API_URL (the base URL,
 `${ETL_DEMO_API_URL}` in `assets/pipelines/reviews.yaml`) and ETL_DEMO_API_KEY (the key, by the

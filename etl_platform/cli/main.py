@@ -171,14 +171,21 @@ def run(pipelines: tuple[str, ...], run_all: bool, dry_run: bool, sample: int, p
         specs = list(available) if run_all else [available.get(p) for p in pipelines]
     except SpecError as exc:
         raise click.UsageError(str(exc)) from None
-    if dry_run:
-        sys.exit(_dry_run(specs, resolved, sample))
-    order = [p for level in available.levels() for p in level]
-    specs.sort(key=lambda s: order.index(s.id))
-    from etl_platform.cli.run import require_broker, run_through_dagster
+    from etl_platform.cli.demo_api import serving
 
-    require_broker(resolved)
-    success, statuses = run_through_dagster(resolved, specs, parallel, console, full_refresh, with_dbt=run_all)
+    with serving(resolved, specs) as (api, api_environment):
+        if api is not None:  # the demo's REST pipeline, outside `etl demo` and `etl ui`
+            os.environ.update(api_environment)  # for the settings, and the step processes that inherit it
+            resolved = settings()
+            console.print(f"Demo API at {api.url} for the demo pipelines (stopped when the run ends)", highlight=False)
+        if dry_run:
+            sys.exit(_dry_run(specs, resolved, sample))
+        order = [p for level in available.levels() for p in level]
+        specs.sort(key=lambda s: order.index(s.id))
+        from etl_platform.cli.run import require_broker, run_through_dagster
+
+        require_broker(resolved)
+        success, statuses = run_through_dagster(resolved, specs, parallel, console, full_refresh, with_dbt=run_all)
     print_failures(statuses)
     sys.exit(EXIT_OK if success else EXIT_FAILED)
 
