@@ -97,10 +97,10 @@ class MariadbCdcSource:
         return "mysql+pymysql://root@127.0.0.1:3306/"
 
     def sql(self, *statements: str) -> None:
-        with pymysql.connect(**MARIADB_ADMIN, database=self.database, autocommit=True) as connection:
-            with connection.cursor() as cursor:
-                for statement in statements:
-                    cursor.execute(statement)
+        connection = pymysql.connect(**MARIADB_ADMIN, database=self.database, autocommit=True)
+        with connection, connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
 
     def rows(self, table: str = "items") -> list[tuple]:
         with pymysql.connect(**MARIADB_ADMIN, database=self.database) as connection, connection.cursor() as cursor:
