@@ -176,3 +176,20 @@ def test_follow_applies_windows_back_to_back_until_stopped(source: MariadbCdcSou
 
     follow(source.spec(max_changes=1), environment, stop, on_batch, idle_seconds=0.05)
     assert target_rows(postgresql_url) == source.rows() and len(batches) >= 3
+
+
+def test_the_spec_wants_database_table_and_no_password_and_the_target_a_merge(
+    source: MariadbCdcSource, mariadb_url: str, postgresql_url: str, landing: Path
+) -> None:
+    from etl_platform.errors import DestinationError, SourceError, SpecError
+    from tests.conftest import pipeline
+
+    with pytest.raises(SpecError, match="table"):
+        source.spec(table="items")
+    with pytest.raises(SpecError, match=r"\$\{MY_DB_URL\}"):
+        source.spec(url="mysql+pymysql://root:secret@127.0.0.1:3306/")
+    appending = pipeline(source=source.spec().source.model_dump(), destination={"dataset": "raw.items", "write": "append"})
+    with pytest.raises(SourceError, match="write: merge"):
+        run_pipeline(appending, environment_for(postgresql_url, landing))
+    with pytest.raises(DestinationError, match="not to MariaDB"):
+        run_pipeline(source.spec(), environment_for(mariadb_url, landing))
