@@ -173,8 +173,15 @@ def mariadb_floor_seconds(spec, url: str, start_gtid: str) -> tuple[float, int]:
     from etl_platform.sources.mariadb_cdc import MariadbCdcSource
 
     started = time.perf_counter()
-    stream = MariadbCdcSource(spec.source, url, {"gtid": start_gtid})._stream()
-    rows = sum(len(getattr(event, "rows", ())) for event in stream)
+    from pymysqlreplication.event import MariadbGtidEvent, XidEvent
+
+    stream, rows, gtid = MariadbCdcSource(spec.source, url, {"gtid": start_gtid})._stream(), 0, start_gtid
+    for event in stream:
+        rows += len(getattr(event, "rows", ()))
+        if isinstance(event, MariadbGtidEvent):
+            gtid = event.gtid
+        elif isinstance(event, XidEvent):
+            stream.auto_position = gtid  # as the source does: a dropped connection resumes after this transaction
     stream.close()
     return time.perf_counter() - started, rows
 

@@ -324,6 +324,7 @@ class MariadbCdcSource(ChangeCaptureRun):
                     if not self._commit(window, transaction):
                         return window
                     transaction = None
+                    stream.auto_position = window.position  # a dropped connection resumes here (the library reconnects)
                     if window.full:
                         return window
         except pymysql.err.OperationalError as error:
@@ -344,7 +345,14 @@ class MariadbCdcSource(ChangeCaptureRun):
         return isinstance(event, QueryEvent) and (transaction.standalone or event.query.strip().upper() == "COMMIT")
 
     def _commit(self, window: _Window, transaction: _Transaction) -> bool:
-        """Add a whole transaction to the window; False when it must start the next one (a second truncate)."""
+        """Add a whole transaction to the window; False when it must start the next one (a second truncate).
+
+        A transaction at or before the window's position in its domain is one the reader delivered
+        again after it reconnected: it is in the window already.
+        """
+        known = window.end.get(transaction.domain)
+        if known is not None and int(known.rsplit("-", 1)[1]) >= int(transaction.gtid.rsplit("-", 1)[1]):
+            return True
         if transaction.truncated:
             if window.changes or window.truncation is not None:
                 return False
