@@ -193,3 +193,18 @@ def test_the_spec_wants_database_table_and_no_password_and_the_target_a_merge(
         run_pipeline(appending, environment_for(postgresql_url, landing))
     with pytest.raises(DestinationError, match="not to MariaDB"):
         run_pipeline(source.spec(), environment_for(mariadb_url, landing))
+
+
+def test_a_transaction_the_reader_delivers_again_after_a_reconnect_is_in_the_window_once(source: MariadbCdcSource) -> None:
+    """mysql-replication reconnects on a dropped connection and reads on from its auto_position:
+    transactions the window holds already are not added again (their old changes would win the merge)."""
+    from etl_platform.sources.mariadb_cdc import _Change, _Transaction, _Window
+
+    run = MariadbCdcRun(source.spec().source, source.url, {"table": "t", "gtid": "0-1-10"})
+    window = _Window({0: "0-1-10"})
+    first = _Transaction("0-1-11", 0, 0, False, [_Change("I", {"id": 1}, 0)])
+    again = _Transaction("0-1-11", 0, 0, False, [_Change("I", {"id": 1}, 0)])
+    assert run._commit(window, first) and run._commit(window, again)
+    assert len(window.changes) == 1 and window.position == "0-1-11"
+    assert run._commit(window, _Transaction("0-1-12", 0, 0, False, [_Change("D", {"id": 1}, 0)]))
+    assert [c.kind for c in window.changes] == ["I", "D"] and window.position == "0-1-12"
