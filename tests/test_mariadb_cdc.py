@@ -208,3 +208,16 @@ def test_a_transaction_the_reader_delivers_again_after_a_reconnect_is_in_the_win
     assert len(window.changes) == 1 and window.position == "0-1-11"
     assert run._commit(window, _Transaction("0-1-12", 0, 0, False, [_Change("D", {"id": 1}, 0)]))
     assert [c.kind for c in window.changes] == ["I", "D"] and window.position == "0-1-12"
+
+
+def test_a_preview_reads_nothing_and_a_replay_is_refused(source: MariadbCdcSource, postgresql_url: str, landing: Path) -> None:
+    from etl_platform.engine.dry_run import dry_run
+    from etl_platform.engine.replay import QuarantineSelection, replay
+    from etl_platform.errors import SpecError
+
+    environment = environment_for(postgresql_url, landing)
+    run_pipeline(source.spec(), environment)
+    stages = dry_run(source.spec(), environment)
+    assert len(stages) == 1 and "not read" in stages[0].name and len(stages[0].data) == 0
+    with pytest.raises(SpecError, match="overwrite newer ones"):
+        replay(source.spec(), environment, QuarantineSelection(source.spec().id))
