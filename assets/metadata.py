@@ -82,6 +82,8 @@ def materialization_metadata(report: LoadReport, dialect: str, table_name: str) 
         metadata["dedup_model"] = MetadataValue.json(report.dedup_models)
     if report.tuning:
         metadata["auto_tuner"] = report.tuning
+    if report.truncation:
+        metadata["source_truncated"] = report.truncation
     if report.schema_version is not None:
         metadata["schema_version"] = MetadataValue.int(report.schema_version)
     return metadata

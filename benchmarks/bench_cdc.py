@@ -1,4 +1,4 @@
-"""Change-data-capture benchmark: PostgreSQL -> PostgreSQL through a postgres_cdc pipeline.
+"""Change-data-capture benchmark: PostgreSQL (or MariaDB, `--source mariadb`) -> PostgreSQL through a CDC pipeline.
 
 One run creates a source and a target database, and measures:
 
@@ -14,15 +14,22 @@ One run creates a source and a target database, and measures:
   retained     WAL the slot still retains at the end (current WAL LSN minus its restart LSN), and
                its lag behind the server (current minus confirmed LSN).
 
+`--source mariadb` measures the throughput of a mariadb_cdc pipeline the same way (the changes made
+in a MariaDB table, applied by runs until the saved GTID is at `@@gtid_binlog_pos`), against the
+floor of a Python binlog consumer: mysql-replication reading the same row events, nothing applied.
+The lag phase and the retained WAL are PostgreSQL's only (MariaDB retains nothing for a reader).
+
 dlt's pg_replication is not measured: it is a dlt "verified source", not on PyPI (`dlt init
 pg_replication` copies it from GitHub, which this machine cannot reach).
 
     .venv/bin/python benchmarks/bench_cdc.py --changes 1000000 --rate 5000 --seconds 30
+    .venv/bin/python benchmarks/bench_cdc.py --source mariadb --changes 200000
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import threading
 import time
@@ -30,6 +37,7 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import pymysql
 
 from etl_platform.engine.environment import Environment
 from etl_platform.engine.runner import run_pipeline
@@ -140,6 +148,100 @@ def steady_lag(spec, environment: Environment, url: str, rate: int, seconds: flo
     return lags
 
 
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "autocommit": True}
+
+
+def make_mariadb_changes(database: str, changes: int) -> None:
+    """The same mix in MariaDB: per transaction 700 inserts, 250 updates, 50 deletes (the sequence engine's seq_ tables)."""
+    next_id = 1
+    with pymysql.connect(**MARIADB, database=database) as connection, connection.cursor() as cursor:
+        for _ in range(max(1, changes // 1000)):
+            cursor.execute("BEGIN")
+            cursor.execute(
+                "INSERT INTO events SELECT seq, seq %% 97, CONCAT('payload ', seq), NOW(6) FROM seq_%s_to_%s",
+                (next_id, next_id + 699),
+            )
+            low = max(1, next_id - 5000)
+            cursor.execute("UPDATE events SET v = v + 1 WHERE id >= %s ORDER BY id LIMIT 250", (low,))
+            cursor.execute("DELETE FROM events WHERE id >= %s ORDER BY id LIMIT 50", (low + 250,))
+            cursor.execute("COMMIT")
+            next_id += 700
+
+
+def mariadb_floor_seconds(spec, url: str, start_gtid: str) -> tuple[float, int]:
+    """Read the binlog's row events of the table after `start_gtid` with the pipeline's reader alone: the reference."""
+    from etl_platform.sources.mariadb_cdc import MariadbCdcSource
+
+    started = time.perf_counter()
+    from pymysqlreplication.event import MariadbGtidEvent, XidEvent
+
+    stream, rows, gtid = MariadbCdcSource(spec.source, url, {"gtid": start_gtid})._stream(), 0, start_gtid
+    for event in stream:
+        rows += len(getattr(event, "rows", ()))
+        if isinstance(event, MariadbGtidEvent):
+            gtid = event.gtid
+        elif isinstance(event, XidEvent):
+            stream.auto_position = gtid  # as the source does: a dropped connection resumes after this transaction
+    stream.close()
+    return time.perf_counter() - started, rows
+
+
+def mariadb_main(arguments: argparse.Namespace, tag: str) -> None:
+    from etl_platform.sources.mariadb_cdc import gtid_behind, server_gtid
+
+    source_db, target_db = f"bench_cdc_src_{tag}", f"bench_cdc_dst_{tag}"
+    url = "mysql+pymysql://root@127.0.0.1:3306/"
+    with pymysql.connect(**MARIADB) as admin, admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {source_db}")
+        cursor.execute(f"CREATE TABLE {source_db}.events (id bigint PRIMARY KEY, v int, s text, at datetime(6))")
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {target_db}")
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            environment = Environment.at(f"{SERVER}/{target_db}", Path(folder) / "landing", Path(folder) / "lake")
+            spec = spec_from_document(
+                {
+                    "id": "bench_cdc",
+                    "source": {
+                        "type": "mariadb_cdc",
+                        "url": url,
+                        "table": f"{source_db}.events",
+                        "max_changes": arguments.max_changes,
+                    },
+                    "destination": {"dataset": "analytics.events", "write": "merge", "primary_key": ["id"]},
+                    "execution": {"chunk_rows": 50_000},
+                }
+            )
+            run_pipeline(spec, environment)  # the (empty) snapshot saves the GTID the binlog continues from
+            start = server_gtid(url)
+            made = time.perf_counter()
+            make_mariadb_changes(source_db, arguments.changes)
+            print(f"made {arguments.changes:,} changes in {time.perf_counter() - made:.1f} s")
+            floor, decoded = mariadb_floor_seconds(spec, url, start)
+            started, runs = time.perf_counter(), 0
+            while True:
+                report = run_pipeline(spec, environment)
+                runs += 1
+                if report.rows_read == 0 or gtid_behind(report_gtid(environment), server_gtid(url)) == 0:
+                    break
+            seconds = time.perf_counter() - started
+            print(f"platform: {arguments.changes / seconds:,.0f} changes/s ({seconds:.1f} s, {runs} runs)")
+            print(f"reference (mysql-replication, read only): {decoded / floor:,.0f} rows/s ({floor:.1f} s, {decoded:,} rows)")
+            print(f"ratio platform/reference time: {seconds / floor:.1f}x")
+    finally:
+        with pymysql.connect(**MARIADB) as admin, admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {source_db}")
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {target_db} WITH (FORCE)")
+
+
+def report_gtid(environment: Environment) -> str:
+    """The GTID saved with the last publish."""
+    with psycopg.connect(environment.warehouse_url) as connection:
+        row = connection.execute("SELECT position FROM _etl.source_checkpoint WHERE pipeline = 'bench_cdc'").fetchone()
+    return json.loads(row[0])["gtid"]
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
@@ -151,8 +253,12 @@ def main() -> None:
     parser.add_argument("--max-changes", type=int, default=200_000, help="changes per run (the pipeline's max_changes)")
     parser.add_argument("--rate", type=int, default=5000, help="steady changes/s of the lag phase")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the lag phase")
+    parser.add_argument("--source", choices=["postgres", "mariadb"], default="postgres", help="the source database")
     arguments = parser.parse_args()
     tag = uuid.uuid4().hex[:8]
+    if arguments.source == "mariadb":
+        mariadb_main(arguments, tag)
+        return
     source_db, target_db = f"bench_cdc_src_{tag}", f"bench_cdc_dst_{tag}"
     slot, reference_slot = f"bench_cdc_{tag}", f"bench_cdc_ref_{tag}"
     with psycopg.connect(ADMIN, autocommit=True) as admin:

@@ -38,6 +38,7 @@ from etl_platform.errors import install_log_redaction
 from etl_platform.logs import install_log_format
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineRegistry, PipelineSpec
+from etl_platform.spec.sources import CHANGE_CAPTURE_TYPES
 from etl_platform.stores import AllowedRoots
 from etl_platform.tracing import Tracer, otlp_tracer
 from resources import EmbeddingModelResource, LandingZoneResource, WarehouseResource
@@ -168,7 +169,7 @@ def build_definitions(
         description="Runs pipelines and dbt models whose upstream datasets were updated (DatasetUpdated and webhook triggers)",
     )
     arrivals = [file_arrival_sensor(spec, jobs[spec.id]) for spec in registry if spec.file_arrival]
-    arrivals += [change_capture_sensor(spec, jobs[spec.id]) for spec in registry if spec.source.type == "postgres_cdc"]
+    arrivals += [change_capture_sensor(spec, jobs[spec.id]) for spec in registry if spec.source.type in CHANGE_CAPTURE_TYPES]
     streams = [stream_sensor(spec, jobs[spec.id]) for spec in registry if spec.source.type == "stream"]
     folders = [partition_folders_sensor(s, jobs[s.id]) for s in registry if s.partitions and s.partitions.dynamic]
     freshness, monitors = monitoring(registry, jobs)

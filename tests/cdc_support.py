@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
+import pymysql
 
 from etl_platform.spec import PipelineSpec
-from tests.conftest import new_postgres_database, pipeline
+from tests.conftest import MARIADB_ADMIN, new_postgres_database, pipeline
 
 
 @dataclass(frozen=True)
@@ -83,3 +84,50 @@ def target_rows(warehouse_url: str, table: str = "analytics.items") -> list[tupl
         if connection.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
             return []
         return connection.execute(f"SELECT id, name, price, seen, ok FROM {table} ORDER BY 1").fetchall()
+
+
+@dataclass(frozen=True)
+class MariadbCdcSource:
+    """A source database on the MariaDB server with `items`, the same columns as the PostgreSQL one."""
+
+    database: str
+
+    @property
+    def url(self) -> str:
+        return "mysql+pymysql://root@127.0.0.1:3306/"
+
+    def sql(self, *statements: str) -> None:
+        connection = pymysql.connect(**MARIADB_ADMIN, database=self.database, autocommit=True)
+        with connection, connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+
+    def rows(self, table: str = "items") -> list[tuple]:
+        with pymysql.connect(**MARIADB_ADMIN, database=self.database) as connection, connection.cursor() as cursor:
+            cursor.execute(f"SELECT id, name, price, seen, ok FROM {table} ORDER BY 1")
+            return [tuple(row) for row in cursor.fetchall()]
+
+    def spec(self, pipeline_id: str = "items_cdc", fields: dict | None = None, **source: object) -> PipelineSpec:
+        """The pipeline replicating <database>.items into analytics.items; `fields` are its other top-level keys."""
+        return pipeline(
+            **(fields or {}),
+            id=pipeline_id,
+            source={"type": "mariadb_cdc", "url": self.url, "table": f"{self.database}.items", **source},
+            destination={"dataset": "analytics.items", "write": "merge", "primary_key": ["id"]},
+        )
+
+
+@contextmanager
+def mariadb_cdc_source() -> Iterator[MariadbCdcSource]:
+    """A new MariaDB database with `items`, dropped whatever the test did."""
+    source = MariadbCdcSource(f"cdc_src_{uuid.uuid4().hex[:10]}")
+    with pymysql.connect(**MARIADB_ADMIN, autocommit=True) as admin, admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {source.database}")
+    try:
+        source.sql(
+            "CREATE TABLE items (id int PRIMARY KEY, name text, price decimal(10,2), seen datetime(6), ok tinyint) ENGINE=InnoDB"
+        )
+        yield source
+    finally:
+        with pymysql.connect(**MARIADB_ADMIN, autocommit=True) as admin, admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {source.database}")

@@ -73,5 +73,7 @@ def test_follow_publishes_batches_as_they_arrive_and_stops_on_sigterm(tmp_path: 
 
 def test_follow_refuses_a_batch_source(tmp_path: Path, duckdb_url: str) -> None:
     spec = pipeline(id="orders", source={"type": "csv", "path": str(tmp_path / "*.csv")})
-    with pytest.raises(SpecError, match=r"orders: `etl follow` runs stream and postgres_cdc pipelines.*etl run orders"):
+    with pytest.raises(
+        SpecError, match=r"orders: `etl follow` runs stream, postgres_cdc and mariadb_cdc pipelines.*etl run orders"
+    ):
         follow(spec, environment_for(duckdb_url, tmp_path), threading.Event(), print)

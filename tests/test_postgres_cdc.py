@@ -118,22 +118,38 @@ def test_a_schema_change_mid_stream_goes_to_the_drift_policy_and_the_position_st
     assert "colour" in json.loads(versions[1]["columns"]) and "colour" not in json.loads(versions[0]["columns"])
 
 
-def test_a_truncate_publishes_the_changes_before_it_then_stops_until_a_new_snapshot(
+def test_a_truncate_mid_stream_empties_the_target_at_its_position_and_reports_it(
     source: CdcSource, postgresql_url: str, landing: Path
 ) -> None:
     environment = environment_for(postgresql_url, landing)
     source.sql("INSERT INTO src.items VALUES (1, 'a')")
     run_pipeline(source.spec(), environment)
-    source.sql("INSERT INTO src.items VALUES (2, 'b')", "TRUNCATE src.items", "INSERT INTO src.items VALUES (3, 'c')")
-    assert run_pipeline(source.spec(), environment).rows_published == 1  # the window ends before the truncate
+    source.sql(
+        "INSERT INTO src.items VALUES (2, 'b')",
+        "BEGIN; INSERT INTO src.items VALUES (4, 'gone with the truncate'); TRUNCATE src.items; "
+        "INSERT INTO src.items VALUES (3, 'c'); COMMIT",
+        "UPDATE src.items SET name = 'after' WHERE id = 3",
+    )
+    before = run_pipeline(source.spec(), environment)  # the window ends before the truncate
+    assert before.rows_published == 1 and before.truncation is None
     assert [r[0] for r in target_rows(postgresql_url)] == [1, 2]
-    position = source.confirmed_lsn()
-    with pytest.raises(SourceError, match=r"truncated \(LSN .*nothing was published.*--full-refresh"):
-        run_pipeline(source.spec(), environment)
-    assert source.confirmed_lsn() == position
-    assert [r[0] for r in target_rows(postgresql_url)] == [1, 2]
-    run_pipeline(source.spec(), environment, RunOptions(full_refresh=True))
-    assert target_rows(postgresql_url) == source.rows()
+    truncated = run_pipeline(source.spec(), environment)  # starts with it: emptied, then the changes after it
+    assert truncated.truncation is not None and "truncated at" in truncated.truncation
+    assert target_rows(postgresql_url) == source.rows() == [(3, "after", None, None, None)]
+    source.sql("TRUNCATE src.items")  # a window of only a truncate still publishes the emptying
+    alone = run_pipeline(source.spec(), environment)
+    assert alone.truncation is not None and target_rows(postgresql_url) == [] == source.rows()
+
+
+def test_a_truncate_with_soft_deletes_marks_every_row_deleted(source: CdcSource, postgresql_url: str, landing: Path) -> None:
+    environment = environment_for(postgresql_url, landing)
+    spec = source.spec(deletes="soft")
+    source.sql("INSERT INTO src.items VALUES (1, 'a'), (2, 'b')")
+    run_pipeline(spec, environment)
+    source.sql("TRUNCATE src.items", "INSERT INTO src.items VALUES (2, 'again')")
+    run_pipeline(spec, environment)
+    kept = rows(postgresql_url, "SELECT id, name, _deleted_at IS NOT NULL AS gone FROM analytics.items ORDER BY id")
+    assert kept == [{"id": 1, "name": "a", "gone": True}, {"id": 2, "name": "again", "gone": False}]
 
 
 def test_row_rules_quarantine_bad_changes_with_their_lsn_and_a_breaker_trip_keeps_the_position(

@@ -17,7 +17,7 @@ from etl_platform.errors import EtlError, SpecError
 @click.option("--idle-wait", default=1.0, show_default=True, help="Seconds to wait after a batch that found nothing new.")
 def follow(pipeline: str, idle_wait: float) -> None:
     """Run PIPELINE's micro-batches one after the other until SIGTERM or Ctrl-C, for latency below
-    the sensor interval (stream and postgres_cdc pipelines only; run no sensor for it meanwhile).
+    the sensor interval (stream, postgres_cdc and mariadb_cdc pipelines only; run no sensor for it meanwhile).
 
     Each batch takes up to the pipeline's micro-batch size (max_messages / max_changes) or what
     arrived within its maximum wait, publishes it with its position and acknowledges it after the

@@ -8,6 +8,7 @@ too, and publishes as its tenant's role (warehouse.rls: COPY is refused under ro
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable
 
 import pyarrow as pa
@@ -39,6 +40,7 @@ class TableDestination:
         self._in_transaction = False
         self.evolve = evolve  # schema on_drift: evolve: new columns join the target, missing ones stay
         self.truncate = truncate  # a full refresh: the load replaces the target's rows
+        self.truncated_at: datetime.datetime | None = None  # change data: the source table was truncated first
         self.reloaded = reloaded or []  # files whose earlier rows an append replaces (on_changed_file: reload)
         self.partition = partition  # a partition's load publishes its slice only (warehouse.partitions)
         self.rls = tenant if tenant is not None and tenant.isolation == "rls" else None
@@ -82,6 +84,7 @@ class TableDestination:
             self.evolve,
             self.truncate,
             self.partition,
+            self.truncated_at,
         )
 
     def discard(self) -> None:

@@ -48,6 +48,8 @@ def preview_refusal(spec: PipelineSpec) -> str | None:
         return "its rows come from a Python function, which only a run calls"
     if spec.source.type == "postgres_cdc":
         return "reading the slot outside a run would re-create it and lose the changes since the saved LSN"
+    if spec.source.type == "mariadb_cdc":
+        return "its rows are a snapshot or the binlog after the saved GTID, which only a run reads in order"
     if spec.source.type == "stream":
         return "reading the stream outside a run would count as a delivery of its messages"
     if spec.partitions is not None and spec.partition is None:

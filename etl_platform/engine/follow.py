@@ -18,10 +18,10 @@ from etl_platform.engine.report import LoadReport
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.errors import SpecError
 from etl_platform.spec.pipeline import PipelineSpec
-from etl_platform.spec.sources import PostgresCdcSource
+from etl_platform.spec.sources import ChangeCaptureSource
 from etl_platform.spec.streams import StreamSource
 
-FOLLOWABLE = (StreamSource, PostgresCdcSource)
+FOLLOWABLE = (StreamSource, ChangeCaptureSource)
 
 
 def follow(
@@ -40,7 +40,7 @@ def follow(
     """
     if not isinstance(spec.source, FOLLOWABLE):
         raise SpecError(
-            f"{spec.id}: `etl follow` runs stream and postgres_cdc pipelines; this one reads a "
+            f"{spec.id}: `etl follow` runs stream, postgres_cdc and mariadb_cdc pipelines; this one reads a "
             f"{spec.source.type} source: run it with `etl run {spec.id}`"
         )
     published = 0

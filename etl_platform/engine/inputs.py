@@ -15,12 +15,14 @@ from etl_platform.engine.environment import Environment
 from etl_platform.engine.options import RunOptions
 from etl_platform.errors import DestinationError, SourceError, SpecError
 from etl_platform.sources import Source, SqlQuerySource, open_file_source, reads_tail
+from etl_platform.sources.mariadb_cdc import open_mariadb_cdc
 from etl_platform.sources.postgres_cdc import open_postgres_cdc
 from etl_platform.sources.rest import RestApiSource
 from etl_platform.sources.rest.pages import PageKeeper
 from etl_platform.sources.streams import open_stream_source
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.spec.rest import RestSourceSpec
+from etl_platform.spec.sources import MariadbCdcSource as MariadbCdcSpec
 from etl_platform.spec.sources import PostgresCdcSource as PostgresCdcSpec
 from etl_platform.spec.sources import SqlSource
 from etl_platform.spec.streams import StreamSource
@@ -73,12 +75,9 @@ def plan_input(spec: PipelineSpec, environment: Environment, warehouse: Warehous
     if isinstance(spec.source, RestSourceSpec):
         return plan_rest(spec, environment, warehouse, options)
     if isinstance(spec.source, PostgresCdcSpec):
-        if warehouse.dialect == "mariadb":  # the change merge (deletes, soft deletes) is written for the others' SQL
-            raise DestinationError(
-                f"{spec.id}: change data capture publishes to a PostgreSQL, DuckDB or SQLite warehouse, not to MariaDB "
-                f"(docs/pipeline-spec.md, 'A MariaDB/MySQL warehouse'); nothing was read from slot {spec.source.slot_name}"
-            )
         return LoadInput(open_postgres_cdc(spec, warehouse, options.full_refresh, environment.secrets))
+    if isinstance(spec.source, MariadbCdcSpec):
+        return LoadInput(open_mariadb_cdc(spec, warehouse, options.full_refresh, environment.secrets))
     if isinstance(spec.source, StreamSource):  # the next micro-batch from the saved position (a full refresh keeps it)
         return LoadInput(open_stream_source(spec.source, environment.secrets, saved_position(warehouse, spec.id)))
     raise SourceError("a frame pipeline's rows come from its Python function: run it through Dagster (etl run)")

@@ -38,18 +38,18 @@ from etl_platform.quality.audit import (
     DatasetAudit,
     QualityGateFailed,
     breaker_outcome,
+    change_lag_outcome,
     drift_outcome,
     gate_message,
     model_outcomes,
     row_rule_outcomes,
-    slot_lag_outcome,
 )
 from etl_platform.quality.model_validator import ModelValidator, model_check_names
 from etl_platform.quality.schema_registry import infer_schema
 from etl_platform.quality.tenancy import tenant_isolation_outcome
 from etl_platform.quality.validator import RowValidator, RuleStats
 from etl_platform.sources import PROVENANCE, SOURCE_FILE, Checkpoint, FileSetSource, Source, SourceChunk
-from etl_platform.sources.postgres_cdc import PostgresCdcSource
+from etl_platform.sources.change_capture import ChangeCaptureRun
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.state.files import AlreadyProcessed
 from etl_platform.state.tenants import stamp_tenant
@@ -399,6 +399,9 @@ class Load:
             except AlreadyProcessed as taken:  # another run moved the position first
                 return self._skipped(f"{taken}; nothing was published twice", None)
             return self._skipped("the input held no rows", checkpoint)
+        if isinstance(self.source, ChangeCaptureRun) and self.source.truncation is not None:
+            self.destination.truncated_at = self.source.truncation.at  # emptied in the publish, before the changes
+            self.report.truncation = self.source.truncation.describe()
         try:
             result = self.destination.publish(
                 self._ledger_row(), self.quarantine.batches(), lambda target: self._audit(target, checkpoint)
@@ -468,8 +471,8 @@ class Load:
             self.source.acknowledge(checkpoint)
         except Exception as error:
             log.warning("%s: published, but the source was not told (it may deliver again): %s", self.spec.id, one_line(error))
-        if isinstance(self.source, PostgresCdcSource):
-            self.report.checks.append(slot_lag_outcome(self.spec.source.lag_threshold_bytes, self.source.lag_bytes()))
+        if isinstance(self.source, ChangeCaptureRun):
+            self.report.checks.append(change_lag_outcome(self.spec.source, self.source.lag()))
 
     def _skipped(self, reason: str, checkpoint: Checkpoint | None) -> LoadReport:
         self.report.rows_published = 0

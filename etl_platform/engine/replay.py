@@ -19,6 +19,7 @@ from etl_platform.engine.runner import run_pipeline
 from etl_platform.errors import SpecError
 from etl_platform.sources.quarantine import ReplayRaced, ReplaySource
 from etl_platform.spec.pipeline import PipelineSpec
+from etl_platform.spec.sources import CHANGE_CAPTURE_TYPES
 from etl_platform.warehouse import Warehouse, open_warehouse
 from etl_platform.warehouse.metadata import META_SCHEMA, ensure_metadata
 
@@ -65,9 +66,9 @@ def replay_refusal(spec: PipelineSpec) -> str | None:
     the target already holds (the target keeps no LSN to tell). A partitioned pipeline's rows are
     quarantined under each partition's state key, which a replay of the whole pipeline would not find.
     """
-    if spec.source.type == "postgres_cdc":
+    if spec.source.type in CHANGE_CAPTURE_TYPES:
         return (
-            f"{spec.id} applies changes in LSN order, and a replayed change would overwrite newer ones: fix the "
+            f"{spec.id} applies changes in source order (LSN, GTID), and a replayed change would overwrite newer ones: fix the "
             f"rows at the source (the next change of each row is captured), then `etl quarantine purge {spec.id}`"
         )
     if spec.partitions is not None:

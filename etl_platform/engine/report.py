@@ -33,6 +33,7 @@ class LoadReport:
     checks: list = field(default_factory=list)  # quality.audit.CheckOutcome, one per rule and the breaker
     chunk_rows: int = 0
     tuning: str | None = None  # the auto-tuner's reason, when it chose
+    truncation: str | None = None  # change data capture: the source table was truncated, and the target emptied there
     dedup_models: list[dict] = field(default_factory=list)  # per deduplicate step: blocking and estimated model
 
     def check_accounting(self) -> None:

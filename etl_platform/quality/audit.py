@@ -19,15 +19,16 @@ from etl_platform.errors import EtlError, TransformError, one_line
 from etl_platform.quality.plan import (
     PlannedCheck,
     breaker_check,
+    change_lag_check,
     drift_check,
     model_check,
     rule_check,
-    slot_lag_check,
     volume_check,
 )
 from etl_platform.quality.schema_registry import Drift, Schema, compare
 from etl_platform.quality.validator import SAMPLES, RuleStats
 from etl_platform.spec.quality import CircuitBreaker, Rule, VolumeCheck
+from etl_platform.spec.sources import MariadbCdcSource, PostgresCdcSource
 from etl_platform.warehouse import Warehouse
 from etl_platform.warehouse.base import USER_SQL_TIMEOUT_SECONDS
 from etl_platform.warehouse.publish import recent_load_sizes
@@ -274,9 +275,13 @@ def gate_message(pipeline: str, run_id: str, failed: list[CheckOutcome]) -> str:
     )
 
 
-def slot_lag_outcome(threshold_bytes: int, lag_bytes: int | None) -> CheckOutcome:
-    """How much WAL the pipeline's replication slot holds once the run acknowledged (None: the slot is gone)."""
-    check = slot_lag_check(threshold_bytes)
-    if lag_bytes is None:
+def change_lag_outcome(source: PostgresCdcSource | MariadbCdcSource, lag: int | None) -> CheckOutcome:
+    """How far the change-capture pipeline is behind once the run acknowledged: the WAL its replication
+    slot holds (None: the slot is gone), or the GTID transactions its saved position is behind."""
+    check = change_lag_check(source)
+    if isinstance(source, MariadbCdcSource):
+        behind = f"{lag} transactions behind the server's binlog (gtid_binlog_pos)"
+        return CheckOutcome(check, lag <= source.lag_threshold_transactions, detail=behind)
+    if lag is None:
         return CheckOutcome(check, False, detail="the replication slot does not exist: run with --full-refresh")
-    return CheckOutcome(check, lag_bytes <= threshold_bytes, detail=f"{lag_bytes} bytes of WAL behind the server")
+    return CheckOutcome(check, lag <= source.lag_threshold_bytes, detail=f"{lag} bytes of WAL behind the server")

@@ -15,12 +15,14 @@ from etl_platform.quality.model_validator import model_check_names
 from etl_platform.spec.ml import DetectAnomaliesSpec
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.spec.quality import CircuitBreaker, Rule, VolumeCheck
+from etl_platform.spec.sources import CHANGE_CAPTURE_TYPES, MariadbCdcSource, PostgresCdcSource
 
 BREAKER = "circuit_breaker"
 VOLUME = "volume_anomaly"
 DRIFT = "schema_drift"
 ANOMALY_RATE = "anomaly_rate"
 SLOT_LAG = "replication_slot_lag"
+BINLOG_LAG = "binlog_lag"
 TENANT_ISOLATION = "tenant_isolation"
 
 Severity = Literal["error", "warn"]
@@ -77,6 +79,23 @@ def slot_lag_check(threshold_bytes: int) -> PlannedCheck:
     return PlannedCheck(SLOT_LAG, f"the replication slot holds at most {threshold_bytes} bytes of WAL", False, "warn")
 
 
+def binlog_lag_check(threshold_transactions: int) -> PlannedCheck:
+    """MariaDB change data capture: GTID transactions the saved position is behind the server after the run.
+
+    No slot holds the binlog back, so lag costs nothing until the binlog expires (expire_logs_days):
+    then the changes since the position are gone and only a new snapshot recovers.
+    """
+    description = f"the saved GTID is at most {threshold_transactions} transactions behind the server's binlog"
+    return PlannedCheck(BINLOG_LAG, description, False, "warn")
+
+
+def change_lag_check(source: PostgresCdcSource | MariadbCdcSource) -> PlannedCheck:
+    """The lag check of a change-capture source: the slot's WAL, or the binlog transactions behind."""
+    if isinstance(source, MariadbCdcSource):
+        return binlog_lag_check(source.lag_threshold_transactions)
+    return slot_lag_check(source.lag_threshold_bytes)
+
+
 def plan_checks(spec: PipelineSpec, model: type | None = None) -> list[PlannedCheck]:
     """Every check a load of `spec` (validated by the Pandera `model`, if any) reports, in a stable order."""
     quality = spec.quality
@@ -89,8 +108,8 @@ def plan_checks(spec: PipelineSpec, model: type | None = None) -> list[PlannedCh
     if spec.anomaly_detection is not None:
         checks.append(anomaly_check(spec.anomaly_detection))
     checks.append(breaker_check(quality.circuit_breaker))
-    if spec.source.type == "postgres_cdc":
-        checks.append(slot_lag_check(spec.source.lag_threshold_bytes))
+    if spec.source.type in CHANGE_CAPTURE_TYPES:
+        checks.append(change_lag_check(spec.source))
     if spec.tenancy is not None and spec.tenancy.isolation == "rls":
         checks.append(tenant_isolation_check())
     return checks

@@ -15,27 +15,29 @@ that snapshot, so the snapshot and the first change are exactly adjacent.
 from __future__ import annotations
 
 import datetime
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import psycopg
 import psycopg2
 import psycopg2.extras
-import pyarrow as pa
 from psycopg import sql
 
 from etl_platform.errors import SourceError, masked_url, one_line
 from etl_platform.sources import pgoutput
-from etl_platform.sources.base import SourceChunk, with_provenance
+from etl_platform.sources.base import SourceChunk
+from etl_platform.sources.change_capture import (
+    ChangeCaptureRun,
+    Truncation,
+    WindowPosition,
+    change_chunk,
+    open_change_capture,
+    wait_for_window,
+)
 from etl_platform.sources.pg_types import SESSION_OPTIONS, arrow_type, copy_rows, to_arrow
-from etl_platform.sources.sql import expand_env
-from etl_platform.spec.base import parse_duration
 from etl_platform.spec.pipeline import PipelineSpec
 from etl_platform.spec.sources import PostgresCdcSource as PostgresCdcSpec
-from etl_platform.state.files import AlreadyProcessed
-from etl_platform.state.positions import Position, saved_position
-from etl_platform.warehouse.base import CHANGE_DELETED, CHANGE_LSN, DELETED_AT, Warehouse
+from etl_platform.warehouse.base import Warehouse
 
 _EPOCH_2000 = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 
@@ -82,34 +84,17 @@ def advance_slot(connection: psycopg.Connection, slot: str, lsn: int) -> None:
         connection.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, pgoutput.lsn_text(lsn)))
 
 
-@dataclass(frozen=True)
-class WindowPosition:
-    """The LSN a window ends at, saved only if the saved position is still the one the window started from.
-
-    Two runs started from one position read the same changes; the one that publishes second would
-    apply older changes over newer ones and move the position back. Inside the publish transaction
-    (under the dataset's lock) it finds the position moved and publishes nothing.
-    """
-
-    value: dict
-    started_from: dict | None
-
-    def save(self, target: Warehouse, pipeline: str, run_id: str) -> None:
-        if saved_position(target, pipeline) != self.started_from:
-            raise AlreadyProcessed(f"another run of {pipeline} applied the changes after this window's start first")
-        Position(self.value).save(target, pipeline, run_id)
-
-
 @dataclass
 class _Window:
     """The changes of whole transactions read in one run, in LSN order."""
 
     changes: list[tuple[int, pgoutput.Change, int]] = field(default_factory=list)  # (lsn, change, commit time)
     end_lsn: int = 0
-    truncated_at: int | None = None
+    truncation: Truncation | None = None  # the window starts with a truncate of the table
+    truncated_oid: int | None = None
 
 
-class PostgresCdcSource:
+class PostgresCdcSource(ChangeCaptureRun):
     """One run of a postgres_cdc pipeline: the snapshot (no saved position, or a full refresh), else one change window."""
 
     def __init__(self, spec: PostgresCdcSpec, url: str, saved: dict | None, found: dict | None = None):
@@ -140,7 +125,7 @@ class PostgresCdcSource:
         with connect(self.url) as connection:
             advance_slot(connection, self.slot, int(checkpoint.value["lsn"]))
 
-    def lag_bytes(self) -> int | None:
+    def lag(self) -> int | None:
         """WAL the slot holds back now (None: no such slot), for the slot-lag check."""
         with connect(self.url) as connection:
             state = slot_state(connection, self.slot)
@@ -238,12 +223,7 @@ class PostgresCdcSource:
     ) -> SourceChunk:
         """Rows in the table's columns, each with its change's LSN and whether it is a delete."""
         arrays = {c.name: to_arrow(v, arrow_type(c.type_oid, c.type_modifier)) for c, v in zip(columns, values, strict=True)}
-        arrays[CHANGE_LSN] = pa.array(lsns, pa.int64())
-        arrays[CHANGE_DELETED] = pa.array(deleted, pa.bool_())
-        if self.spec.deletes == "soft":
-            arrays[DELETED_AT] = pa.array(deleted_at, pa.timestamp("us", tz="UTC"))
-        table = pa.table(arrays)
-        return SourceChunk(with_provenance(table, self.label, pa.array(lsns, pa.int64())))
+        return change_chunk(self.spec, self.label, arrays, lsns, deleted, deleted_at)
 
     # --- a change window ------------------------------------------------------------------------
 
@@ -256,18 +236,16 @@ class PostgresCdcSource:
             )
         advance_slot(connection, self.slot, self.start_lsn)  # a kill after the last commit, before its acknowledge
         window = self._peek_window(connection)
-        if window.truncated_at is not None and not window.changes:
-            raise SourceError(
-                f"{self.label}: the source table was truncated (LSN {pgoutput.lsn_text(window.truncated_at)}); "
-                f"nothing was published. Run the pipeline with --full-refresh to take a new snapshot"
-            )
-        self.end_lsn = window.end_lsn
+        self.end_lsn, self.truncation = window.end_lsn, window.truncation
+        if window.truncation is not None and not window.changes:  # the publish still empties the target
+            relation = self.relations[window.truncated_oid]
+            yield self._chunk(relation.columns, [[] for _ in relation.columns], [], [], [])
         yield from self._change_chunks(window, chunk_rows)
 
     def _peek_window(self, connection: psycopg.Connection) -> _Window:
         """Up to `max_changes` changes of whole transactions, waiting up to `max_wait` for the window to fill."""
-        deadline = time.monotonic() + parse_duration(self.spec.max_wait).total_seconds()
-        while True:
+
+        def peek() -> tuple[_Window, bool]:
             upto = slot_state(connection, self.slot).current_lsn
             rows = connection.execute(
                 "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s, "
@@ -275,22 +253,23 @@ class PostgresCdcSource:
                 (self.slot, pgoutput.lsn_text(upto), self.spec.max_changes, self.publication),
             ).fetchall()
             full = len(rows) >= self.spec.max_changes
-            if full or time.monotonic() >= deadline:
-                return self._decode(rows, None if full else upto)
-            time.sleep(0.2)
+            return self._decode(rows, None if full else upto), full
+
+        return wait_for_window(peek, self.spec.max_wait)
 
     def _decode(self, rows: list[tuple[str, bytes]], seen_upto: int | None) -> _Window:
-        """Whole transactions after the saved LSN, up to a schema change or a truncate of the table.
+        """Whole transactions after the saved LSN, up to a schema change or a second truncate of the table.
 
-        `seen_upto` (the window was not cut by max_changes) is an LSN before which every commit was
-        read: with nothing more to apply, the window ends there (the heartbeat that lets an idle
-        slot release WAL).
+        A truncate starts a window (sources.change_capture): the changes before it in its transaction
+        are gone with it. `seen_upto` (the window was not cut by max_changes) is an LSN before which
+        every commit was read: with nothing more to apply, the window ends there (the heartbeat that
+        lets an idle slot release WAL).
         """
-        window, pending, commit_time = _Window(end_lsn=self.start_lsn), [], 0
+        window, pending, commit_time, truncated = _Window(end_lsn=self.start_lsn), [], 0, None
         for lsn_text, data in rows:
             message = pgoutput.decode(data)
             if isinstance(message, pgoutput.Begin):
-                pending, commit_time = [], message.commit_time
+                pending, commit_time, truncated = [], message.commit_time, None
             elif isinstance(message, pgoutput.Relation):
                 known = self.relations.get(message.oid)
                 if known is not None and known.columns != message.columns and window.changes:
@@ -300,9 +279,13 @@ class PostgresCdcSource:
                 lsn = pgoutput.lsn_number(lsn_text)
                 pending += [(lsn, change, commit_time) for change in self._applied(message)]
             elif isinstance(message, pgoutput.Truncate) and any(map(self._captured, message.relation_oids)):
-                window.truncated_at = pgoutput.lsn_number(lsn_text)
-                return window
+                pending, truncated = [], (lsn_text, next(filter(self._captured, message.relation_oids)))
             elif isinstance(message, pgoutput.Commit) and message.end_lsn > self.start_lsn:
+                if truncated is not None:
+                    if window.changes or window.truncation is not None:
+                        return window  # the next window starts with this truncate
+                    at = _EPOCH_2000 + datetime.timedelta(microseconds=commit_time)
+                    window.truncation, window.truncated_oid = Truncation(truncated[0], at), truncated[1]
                 window.changes += pending
                 window.end_lsn = message.end_lsn
         if seen_upto is not None:
@@ -361,13 +344,6 @@ class PostgresCdcSource:
 def open_postgres_cdc(
     spec: PipelineSpec, warehouse: Warehouse, full_refresh: bool, secrets: Mapping[str, str]
 ) -> PostgresCdcSource:
-    """The pipeline's run: the snapshot without a saved position (or on a full refresh), else the next window."""
-    source: PostgresCdcSpec = spec.source
-    if spec.destination.write != "merge" or spec.destination.is_file:
-        raise SourceError(
-            f"{spec.origin}: a postgres_cdc source applies inserts, updates and deletes: its destination needs "
-            f"`write: merge` into a warehouse table with `primary_key: [...]` (the source table's key)"
-        )
-    found = saved_position(warehouse, spec.id)
-    saved = None if full_refresh or found is None or found.get("slot") != source.slot_name else found
-    return PostgresCdcSource(source, expand_env(source.url, secrets), saved, found)
+    """The pipeline's run: the snapshot without a saved position of its slot (or on a full refresh), else the next window."""
+    slot = spec.source.slot_name
+    return open_change_capture(spec, warehouse, full_refresh, secrets, PostgresCdcSource, lambda found: found.get("slot") == slot)

@@ -158,7 +158,7 @@ def check_partitioned(partitions: Partitions, source_type: str, path: str | None
         raise ValueError("`partitions.source_column` selects a sql source's rows; a file source puts {partition} in its path")
     if source_type == "frame":
         raise ValueError("a frame pipeline cannot be partitioned: its function returns all of its rows")
-    if source_type in ("rest", "postgres_cdc", "stream"):
+    if source_type in ("rest", "postgres_cdc", "mariadb_cdc", "stream"):
         raise ValueError(f"a {source_type} source cannot be partitioned: it reads on from its saved position, not one slice")
     fields = placeholders(path or "")
     allowed = TIME_FIELDS if partitions.windows else {"partition"}

@@ -126,7 +126,7 @@ class PipelineSpec(Strict):
         if len(arrivals) > 1:
             raise ValueError("declare one file_arrival trigger per pipeline")
         path = getattr(self.source, "path", None)
-        if self.source.type in ("sql", "frame", "rest", "postgres_cdc", "stream"):
+        if self.source.type in ("sql", "frame", "rest", "postgres_cdc", "mariadb_cdc", "stream"):
             if arrivals:
                 raise ValueError(f"a file_arrival trigger needs a file source, not {self.source.type}")
             return

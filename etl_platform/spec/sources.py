@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import datetime
 import re
+import zlib
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
@@ -134,39 +135,50 @@ class SqlSource(Strict):
 
 
 _IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# The change-data-capture source types: snapshot, then changes applied by a merge in source order.
+CHANGE_CAPTURE_TYPES = ("postgres_cdc", "mariadb_cdc")
 
 
-class PostgresCdcSource(Strict):
-    """Change data capture from a PostgreSQL table: its snapshot, then its changes in bounded windows.
+class ChangeCaptureSource(Strict):
+    """What every change-data-capture source shares: its snapshot, then its changes in bounded windows.
 
-    The platform creates (or adopts) the publication and a pgoutput logical replication slot; the
-    destination must be `write: merge` on the table's primary key (docs/pipeline-spec.md).
+    The destination must be `write: merge` on the table's primary key; changes apply in source
+    order, deletes as deletes or soft deletes, and a TRUNCATE empties the target at its position
+    (docs/pipeline-spec.md, "Change data capture").
     """
 
-    type: Literal["postgres_cdc"]
-    url: str = Field(description="postgresql:// URL of the source database; `${VAR}` reads an environment variable")
+    url: str = Field(description="URL of the source database; `${VAR}` reads an environment variable")
     table: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")] = Field(
         description="[schema.]table whose changes are captured"
     )
+    deletes: Literal["delete", "soft"] = Field("delete", description="`soft` keeps deleted rows with `_deleted_at` set")
+    max_changes: int = Field(100_000, ge=1, description="a run applies at most about this many changes (whole transactions)")
+    max_wait: str = Field("0s", description="how long a run waits for a window to fill up to max_changes")
+
+    @model_validator(mode="after")
+    def _check(self) -> ChangeCaptureSource:
+        parse_duration(self.max_wait)
+        if re.search(r"://[^/@]*:[^/@${}]+@", self.url):
+            raise ValueError("put the password in an environment variable and write the url as `${MY_DB_URL}`")
+        return self
+
+
+class PostgresCdcSource(ChangeCaptureSource):
+    """Change data capture from a PostgreSQL table through a pgoutput logical replication slot.
+
+    The platform creates (or adopts) the publication and the slot (docs/pipeline-spec.md).
+    """
+
+    type: Literal["postgres_cdc"]
     publication: Annotated[str, StringConstraints(pattern=_IDENTIFIER, max_length=63)] | None = Field(
         None, description="publication to adopt or create; default etl_<schema>_<table>"
     )
     slot: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=63)] | None = Field(
         None, description="logical replication slot (lower case); default etl_<schema>_<table>"
     )
-    deletes: Literal["delete", "soft"] = Field("delete", description="`soft` keeps deleted rows with `_deleted_at` set")
-    max_changes: int = Field(100_000, ge=1, description="a run applies at most about this many changes (whole transactions)")
-    max_wait: str = Field("0s", description="how long a run waits for a window to fill up to max_changes")
     lag_threshold_bytes: int = Field(
         1 << 30, ge=1, description="the slot-lag asset check fails when the slot holds more WAL than this"
     )
-
-    @model_validator(mode="after")
-    def _check(self) -> PostgresCdcSource:
-        parse_duration(self.max_wait)
-        if re.search(r"://[^/@]*:[^/@${}]+@", self.url):
-            raise ValueError("put the password in an environment variable and write the url as `${MY_DB_URL}`")
-        return self
 
     @property
     def schema_and_table(self) -> tuple[str, str]:
@@ -180,6 +192,39 @@ class PostgresCdcSource(Strict):
     @property
     def publication_name(self) -> str:
         return self.publication or "etl_" + "_".join(self.schema_and_table)
+
+
+class MariadbCdcSource(ChangeCaptureSource):
+    """Change data capture from a MariaDB table through its row binlog, positioned by GTID.
+
+    The server needs `log_bin`, `binlog_format = ROW`, `binlog_row_image = FULL` and
+    `binlog_row_metadata = FULL` (column names in every row event); no slot holds the binlog, so
+    its retention (`expire_logs_days`) must outlast the longest pause of the pipeline.
+    """
+
+    type: Literal["mariadb_cdc"]
+    table: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")] = Field(
+        description="database.table whose changes are captured"
+    )
+    server_id: int | None = Field(
+        None,
+        ge=1,
+        lt=1 << 32,
+        description="replica server id the binlog reader uses, unique on the server; default from the table name",
+    )
+    lag_threshold_transactions: int = Field(
+        100_000, ge=1, description="the binlog-lag asset check fails when the pipeline is more GTID transactions behind"
+    )
+
+    @property
+    def schema_and_table(self) -> tuple[str, str]:
+        schema, _, table = self.table.partition(".")
+        return schema, table
+
+    @property
+    def reader_id(self) -> int:
+        """The server id of this pipeline's binlog reader: a stable number from the table's name."""
+        return self.server_id or 1_000_000 + zlib.crc32(self.table.encode()) % 1_000_000_000
 
 
 class FrameSourceSpec(Strict):
@@ -197,6 +242,7 @@ SOURCE_TYPES: dict[str, type[Strict]] = {
     "frame": FrameSourceSpec,
     "rest": RestSourceSpec,
     "postgres_cdc": PostgresCdcSource,
+    "mariadb_cdc": MariadbCdcSource,
     "stream": StreamSource,
 }
 
@@ -209,6 +255,7 @@ Source = Annotated[
     | FrameSourceSpec
     | RestSourceSpec
     | PostgresCdcSource
+    | MariadbCdcSource
     | StreamSource,
     Field(discriminator="type"),
 ]

@@ -59,11 +59,14 @@ def publish_staged(
     evolve: bool = False,
     truncate: bool = False,
     partition: Slice | None = None,
+    truncated_at: datetime.datetime | None = None,
 ) -> PublishResult:
     """Replace or merge: move staged rows into the target, audit, and quarantine rows in, atomically.
 
     With `truncate` (a full refresh), a merge starts from an empty target. A `partition` replaces or
     merges only its slice (warehouse.partitions): the other partitions' rows stay as they are.
+    `truncated_at`: change data that starts with a TRUNCATE of the source table empties the target
+    (soft deletes: marks its rows deleted then) before its changes apply.
     """
     target = warehouse.target(dataset)
     staged = warehouse.relation(STAGING_SCHEMA, staging)
@@ -79,7 +82,7 @@ def publish_staged(
         if truncate:
             forget_loads(warehouse, dataset, partition)
         if write == "merge" and changes:
-            _apply_changes(warehouse, target, staged, list(incoming), primary_key)
+            _apply_changes(warehouse, target, staged, list(incoming), primary_key, truncated_at)
         elif write == "merge":
             merge_rows(warehouse, target, staged, list(incoming), primary_key)
         else:
@@ -109,10 +112,21 @@ def merge_rows(warehouse: Warehouse, target: str, staged: str, columns: list[str
     )
 
 
-def _apply_changes(warehouse: Warehouse, target: str, staged: str, columns: list[str], primary_key: list[str]) -> None:
-    """Change data: the last change of each key by LSN wins; a delete deletes the row (or, with a
-    `_deleted_at` column, marks it), any other change upserts it."""
+def _apply_changes(
+    warehouse: Warehouse,
+    target: str,
+    staged: str,
+    columns: list[str],
+    primary_key: list[str],
+    truncated_at: datetime.datetime | None,
+) -> None:
+    """Change data: the last change of each key by position wins; a delete deletes the row (or, with a
+    `_deleted_at` column, marks it), any other change upserts it. A truncate before them empties the target."""
     quote = warehouse.quote
+    if truncated_at is not None and DELETED_AT in columns:
+        warehouse.execute(f"UPDATE {target} SET {quote(DELETED_AT)} = ? WHERE {quote(DELETED_AT)} IS NULL", (truncated_at,))
+    elif truncated_at is not None:
+        warehouse.execute(f"DELETE FROM {target}")
     keys = ", ".join(map(quote, primary_key))
     names = ", ".join(map(quote, columns))
     latest = (
