@@ -20,7 +20,7 @@ import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from etl_platform.ml.blocking import Candidates, block_ids, candidates
+from etl_platform.ml.blocking import Blocking, block_ids, blocking, rules_found
 from etl_platform.ml.comparison import FieldValues, embed, field_values, levels, similarity
 from etl_platform.ml.embeddings import Embedder
 from etl_platform.ml.fellegi_sunter import LEVEL_NAMES, FellegiSunter, estimate
@@ -37,6 +37,7 @@ PUBLISHED = "_dedup_published"  # marks the target's rows while a load is matche
 # Columns other steps add, which say nothing about a record's completeness.
 DERIVED_COLUMNS = (CLUSTER, MEMBERS, MIN_SIMILARITY, "anomaly", "anomaly_score", "anomaly_reason")
 RANDOM_PAIRS = 50_000  # pairs sampled for u: a level at 1 in 5,000 still shows about 10 times
+EM_SAMPLE_PAIRS = 500_000  # pairs per blocking rule that m and lambda are fitted on (a sample beyond it)
 
 
 @dataclass
@@ -120,8 +121,15 @@ class Deduplicator:
         _, first, inverse = np.unique(ids[rows], return_index=True, return_inverse=True)
         return rows[first][inverse.ravel()], rows
 
-    def _estimate(self, rows: int, found: Candidates) -> None:
-        """u from random pairs, m per blocking rule and lambda by EM over the candidates (ml.fellegi_sunter)."""
+    def _levels(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return levels(self.similarities(a, b), self.spec.fuzzy.levels)
+
+    def _estimate(self, rows: int, found: Blocking) -> None:
+        """u from random pairs, m per blocking rule and lambda by EM (ml.fellegi_sunter), on bounded samples.
+
+        Each rule's pairs are sampled uniformly, at most EM_SAMPLE_PAIRS of them (all of a smaller
+        load's); lambda is fitted over the samples' pairs each counted once, in the rule that finds
+        it first, weighted by the pairs it stands for."""
         rng = np.random.default_rng(0)
         count = min(RANDOM_PAIRS, rows * (rows - 1) // 2)
         a, b = rng.integers(0, rows, count), rng.integers(0, rows, count)
@@ -129,42 +137,59 @@ class Deduplicator:
         fuzzy = self.spec.fuzzy
         names = list(fuzzy.fields)
         swapped = {c for pair in fuzzy.swappable for c in pair}
-        rules = []
-        for i, rule in enumerate(fuzzy.rules):
+        rules, union, weights = [], [], []
+        for i, (rule, name) in enumerate(zip(fuzzy.rules, found.names, strict=True)):
             blocked = set() if rule.method == "neighbors" else set(rule.columns)
             if blocked & swapped:  # a swap compares a blocked name crossed with its partner: both say little
                 blocked |= swapped
-            rules.append(((found.found_by >> i) & 1 == 1, [names.index(c) for c in blocked if c in names]))
-        candidate_levels = levels(self.similarities(found.left, found.right), fuzzy.levels)
-        self.model = estimate(names, candidate_levels, levels(self.similarities(a, b), fuzzy.levels), rules)
+            share = min(1.0, EM_SAMPLE_PAIRS / max(found.pairs_by_rule[name], 1))
+            sampled, first = [], []
+            for left, right in found.rule_pairs(i):
+                if share < 1.0:
+                    keep = rng.random(len(left)) < share
+                    left, right = left[keep], right[keep]
+                sampled.append(self._levels(left, right))
+                first.append((found.found_by(left, right) & ((1 << i) - 1)) == 0)
+            sample = np.concatenate(sampled) if sampled else np.zeros((0, len(names)), np.int8)
+            first_found = np.concatenate(first) if first else np.zeros(0, bool)
+            rules.append((sample, [names.index(c) for c in blocked if c in names]))
+            union.append(sample[first_found])
+            weights.append(np.full(int(first_found.sum()), 1.0 / share))
+        self.model = estimate(names, rules, np.concatenate(union), np.concatenate(weights), self._levels(a, b))
 
     def _fuzzy_edges(self, table: pa.Table, report: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The matched pairs, scored batch by batch (ml.blocking): no array over every candidate pair."""
         fuzzy = self.spec.fuzzy
         columns = {*fuzzy.fields, *(c for r in fuzzy.rules for c in [*r.columns, *(r.within.columns if r.within else [])])}
         self.values = {c: field_values(table[c], c) for c in columns}
         for name in fuzzy.fields:
             if fuzzy.comparison(name) != "characters":
                 embed(self.values[name], self.embedder)
-        found = candidates(fuzzy.rules, self.values, self._vectors, fuzzy.neighbors)
+        found = blocking(fuzzy.rules, self.values, self._vectors, fuzzy.neighbors, list(fuzzy.fields))
         if fuzzy.threshold is None:
             self._estimate(len(table), found)
-        scored = self.score(found.left, found.right)
-        matched = scored.matched
-        several = found.rules_found()[matched] > 1
+        lefts, rights, candidate_pairs, several = [], [], 0, 0
+        for batch in found.batches():
+            matched = self.score(batch.left, batch.right).matched
+            lefts.append(batch.left[matched])
+            rights.append(batch.right[matched])
+            candidate_pairs += len(batch.left)
+            several += int((rules_found(batch.found_by[matched]) > 1).sum())
+        left = np.concatenate(lefts) if lefts else np.zeros(0, np.int64)
+        right = np.concatenate(rights) if rights else np.zeros(0, np.int64)
         report["blocking"] = {
-            "pairs_by_rule": found.pairs_by_rule,
-            "candidate_pairs": len(found.left),
-            "matched_pairs": int(matched.sum()),
+            **found.report(),
+            "candidate_pairs": candidate_pairs,
+            "matched_pairs": len(left),
             # share of the matched pairs more than one rule found: a rule alone would lose about the rest
-            "recall_estimate": round(float(several.mean()), 4) if len(several) else None,
-            **({"oversized_blocks_skipped": found.oversized_blocks} if found.oversized_blocks else {}),
+            "recall_estimate": round(several / len(left), 4) if len(left) else None,
         }
         if self.model is not None:
             report["parameters"] = self.model.describe()
             report["match_probability"] = fuzzy.match_probability
         else:
             report["parameters"] = {"model": "weighted_mean", "threshold": fuzzy.threshold, "weights": dict(fuzzy.fields)}
-        return found.left[matched], found.right[matched]
+        return left, right
 
     def _explain(self, table: pa.Table, survivors: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """Each dropped row against its survivor: the score, and the levels and weight behind it."""

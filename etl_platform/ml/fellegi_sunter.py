@@ -8,7 +8,8 @@ log2(m / u) of its level, and its match probability follows from the weight.
 u comes from random pairs (almost all non-matches, so their level frequencies are u); m and the
 share of matches among the candidate pairs (lambda) come from expectation maximisation over the
 candidate pairs, with u held fixed (the literature's usual choice, and splink's). EM runs over the
-distinct level patterns with their counts, so its cost does not grow with the number of pairs.
+distinct level patterns with their counts, so its cost does not grow with the number of pairs;
+on a large load it runs on a bounded sample of the pairs (ml.dedup).
 """
 
 from __future__ import annotations
@@ -86,11 +87,12 @@ def level_frequencies(levels: np.ndarray, responsibility: np.ndarray | None = No
     return counts / counts.sum(axis=1, keepdims=True)
 
 
-def _em(model: FellegiSunter, levels: np.ndarray, fit_m: bool) -> FellegiSunter:
-    """EM over the distinct level patterns: m (when fit_m) and lambda; u stays fixed."""
-    patterns, counts = np.unique(levels, axis=0, return_counts=True)
-    if not len(patterns):
+def _em(model: FellegiSunter, levels: np.ndarray, fit_m: bool, weights: np.ndarray | None = None) -> FellegiSunter:
+    """EM over the distinct level patterns (each pair counted with its weight): m (when fit_m) and lambda; u stays fixed."""
+    if not len(levels):
         return model
+    patterns, inverse = np.unique(levels, axis=0, return_inverse=True)
+    counts = np.bincount(inverse.ravel(), weights=weights, minlength=len(patterns))
     for _ in range(EM_ITERATIONS):
         match = model.probabilities(patterns) * counts  # E: expected matches per pattern
         m = np.maximum(level_frequencies(patterns, match), 1e-6) if fit_m else model.m
@@ -104,10 +106,17 @@ def _em(model: FellegiSunter, levels: np.ndarray, fit_m: bool) -> FellegiSunter:
 
 
 def estimate(
-    fields: list[str], candidates: np.ndarray, random_pairs: np.ndarray, rules: list[tuple[np.ndarray, list[int]]]
+    fields: list[str],
+    rules: list[tuple[np.ndarray, list[int]]],
+    candidates: np.ndarray,
+    weights: np.ndarray | None,
+    random_pairs: np.ndarray,
 ) -> FellegiSunter:
-    """u from the random pairs' levels; m per blocking rule, lambda over all candidates.
+    """u from the random pairs' levels; m per blocking rule, lambda over the candidates.
 
+    `rules` holds each rule's pairs' levels (all of them, or a uniform sample) with the fields it
+    blocks on; `candidates` the distinct candidate pairs' levels (or a sample, each pair weighted by
+    the pairs it stands for), so a large load is estimated from bounded arrays, as splink samples.
     A rule's pairs agree on its own columns by construction, so EM over them says nothing about
     those columns' m, and would take every pair found by a strong key for a match. As splink does,
     m of a field is estimated from the rules that do not block on it (its columns are set missing
@@ -116,11 +125,11 @@ def estimate(
     u = level_frequencies(random_pairs)
     m_sum, m_count = np.zeros((len(fields), LEVELS)), np.zeros((len(fields), 1))
     for found, blocked in rules:
-        levels = candidates[found].copy()
+        levels = found.copy()
         levels[:, blocked] = -1
         fitted = _em(FellegiSunter(fields, np.tile(M_START, (len(fields), 1)), u, 0.1), levels, fit_m=True)
         free = np.setdiff1d(np.arange(len(fields)), blocked)
         m_sum[free] += fitted.m[free]
         m_count[free] += 1
     m = np.where(m_count > 0, m_sum / np.maximum(m_count, 1), M_START)
-    return _em(FellegiSunter(fields, m, u, 0.1), candidates, fit_m=False)
+    return _em(FellegiSunter(fields, m, u, 0.1), candidates, fit_m=False, weights=weights)
