@@ -68,9 +68,10 @@ class Spill:
         """The rows as a stream DuckDB (or any Arrow consumer) reads batch by batch, once."""
         return pa.RecordBatchReader.from_batches(self.schema, self.batches())
 
-    def read_all(self) -> pa.Table:
-        """Every row in memory, for a step that needs them at once (deduplicate)."""
-        return pa.Table.from_batches(list(self.batches()), self.schema)
+    def read_columns(self, columns: list[str]) -> pa.Table:
+        """These columns of every row in memory (deduplicate's compared columns); the rest stays on disk."""
+        schema = pa.schema([self.schema.field(c) for c in columns])
+        return pa.Table.from_batches([batch.select(columns) for batch in self.batches()], schema)
 
     def close(self) -> None:
         self._close_writer()

@@ -49,6 +49,23 @@ class Deduplicated:
 
 
 @dataclass
+class Decision:
+    """Which load rows survive and which are dropped, and the columns each gets: none of the rows' other values."""
+
+    kept: np.ndarray  # the load's rows kept, ascending
+    kept_columns: dict[str, pa.Array]  # CLUSTER, MEMBERS, MIN_SIMILARITY of each kept row
+    dropped: np.ndarray  # the load's rows dropped, ascending
+    dropped_columns: dict[str, pa.Array]  # CLUSTER, SURVIVOR_ROW, SIMILARITY, EXPLANATION of each
+    clusters: int
+    model: dict
+
+
+def row_quality(table: pa.Table) -> np.ndarray:
+    """The default quality of each row for keep_best_quality: its completeness, the steps' own columns ignored."""
+    return completeness(table, ignore=DERIVED_COLUMNS)
+
+
+@dataclass
 class Scored:
     """Pairs judged: the score that decided (probability or weighted similarity), and the evidence."""
 
@@ -244,10 +261,19 @@ class Deduplicator:
         return labels
 
     def apply(self, table: pa.Table, quality: np.ndarray | None = None, published: pa.Table | None = None) -> Deduplicated:
-        """Deduplicate the load; with `published` (the target's rows), also against what the target holds.
+        """Deduplicate a load held in memory: decide on it, then take its kept and dropped rows."""
+        decision = self.decide(table, quality, published)
+        dropped = self.dropped_rows(decision, table, 0)
+        return Deduplicated(self.kept_rows(decision, table, 0, dropped), dropped, decision.clusters, decision.model)
 
-        A published row always survives its cluster and is never output again (it is in the
-        target already); a new row that joins it is dropped, its audit naming the published row.
+    def decide(self, table: pa.Table, quality: np.ndarray | None = None, published: pa.Table | None = None) -> Decision:
+        """Which rows survive, from the compared columns alone (and provenance); `published`: the target's rows.
+
+        The table needs only `columns()` (and the provenance columns, for the audit), so a
+        pipeline reads nothing else of a load into memory (engine.whole_load); `quality` is then
+        given (the score column, or `row_quality` chunk by chunk). A published row always survives
+        its cluster and is never output again (it is in the target already); a new row that joins
+        it is dropped, its audit naming the published row.
         """
         columns = self.columns()
         require_columns(table, columns, self.where)
@@ -255,7 +281,7 @@ class Deduplicator:
         work = self._with_published(table, published, columns) if published is not None and len(published) else table
         report: dict = {"published_rows_compared": len(work) - new} if published is not None else {}
         labels = self._clusters(work, report) if len(work) else np.zeros(0, np.int64)
-        quality = completeness(table, ignore=DERIVED_COLUMNS) if quality is None else np.asarray(quality, np.float64)
+        quality = row_quality(table) if quality is None else np.asarray(quality, np.float64)
         quality = np.r_[quality, np.zeros(len(work) - new)]
         sizes = np.bincount(labels, minlength=1)
         survivor_of = self._survivors(labels, quality) if len(work) else np.zeros(0, np.int64)
@@ -274,19 +300,36 @@ class Deduplicator:
         multi = sizes[labels[kept]] > 1 if len(kept) else np.zeros(0, bool)
         min_similarity = np.ones(len(work))
         np.minimum.at(min_similarity, survivor[dropped], similarity)
-        output = table.take(pa.array(kept, pa.int64()))
-        into_kept = dropped[survivor[dropped] < new]
-        if self.spec.strategy == "merge" and len(into_kept):
-            output = self._merge(table, output, kept, labels, into_kept)
-        output = output.append_column(CLUSTER, pa.array(cluster_id[labels[kept]], pa.int64(), mask=~multi))
-        output = output.append_column(MEMBERS, pa.array(sizes[labels[kept]].astype(np.int32), pa.int32()))
-        output = output.append_column(MIN_SIMILARITY, pa.array(np.round(min_similarity[kept], 4), pa.float64()))
-        removed = table.take(pa.array(dropped, pa.int64()))
-        removed = removed.append_column(CLUSTER, pa.array(cluster_id[labels[dropped]], pa.int64()))
-        removed = removed.append_column(SURVIVOR_ROW, pa.array(survivor[dropped], pa.int64()))
-        removed = removed.append_column(SIMILARITY, pa.array(np.round(similarity, 4), pa.float64()))
-        removed = removed.append_column(EXPLANATION, pa.array(explanations, pa.string()))
-        return Deduplicated(output, removed, len(survivors), report)
+        kept_columns = {
+            CLUSTER: pa.array(cluster_id[labels[kept]], pa.int64(), mask=~multi),
+            MEMBERS: pa.array(sizes[labels[kept]].astype(np.int32), pa.int32()),
+            MIN_SIMILARITY: pa.array(np.round(min_similarity[kept], 4), pa.float64()),
+        }
+        dropped_columns = {
+            CLUSTER: pa.array(cluster_id[labels[dropped]], pa.int64()),
+            SURVIVOR_ROW: pa.array(survivor[dropped], pa.int64()),
+            SIMILARITY: pa.array(np.round(similarity, 4), pa.float64()),
+            EXPLANATION: pa.array(explanations, pa.string()),
+        }
+        return Decision(kept, kept_columns, dropped, dropped_columns, len(survivors), report)
+
+    def dropped_rows(self, decision: Decision, chunk: pa.Table, offset: int) -> pa.Table:
+        """The dropped rows among the load's rows offset.. (the chunk), whole, with their audit columns."""
+        low, high = np.searchsorted(decision.dropped, [offset, offset + len(chunk)])
+        removed = chunk.take(pa.array(decision.dropped[low:high] - offset, pa.int64()))
+        for name, values in decision.dropped_columns.items():
+            removed = removed.append_column(name, values.slice(low, high - low))
+        return removed
+
+    def kept_rows(self, decision: Decision, chunk: pa.Table, offset: int, dropped: pa.Table) -> pa.Table:
+        """The surviving rows among the load's rows offset.. (the chunk); `merge` fills their nulls from `dropped`."""
+        low, high = np.searchsorted(decision.kept, [offset, offset + len(chunk)])
+        output = chunk.take(pa.array(decision.kept[low:high] - offset, pa.int64()))
+        if self.spec.strategy == "merge" and len(dropped):
+            output = self._merge(output, decision.kept[low:high], dropped)
+        for name, values in decision.kept_columns.items():
+            output = output.append_column(name, values.slice(low, high - low))
+        return output
 
     def columns(self) -> list[str]:
         """The columns the step reads: keys, fields and blocking columns."""
@@ -311,19 +354,21 @@ class Deduplicator:
         return (ids[survivors] == ids[others]) & (ids[others] >= 0)
 
     @staticmethod
-    def _merge(table: pa.Table, output: pa.Table, kept: np.ndarray, labels: np.ndarray, dropped: np.ndarray) -> pa.Table:
-        """Fill each survivor's nulls from its duplicates, in row order."""
-        position = {int(label): i for i, label in enumerate(labels[kept])}
+    def _merge(output: pa.Table, kept: np.ndarray, dropped: pa.Table) -> pa.Table:
+        """Fill each survivor's nulls from its duplicates (the dropped rows, in row order)."""
+        position = {int(row): i for i, row in enumerate(kept)}
+        donors = [(j, position[s]) for j, s in enumerate(dropped[SURVIVOR_ROW].to_pylist()) if s in position]
+        if not donors:
+            return output
         columns = {}
         for name in output.column_names:
             if name in PROVENANCE:
                 columns[name] = output[name]
                 continue
             values = output[name].to_pylist()
-            source = table[name]
-            for row in np.sort(dropped).tolist():
-                at = position[int(labels[row])]
+            source = dropped[name]
+            for j, at in donors:
                 if values[at] is None:
-                    values[at] = source[row].as_py()
+                    values[at] = source[j].as_py()
             columns[name] = pa.array(values, output.schema.field(name).type)
         return pa.table(columns)
