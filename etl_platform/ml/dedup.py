@@ -172,7 +172,9 @@ class Deduplicator:
             rules.append((sample, [names.index(c) for c in blocked if c in names]))
             union.append(sample[first_found])
             weights.append(np.full(int(first_found.sum()), 1.0 / share))
-        self.model = estimate(names, rules, np.concatenate(union), np.concatenate(weights), self._levels(a, b))
+        weights = np.concatenate(weights)  # the candidates each sampled pair stands for: they sum to the candidates
+        share = float(weights.sum()) / max(rows * (rows - 1) // 2, 1)
+        self.model = estimate(names, rules, np.concatenate(union), weights, self._levels(a, b), share)
 
     def _fuzzy_edges(self, table: pa.Table, report: dict) -> tuple[np.ndarray, np.ndarray]:
         """The matched pairs, scored batch by batch (ml.blocking): no array over every candidate pair."""

@@ -28,13 +28,19 @@ M_START = np.array([0.05, 0.05, 0.1, 0.8])  # matches mostly agree; EM moves it 
 
 @dataclass
 class FellegiSunter:
-    """m and u per field and level, and lambda: the share of matches among the candidate pairs."""
+    """m and u per field and level, and the prior: the probability that the pairs weighed are a match.
+
+    While EM runs over candidate pairs the prior is lambda, their share of matches; the fitted
+    model weighs any pair with the probability that two random records match (lambda times the
+    candidates' share of all pairs), since u comes from random pairs, not from candidates.
+    """
 
     fields: list[str]
     m: np.ndarray  # fields x LEVELS
     u: np.ndarray  # fields x LEVELS
     prior: float
     iterations: int = 0
+    candidate_share: float | None = None  # lambda, once the prior is that of two random records
 
     def field_weights(self) -> np.ndarray:
         """log2(m / u) per field and level: the evidence each level gives for a match."""
@@ -57,7 +63,8 @@ class FellegiSunter:
         weights = self.field_weights()
         return {
             "model": "fellegi_sunter",
-            "prior_match_share": round(float(self.prior), 6),
+            "prior_two_random_records": float(f"{self.prior:.6g}"),
+            "match_share_of_candidates": None if self.candidate_share is None else round(self.candidate_share, 6),
             "em_iterations": self.iterations,
             "fields": {
                 name: {
@@ -111,6 +118,7 @@ def estimate(
     candidates: np.ndarray,
     weights: np.ndarray | None,
     random_pairs: np.ndarray,
+    candidate_share: float = 1.0,
 ) -> FellegiSunter:
     """u from the random pairs' levels; m per blocking rule, lambda over the candidates.
 
@@ -120,7 +128,8 @@ def estimate(
     A rule's pairs agree on its own columns by construction, so EM over them says nothing about
     those columns' m, and would take every pair found by a strong key for a match. As splink does,
     m of a field is estimated from the rules that do not block on it (its columns are set missing
-    there), and averaged over those rules; then lambda alone is fitted over all candidates.
+    there), and averaged over those rules; then lambda alone is fitted over all candidates, and
+    the model's prior becomes lambda times `candidate_share` (the candidates' share of all pairs).
     """
     u = level_frequencies(random_pairs)
     m_sum, m_count = np.zeros((len(fields), LEVELS)), np.zeros((len(fields), 1))
@@ -132,4 +141,10 @@ def estimate(
         m_sum[free] += fitted.m[free]
         m_count[free] += 1
     m = np.where(m_count > 0, m_sum / np.maximum(m_count, 1), M_START)
-    return _em(FellegiSunter(fields, m, u, 0.1), candidates, fit_m=False, weights=weights)
+    model = _em(FellegiSunter(fields, m, u, 0.1), candidates, fit_m=False, weights=weights)
+    # Blocking chose the candidates for agreeing, and their levels' weights count that agreement
+    # again (u is from random pairs): weighed with lambda, a pair would count it twice, and a load
+    # whose blocks grow would merge ever more chance agreements. Two random records' prior does not.
+    model.candidate_share = model.prior
+    model.prior = float(np.clip(model.prior * candidate_share, 1e-15, 1 - 1e-6))
+    return model
