@@ -26,7 +26,7 @@ import numpy as np
 from etl_platform.ml.comparison import FieldValues
 from etl_platform.spec.ml import BlockingKey
 
-MAX_BLOCK_ROWS = 1_000  # a block's pairs (499,500 at most) always fit one batch
+MAX_BLOCK_ROWS = 1_000  # a block pairs at most 499,500: a batch is PAIR_BATCH plus at most one block
 PAIR_BATCH = 250_000  # pairs per batch, plus at most one block's: about 60 MB of transient arrays while compared
 NEIGHBOR_BATCH = 1_024
 _PHONETIC = {"soundex": jellyfish.soundex, "metaphone": jellyfish.metaphone, "nysiis": jellyfish.nysiis}
