@@ -60,6 +60,11 @@ def test_the_estimated_model_finds_febrl1s_pairs_without_labels_or_a_threshold()
         "soundex(surname, given_name)",
     }
     assert 0.5 < model["blocking"]["recall_estimate"] <= 1.0
+    # pairs are weighed from the odds of two random records, not of a candidate (which blocking chose for agreeing)
+    parameters, all_pairs = model["parameters"], len(table) * (len(table) - 1) // 2
+    expected = parameters["match_share_of_candidates"] * model["blocking"]["candidate_pairs"] / all_pairs
+    assert abs(parameters["prior_two_random_records"] - expected) < 1e-3 * expected
+    assert parameters["prior_two_random_records"] < 0.01 < parameters["match_share_of_candidates"]
 
 
 def _pairs(found: Blocking, budget: int = PAIR_BATCH) -> dict[tuple[int, int], int]:
