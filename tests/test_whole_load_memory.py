@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from etl_platform.engine.whole_load import WholeLoad
 from etl_platform.ml.anomaly import AnomalyDetector
+from etl_platform.ml.dedup import Deduplicator
 from tests.conftest import REPO, pipeline, rows
 from tests.processes import stop_group
 
@@ -122,3 +123,30 @@ def test_deduplicating_forty_chunks_holds_the_compared_columns_and_one_pair_batc
     assert planted * 0.95 <= measured["deduplicated"] <= planted * 1.05
     grown = measured["grown"]
     assert grown < DEDUP_BOUND, f"the load grew the peak RSS by {grown / 2**20:.0f} MiB, above {DEDUP_BOUND / 2**20:.0f} MiB"
+
+
+def test_deduplicated_chunk_by_chunk_from_the_spill_equals_the_in_memory_result() -> None:
+    rng = np.random.default_rng(5)
+    people = 300
+    names = [f"{(i * 2_654_435_761) % 10**9:09d}" for i in range(people)]
+    picks = rng.integers(0, people, 900)  # each person about 3 times, spread over every chunk
+    table = pa.table(
+        {
+            "name": [names[p] for p in picks],
+            "city": [f"city{p % 40}" for p in picks],
+            "phone": pa.array([None if rng.random() < 0.5 else f"{p}-{i}" for i, p in enumerate(picks)], pa.string()),
+        }
+    )
+    step = {
+        "keys": ["name"],
+        "fuzzy": {"fields": {"name": 1, "city": 1}, "compare": "characters", "blocking": [{"column": "city"}]},
+    }
+    spec = pipeline(transforms=[{"deduplicate": {**step, "strategy": "merge"}}])
+    whole = WholeLoad(spec, embedder=lambda: None, published=lambda columns: None, chunk_rows=100)
+    for start in range(0, 900, 70):  # chunks of another size than the spill's batches
+        whole.collect(table.slice(start, 70))
+    published = pa.concat_tables(whole.finish())
+    expected = Deduplicator(spec.whole_load_transforms[0].deduplicate, None).apply(table)
+    assert published.num_rows == len(set(picks.tolist())) and max(len(b) for b in published.to_batches()) <= 100
+    assert published.equals(expected.kept) and whole.dropped[0].equals(expected.dropped)
+    assert published["phone"].null_count < expected.dropped["phone"].null_count  # merge filled nulls across chunks
