@@ -82,6 +82,9 @@ class Deduplicator:
         self.where = where
         self.model: FellegiSunter | None = None
         self.values: dict[str, FieldValues] = {}
+        # The levels of every candidate batch, in Blocking.batches' order, when EM saw every pair (a
+        # load of at most EM_SAMPLE_PAIRS pairs per rule): scoring then compares nothing twice.
+        self._known: list[np.ndarray] | None = None
 
     # --- comparing ---------------------------------------------------------------------------
 
@@ -111,8 +114,11 @@ class Deduplicator:
             sims[second] = np.where(better, crossed_y, sims[second])
         return np.column_stack([sims[n] for n in names]) if len(a) else np.zeros((0, len(names)))
 
-    def score(self, a: np.ndarray, b: np.ndarray) -> Scored:
+    def score(self, a: np.ndarray, b: np.ndarray, known: np.ndarray | None = None) -> Scored:
+        """Judge the pairs (a, b); `known`: their levels, already compared while the model was estimated."""
         fuzzy = self.spec.fuzzy
+        if known is not None:
+            return self._judge(known)
         sims = self.similarities(a, b)
         if fuzzy.threshold is not None:
             weight = np.array(list(fuzzy.fields.values()))
@@ -120,13 +126,15 @@ class Deduplicator:
             total = (present * weight).sum(axis=1)
             mean = np.divide(np.where(present, sims, 0) @ weight, total, out=np.zeros(len(a)), where=total > 0)
             return Scored(mean, mean >= fuzzy.threshold)
-        level = levels(sims, fuzzy.levels)
+        return self._judge(levels(sims, fuzzy.levels))
+
+    def _judge(self, level: np.ndarray) -> Scored:
         weights = self.model.weights(level)
         probability = match_probability(weights)
         # Equal on every compared field is a match whatever the estimate says: in a load of copies of one
         # record the random pairs agree exactly too, so u(exact) is 1 and the estimated weight says nothing.
         identical = (level == LEVEL_NAMES.index("exact")).all(axis=1)
-        return Scored(probability, (probability >= fuzzy.match_probability) | identical, level, weights)
+        return Scored(probability, (probability >= self.spec.fuzzy.match_probability) | identical, level, weights)
 
     # --- finding pairs -----------------------------------------------------------------------
 
@@ -154,7 +162,7 @@ class Deduplicator:
         fuzzy = self.spec.fuzzy
         names = list(fuzzy.fields)
         swapped = {c for pair in fuzzy.swappable for c in pair}
-        rules, union, weights = [], [], []
+        rules, union, weights, known = [], [], [], []
         for i, (rule, name) in enumerate(zip(fuzzy.rules, found.names, strict=True)):
             blocked = set() if rule.method == "neighbors" else set(rule.columns)
             if blocked & swapped:  # a swap compares a blocked name crossed with its partner: both say little
@@ -170,11 +178,13 @@ class Deduplicator:
             sample = np.concatenate(sampled) if sampled else np.zeros((0, len(names)), np.int8)
             first_found = np.concatenate(first) if first else np.zeros(0, bool)
             rules.append((sample, [names.index(c) for c in blocked if c in names]))
+            known += [lv[f] for lv, f in zip(sampled, first, strict=True)] if share == 1.0 else [None]
             union.append(sample[first_found])
             weights.append(np.full(int(first_found.sum()), 1.0 / share))
         weights = np.concatenate(weights)  # the candidates each sampled pair stands for: they sum to the candidates
         share = float(weights.sum()) / max(rows * (rows - 1) // 2, 1)
         self.model = estimate(names, rules, np.concatenate(union), weights, self._levels(a, b), share)
+        self._known = None if any(k is None for k in known) else known
 
     def _fuzzy_edges(self, table: pa.Table, report: dict) -> tuple[np.ndarray, np.ndarray]:
         """The matched pairs, scored batch by batch (ml.blocking): no array over every candidate pair."""
@@ -188,8 +198,9 @@ class Deduplicator:
         if fuzzy.threshold is None:
             self._estimate(len(table), found)
         lefts, rights, candidate_pairs, several = [], [], 0, 0
-        for batch in found.batches():
-            matched = self.score(batch.left, batch.right).matched
+        known, self._known = self._known or [], None
+        for i, batch in enumerate(found.batches()):
+            matched = self.score(batch.left, batch.right, known[i] if i < len(known) else None).matched
             lefts.append(batch.left[matched])
             rights.append(batch.right[matched])
             candidate_pairs += len(batch.left)
