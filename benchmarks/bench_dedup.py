@@ -63,6 +63,7 @@ PLATFORM_SYNTHETIC = {
 }
 F1_TARGET = "at least splink's"
 SECONDS_TARGET = 60.0
+MEMORY_TARGET_MB = 2_000  # the 1,000,000-record run's peak RSS
 
 
 def cluster_pairs(ids: list[str], clusters: list[int]) -> set[frozenset]:
@@ -247,16 +248,22 @@ def main() -> int:
 
     frame, person = synthetic(args.records)
     clusters, seconds = platform_clusters(frame, PLATFORM_SYNTHETIC)
+    deduplicated_mb = peak_mb()  # before the benchmark's own scoring (Python sets of pairs) adds its part
     planted = args.records - args.records * 4 // 5
     copies = cluster_pairs(list(range(len(frame))), person)
     found = cluster_pairs(list(range(len(frame))), clusters)
     precision, recall, _ = scores(found, copies)
     print(
         f"\n{args.records:,} synthetic records: {seconds:.1f} s ({args.records / seconds:,.0f} records/s), "
-        f"{recall:.2%} of {planted:,} planted copies found at precision {precision:.4f}; peak RSS {peak_mb():,.0f} MB"
+        f"{recall:.2%} of {planted:,} planted copies found at precision {precision:.4f}; "
+        f"peak RSS {deduplicated_mb:,.0f} MB when deduplicated, {peak_mb():,.0f} MB with the scoring"
     )
-    synthetic_ok = seconds < SECONDS_TARGET and recall >= 0.95 and precision >= 0.95
-    print(f"under {SECONDS_TARGET:.0f} s, recall >= 0.95 at precision >= 0.95: {'PASS' if synthetic_ok else 'FAIL'}")
+    if args.records > 100_000:  # the memory run: its target is the peak, not the 100,000 run's seconds
+        synthetic_ok = deduplicated_mb < MEMORY_TARGET_MB and recall >= 0.95 and precision >= 0.95
+        print(f"peak under {MEMORY_TARGET_MB:,} MB, recall >= 0.95 at precision >= 0.95: {'PASS' if synthetic_ok else 'FAIL'}")
+    else:
+        synthetic_ok = seconds < SECONDS_TARGET and recall >= 0.95 and precision >= 0.95
+        print(f"under {SECONDS_TARGET:.0f} s, recall >= 0.95 at precision >= 0.95: {'PASS' if synthetic_ok else 'FAIL'}")
     return 0 if passed and synthetic_ok else 1
 
 

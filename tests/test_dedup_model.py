@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from etl_platform.engine.runner import run_pipeline
-from etl_platform.ml.blocking import MAX_BLOCK_ROWS, candidates, pairs_within
+from etl_platform.ml.blocking import MAX_BLOCK_ROWS, PAIR_BATCH, Blocking, blocking
 from etl_platform.ml.comparison import field_values
 from etl_platform.ml.dedup import Deduplicator
 from etl_platform.ml.embeddings import shared_embedder
@@ -60,22 +60,57 @@ def test_the_estimated_model_finds_febrl1s_pairs_without_labels_or_a_threshold()
         "soundex(surname, given_name)",
     }
     assert 0.5 < model["blocking"]["recall_estimate"] <= 1.0
+    # pairs are weighed from the odds of two random records, not of a candidate (which blocking chose for agreeing)
+    parameters, all_pairs = model["parameters"], len(table) * (len(table) - 1) // 2
+    expected = parameters["match_share_of_candidates"] * model["blocking"]["candidate_pairs"] / all_pairs
+    assert abs(parameters["prior_two_random_records"] - expected) < 1e-3 * expected
+    assert parameters["prior_two_random_records"] < 0.01 < parameters["match_share_of_candidates"]
+
+
+def _pairs(found: Blocking, budget: int = PAIR_BATCH) -> dict[tuple[int, int], int]:
+    return {
+        (int(a), int(b)): int(bits)
+        for batch in found.batches(budget)
+        for a, b, bits in zip(batch.left, batch.right, batch.found_by, strict=True)
+    }
 
 
 def test_rules_are_ored_and_each_pair_knows_its_rules() -> None:
     table = pa.table({"name": ["anna", "anna", "ana", "bob"], "city": ["rome", "oslo", "oslo", "rome"]})
     values = {c: field_values(table[c], c) for c in ("name", "city")}
     rules = [BlockingKey(column="name"), BlockingKey(column="city")]
-    found = candidates(rules, values, lambda columns: np.zeros((4, 1)), 1)
-    pairs = {(int(a), int(b)): int(bits) for a, b, bits in zip(found.left, found.right, found.found_by, strict=True)}
-    assert pairs == {(0, 1): 0b01, (0, 3): 0b10, (1, 2): 0b10}
+    found = blocking(rules, values, lambda columns: np.zeros((4, 1)), 1, ["name", "city"])
+    assert _pairs(found) == {(0, 1): 0b01, (0, 3): 0b10, (1, 2): 0b10}
     assert found.pairs_by_rule == {"exact(name)": 1, "exact(city)": 2}
 
 
-def test_an_oversized_block_is_skipped_and_counted() -> None:
-    blocks = np.r_[np.zeros(MAX_BLOCK_ROWS + 1, np.int64), [1, 1, 1]]
-    left, right, skipped = pairs_within(blocks)
-    assert skipped == 1 and sorted(zip(left.tolist(), right.tolist(), strict=True)) == [(5001, 5002), (5001, 5003), (5002, 5003)]
+def test_pairs_come_in_bounded_batches_of_whole_blocks_each_pair_once() -> None:
+    rng = np.random.default_rng(1)
+    table = pa.table({"a": rng.integers(0, 30, 600).astype(str), "b": rng.integers(0, 20, 600).astype(str)})
+    values = {c: field_values(table[c], c) for c in ("a", "b")}
+    rules = [BlockingKey(column="a"), BlockingKey(column="b")]
+    found = blocking(rules, values, lambda columns: np.zeros((600, 1)), 1, ["a", "b"])
+    everything = _pairs(found)
+    batches = list(found.batches(500))
+    assert len(batches) > 10 and max(len(b.left) for b in batches) <= 500 + max(found.pairs_by_rule.values())
+    assert _pairs(found, 500) == everything  # the same pairs and rule bits whatever the batch size
+    a, b = table["a"].to_pylist(), table["b"].to_pylist()
+    expected = {(i, j) for i in range(600) for j in range(i + 1, 600) if a[i] == a[j] or b[i] == b[j]}
+    assert set(everything) == expected
+
+
+def test_an_oversized_block_is_split_into_sub_blocks_of_alike_rows_and_reported() -> None:
+    rows = MAX_BLOCK_ROWS * 2 + 10
+    names = [f"name{i:05d}" for i in range(rows)] + ["ann", "ann"]
+    table = pa.table({"city": ["rome"] * rows + ["oslo", "oslo"], "name": names})
+    values = {c: field_values(table[c], c) for c in ("city", "name")}
+    found = blocking([BlockingKey(column="city")], values, lambda columns: None, 1, ["name", "city"])
+    assert found.split == {"exact(city)": {"blocks": 1, "rows": rows, "max_rows": MAX_BLOCK_ROWS}}
+    pairs = _pairs(found)
+    assert (rows, rows + 1) in pairs  # a small block is whole
+    assert len(pairs) == found.pairs_by_rule["exact(city)"] < rows * (rows - 1) // 2
+    sub_blocks = np.bincount(found.keys[0])
+    assert sub_blocks.max() <= MAX_BLOCK_ROWS and (0, 1) in pairs  # alike names stay together
 
 
 def test_a_tie_in_quality_keeps_the_earliest_row() -> None:

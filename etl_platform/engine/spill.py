@@ -68,9 +68,17 @@ class Spill:
         """The rows as a stream DuckDB (or any Arrow consumer) reads batch by batch, once."""
         return pa.RecordBatchReader.from_batches(self.schema, self.batches())
 
-    def read_all(self) -> pa.Table:
-        """Every row in memory, for a step that needs them at once (deduplicate)."""
-        return pa.Table.from_batches(list(self.batches()), self.schema)
+    def read_columns(self, columns: list[str]) -> pa.Table:
+        """These columns of every row in memory (deduplicate's compared columns); the rest stays on disk.
+
+        Each column is copied out of its batch: a batch read from the file holds all its columns in
+        one buffer, so a selected column alone would keep every column of every batch in memory.
+        """
+        schema = pa.schema([self.schema.field(c) for c in columns])
+        batches = [
+            pa.RecordBatch.from_arrays([pa.concat_arrays([batch[c]]) for c in columns], schema=schema) for batch in self.batches()
+        ]
+        return pa.Table.from_batches(batches, schema)
 
     def close(self) -> None:
         self._close_writer()

@@ -4,8 +4,9 @@ The row-by-row transforms and rules stream as usual; their output is spilled to 
 (engine.spill) instead of being staged, then each whole-load step reads the spill and spills its
 result, and the last result is staged in chunks (docs/architecture.md, Contracts 1). aggregate
 (DuckDB within a memory limit) and detect_anomalies (fitted on a bounded sample, scored batch by
-batch) hold a bounded part of the load; deduplicate still reads the whole load back into memory
-(about the rows' Arrow size, plus 1.5 KB per row for fuzzy matching's embeddings).
+batch) hold a bounded part of the load; deduplicate holds the compared columns of every row (and
+1.5 KB per row of embeddings where it compares by meaning), scores pairs in bounded batches, and
+joins the survivors back chunk by chunk (docs/pipeline-spec.md, "Whole-load steps").
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pyarrow as pa
 from etl_platform.engine.spill import Spill
 from etl_platform.ml.aggregate import Aggregator
 from etl_platform.ml.anomaly import AnomalyDetector
-from etl_platform.ml.dedup import CLUSTER, EXPLANATION, SIMILARITY, SURVIVOR_ROW, Deduplicator
+from etl_platform.ml.dedup import CLUSTER, EXPLANATION, SIMILARITY, SURVIVOR_ROW, Deduplicator, row_quality
 from etl_platform.ml.embeddings import Embedder
 from etl_platform.quality.audit import CheckOutcome
 from etl_platform.quality.plan import anomaly_check
@@ -97,21 +98,14 @@ class WholeLoad:
 
     def _run(self, step: Deduplicator | AnomalyDetector | Aggregator, spill: Spill) -> Spill:
         """One step from spilled rows to spilled rows: aggregate and detect_anomalies batch by batch,
-        deduplicate on the rows read back into memory (docs/architecture.md, Contracts 1)."""
+        deduplicate on the compared columns, then chunk by chunk (docs/architecture.md, Contracts 1)."""
         out = Spill(self.chunk_rows)
         if isinstance(step, Aggregator):
             self.rows_aggregated = spill.num_rows
             for batch in step.batches(_without_provenance(spill.reader()), spill.folder):
                 out.write(batch)
         elif isinstance(step, Deduplicator):
-            table = spill.read_all()
-            score_column = self.spec.quality.score_column
-            scores = table[score_column].to_numpy() if score_column in table.column_names else None
-            theirs = self.published(step.columns()) if step.spec.against_target else None
-            result = step.apply(table, scores, theirs)
-            out.write(result.kept)
-            self.dropped.append(result.dropped)
-            self.dedup_models.append(result.model)
+            self._deduplicate(step, spill, out)
         else:
             fitted = step.fit(_sample(step, spill))
             tagged = 0
@@ -122,6 +116,34 @@ class WholeLoad:
             self.anomalies = (tagged, spill.num_rows)
         spill.close()
         return out
+
+    def _deduplicate(self, step: Deduplicator, spill: Spill, out: Spill) -> None:
+        """Decide on the compared columns alone, then take the kept and dropped rows chunk by chunk from the spill.
+
+        In memory: the compared and provenance columns of every row (and the score column, or
+        each row's completeness, 8 bytes), the step's bounded pair batches (ml.blocking), and the
+        dropped rows, which the audit records whole; the other columns are read a batch at a time.
+        """
+        score_column = self.spec.quality.score_column
+        names = spill.schema.names
+        compared = [c for c in dict.fromkeys([*step.columns(), SOURCE_FILE, SOURCE_LINE]) if c in names]
+        if score_column in names:
+            quality = spill.read_columns([score_column])[score_column].to_numpy()
+        else:
+            quality = np.concatenate([row_quality(pa.Table.from_batches([b])) for b in spill.batches()] or [np.zeros(0)])
+        theirs = self.published(step.columns()) if step.spec.against_target else None
+        decision = step.decide(spill.read_columns(compared), quality, theirs)
+        dropped, offset = [], 0
+        for batch in spill.batches():
+            dropped.append(step.dropped_rows(decision, pa.Table.from_batches([batch]), offset))
+            offset += len(batch)
+        removed = pa.concat_tables(dropped, promote_options="permissive") if dropped else pa.table({})
+        offset = 0
+        for batch in spill.batches():
+            out.write(step.kept_rows(decision, pa.Table.from_batches([batch]), offset, removed))
+            offset += len(batch)
+        self.dropped.append(removed)
+        self.dedup_models.append(decision.model)
 
     def discard(self) -> None:
         """Remove the spill of a load that failed before its steps ran (finish removes its own)."""

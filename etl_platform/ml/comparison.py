@@ -73,17 +73,18 @@ def similarity(x: FieldValues, a: np.ndarray, y: FieldValues, b: np.ndarray, com
     """Rows a of field x against rows b of field y: cosine, Jaro-Winkler or the larger; 1 if equal; NaN if a null."""
     ia, ib = x.index[a], y.index[b]
     both = (ia >= 0) & (ib >= 0)
-    result = np.full(len(a), np.nan)
+    result = np.full(len(a), np.nan, np.float32)  # float32: a similarity needs no more, and a batch holds several
     width = max(len(y.texts), 1)
     codes, inverse = np.unique(ia[both] * width + ib[both], return_inverse=True)  # each distinct value pair once
     left, right = codes // width, codes % width
     texts_x, texts_y = np.array(x.texts, dtype=object), np.array(y.texts, dtype=object)
-    sim = np.zeros(len(codes))
+    sim = np.zeros(len(codes), np.float32)
     if compare != "embedding":
-        sim = jaro_winkler(texts_x[left].tolist(), texts_y[right].tolist())
+        sim = jaro_winkler(texts_x[left].tolist(), texts_y[right].tolist()).astype(np.float32)
     if compare != "characters":
         sim = np.maximum(sim, np.einsum("ij,ij->i", x.vectors[left], y.vectors[right]))
-    sim = np.where(texts_x[left] == texts_y[right], 1.0, np.minimum(sim, 0.9999))  # only equal texts are exact
+    # only equal texts are exact
+    sim = np.where(texts_x[left] == texts_y[right], np.float32(1), np.minimum(sim, np.float32(0.9999)))
     result[both] = sim[inverse.ravel()]
     return result
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from etl_platform.ml.blocking import Candidates, block_ids, candidates
+from etl_platform.ml.blocking import Blocking, block_ids, blocking, rules_found
 from etl_platform.ml.comparison import FieldValues, embed, field_values, levels, similarity
 from etl_platform.ml.embeddings import Embedder
 from etl_platform.ml.fellegi_sunter import LEVEL_NAMES, FellegiSunter, estimate
@@ -37,6 +37,7 @@ PUBLISHED = "_dedup_published"  # marks the target's rows while a load is matche
 # Columns other steps add, which say nothing about a record's completeness.
 DERIVED_COLUMNS = (CLUSTER, MEMBERS, MIN_SIMILARITY, "anomaly", "anomaly_score", "anomaly_reason")
 RANDOM_PAIRS = 50_000  # pairs sampled for u: a level at 1 in 5,000 still shows about 10 times
+EM_SAMPLE_PAIRS = 500_000  # pairs per blocking rule that m and lambda are fitted on (a sample beyond it)
 
 
 @dataclass
@@ -45,6 +46,23 @@ class Deduplicated:
     dropped: pa.Table  # the rows removed, with the cluster, survivor row, similarity and explanation of each
     clusters: int
     model: dict = field(default_factory=dict)  # blocking counts and estimated parameters, for the run metadata
+
+
+@dataclass
+class Decision:
+    """Which load rows survive and which are dropped, and the columns each gets: none of the rows' other values."""
+
+    kept: np.ndarray  # the load's rows kept, ascending
+    kept_columns: dict[str, pa.Array]  # CLUSTER, MEMBERS, MIN_SIMILARITY of each kept row
+    dropped: np.ndarray  # the load's rows dropped, ascending
+    dropped_columns: dict[str, pa.Array]  # CLUSTER, SURVIVOR_ROW, SIMILARITY, EXPLANATION of each
+    clusters: int
+    model: dict
+
+
+def row_quality(table: pa.Table) -> np.ndarray:
+    """The default quality of each row for keep_best_quality: its completeness, the steps' own columns ignored."""
+    return completeness(table, ignore=DERIVED_COLUMNS)
 
 
 @dataclass
@@ -64,6 +82,9 @@ class Deduplicator:
         self.where = where
         self.model: FellegiSunter | None = None
         self.values: dict[str, FieldValues] = {}
+        # The levels of every candidate batch, in Blocking.batches' order, when EM saw every pair (a
+        # load of at most EM_SAMPLE_PAIRS pairs per rule): scoring then compares nothing twice.
+        self._known: list[np.ndarray] | None = None
 
     # --- comparing ---------------------------------------------------------------------------
 
@@ -93,8 +114,11 @@ class Deduplicator:
             sims[second] = np.where(better, crossed_y, sims[second])
         return np.column_stack([sims[n] for n in names]) if len(a) else np.zeros((0, len(names)))
 
-    def score(self, a: np.ndarray, b: np.ndarray) -> Scored:
+    def score(self, a: np.ndarray, b: np.ndarray, known: np.ndarray | None = None) -> Scored:
+        """Judge the pairs (a, b); `known`: their levels, already compared while the model was estimated."""
         fuzzy = self.spec.fuzzy
+        if known is not None:
+            return self._judge(known)
         sims = self.similarities(a, b)
         if fuzzy.threshold is not None:
             weight = np.array(list(fuzzy.fields.values()))
@@ -102,13 +126,15 @@ class Deduplicator:
             total = (present * weight).sum(axis=1)
             mean = np.divide(np.where(present, sims, 0) @ weight, total, out=np.zeros(len(a)), where=total > 0)
             return Scored(mean, mean >= fuzzy.threshold)
-        level = levels(sims, fuzzy.levels)
+        return self._judge(levels(sims, fuzzy.levels))
+
+    def _judge(self, level: np.ndarray) -> Scored:
         weights = self.model.weights(level)
         probability = match_probability(weights)
         # Equal on every compared field is a match whatever the estimate says: in a load of copies of one
         # record the random pairs agree exactly too, so u(exact) is 1 and the estimated weight says nothing.
         identical = (level == LEVEL_NAMES.index("exact")).all(axis=1)
-        return Scored(probability, (probability >= fuzzy.match_probability) | identical, level, weights)
+        return Scored(probability, (probability >= self.spec.fuzzy.match_probability) | identical, level, weights)
 
     # --- finding pairs -----------------------------------------------------------------------
 
@@ -120,8 +146,15 @@ class Deduplicator:
         _, first, inverse = np.unique(ids[rows], return_index=True, return_inverse=True)
         return rows[first][inverse.ravel()], rows
 
-    def _estimate(self, rows: int, found: Candidates) -> None:
-        """u from random pairs, m per blocking rule and lambda by EM over the candidates (ml.fellegi_sunter)."""
+    def _levels(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return levels(self.similarities(a, b), self.spec.fuzzy.levels)
+
+    def _estimate(self, rows: int, found: Blocking) -> None:
+        """u from random pairs, m per blocking rule and lambda by EM (ml.fellegi_sunter), on bounded samples.
+
+        Each rule's pairs are sampled uniformly, at most EM_SAMPLE_PAIRS of them (all of a smaller
+        load's); lambda is fitted over the samples' pairs each counted once, in the rule that finds
+        it first, weighted by the pairs it stands for."""
         rng = np.random.default_rng(0)
         count = min(RANDOM_PAIRS, rows * (rows - 1) // 2)
         a, b = rng.integers(0, rows, count), rng.integers(0, rows, count)
@@ -129,42 +162,64 @@ class Deduplicator:
         fuzzy = self.spec.fuzzy
         names = list(fuzzy.fields)
         swapped = {c for pair in fuzzy.swappable for c in pair}
-        rules = []
-        for i, rule in enumerate(fuzzy.rules):
+        rules, union, weights, known = [], [], [], []
+        for i, (rule, name) in enumerate(zip(fuzzy.rules, found.names, strict=True)):
             blocked = set() if rule.method == "neighbors" else set(rule.columns)
             if blocked & swapped:  # a swap compares a blocked name crossed with its partner: both say little
                 blocked |= swapped
-            rules.append(((found.found_by >> i) & 1 == 1, [names.index(c) for c in blocked if c in names]))
-        candidate_levels = levels(self.similarities(found.left, found.right), fuzzy.levels)
-        self.model = estimate(names, candidate_levels, levels(self.similarities(a, b), fuzzy.levels), rules)
+            share = min(1.0, EM_SAMPLE_PAIRS / max(found.pairs_by_rule[name], 1))
+            sampled, first = [], []
+            for left, right in found.rule_pairs(i):
+                if share < 1.0:
+                    keep = rng.random(len(left)) < share
+                    left, right = left[keep], right[keep]
+                sampled.append(self._levels(left, right))
+                first.append((found.found_by(left, right) & ((1 << i) - 1)) == 0)
+            sample = np.concatenate(sampled) if sampled else np.zeros((0, len(names)), np.int8)
+            first_found = np.concatenate(first) if first else np.zeros(0, bool)
+            rules.append((sample, [names.index(c) for c in blocked if c in names]))
+            known += [lv[f] for lv, f in zip(sampled, first, strict=True)] if share == 1.0 else [None]
+            union.append(sample[first_found])
+            weights.append(np.full(int(first_found.sum()), 1.0 / share))
+        weights = np.concatenate(weights)  # the candidates each sampled pair stands for: they sum to the candidates
+        share = float(weights.sum()) / max(rows * (rows - 1) // 2, 1)
+        self.model = estimate(names, rules, np.concatenate(union), weights, self._levels(a, b), share)
+        self._known = None if any(k is None for k in known) else known
 
     def _fuzzy_edges(self, table: pa.Table, report: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The matched pairs, scored batch by batch (ml.blocking): no array over every candidate pair."""
         fuzzy = self.spec.fuzzy
         columns = {*fuzzy.fields, *(c for r in fuzzy.rules for c in [*r.columns, *(r.within.columns if r.within else [])])}
         self.values = {c: field_values(table[c], c) for c in columns}
         for name in fuzzy.fields:
             if fuzzy.comparison(name) != "characters":
                 embed(self.values[name], self.embedder)
-        found = candidates(fuzzy.rules, self.values, self._vectors, fuzzy.neighbors)
+        found = blocking(fuzzy.rules, self.values, self._vectors, fuzzy.neighbors, list(fuzzy.fields))
         if fuzzy.threshold is None:
             self._estimate(len(table), found)
-        scored = self.score(found.left, found.right)
-        matched = scored.matched
-        several = found.rules_found()[matched] > 1
+        lefts, rights, candidate_pairs, several = [], [], 0, 0
+        known, self._known = self._known or [], None
+        for i, batch in enumerate(found.batches()):
+            matched = self.score(batch.left, batch.right, known[i] if i < len(known) else None).matched
+            lefts.append(batch.left[matched])
+            rights.append(batch.right[matched])
+            candidate_pairs += len(batch.left)
+            several += int((rules_found(batch.found_by[matched]) > 1).sum())
+        left = np.concatenate(lefts) if lefts else np.zeros(0, np.int64)
+        right = np.concatenate(rights) if rights else np.zeros(0, np.int64)
         report["blocking"] = {
-            "pairs_by_rule": found.pairs_by_rule,
-            "candidate_pairs": len(found.left),
-            "matched_pairs": int(matched.sum()),
+            **found.report(),
+            "candidate_pairs": candidate_pairs,
+            "matched_pairs": len(left),
             # share of the matched pairs more than one rule found: a rule alone would lose about the rest
-            "recall_estimate": round(float(several.mean()), 4) if len(several) else None,
-            **({"oversized_blocks_skipped": found.oversized_blocks} if found.oversized_blocks else {}),
+            "recall_estimate": round(several / len(left), 4) if len(left) else None,
         }
         if self.model is not None:
             report["parameters"] = self.model.describe()
             report["match_probability"] = fuzzy.match_probability
         else:
             report["parameters"] = {"model": "weighted_mean", "threshold": fuzzy.threshold, "weights": dict(fuzzy.fields)}
-        return found.left[matched], found.right[matched]
+        return left, right
 
     def _explain(self, table: pa.Table, survivors: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """Each dropped row against its survivor: the score, and the levels and weight behind it."""
@@ -219,10 +274,19 @@ class Deduplicator:
         return labels
 
     def apply(self, table: pa.Table, quality: np.ndarray | None = None, published: pa.Table | None = None) -> Deduplicated:
-        """Deduplicate the load; with `published` (the target's rows), also against what the target holds.
+        """Deduplicate a load held in memory: decide on it, then take its kept and dropped rows."""
+        decision = self.decide(table, quality, published)
+        dropped = self.dropped_rows(decision, table, 0)
+        return Deduplicated(self.kept_rows(decision, table, 0, dropped), dropped, decision.clusters, decision.model)
 
-        A published row always survives its cluster and is never output again (it is in the
-        target already); a new row that joins it is dropped, its audit naming the published row.
+    def decide(self, table: pa.Table, quality: np.ndarray | None = None, published: pa.Table | None = None) -> Decision:
+        """Which rows survive, from the compared columns alone (and provenance); `published`: the target's rows.
+
+        The table needs only `columns()` (and the provenance columns, for the audit), so a
+        pipeline reads nothing else of a load into memory (engine.whole_load); `quality` is then
+        given (the score column, or `row_quality` chunk by chunk). A published row always survives
+        its cluster and is never output again (it is in the target already); a new row that joins
+        it is dropped, its audit naming the published row.
         """
         columns = self.columns()
         require_columns(table, columns, self.where)
@@ -230,7 +294,7 @@ class Deduplicator:
         work = self._with_published(table, published, columns) if published is not None and len(published) else table
         report: dict = {"published_rows_compared": len(work) - new} if published is not None else {}
         labels = self._clusters(work, report) if len(work) else np.zeros(0, np.int64)
-        quality = completeness(table, ignore=DERIVED_COLUMNS) if quality is None else np.asarray(quality, np.float64)
+        quality = row_quality(table) if quality is None else np.asarray(quality, np.float64)
         quality = np.r_[quality, np.zeros(len(work) - new)]
         sizes = np.bincount(labels, minlength=1)
         survivor_of = self._survivors(labels, quality) if len(work) else np.zeros(0, np.int64)
@@ -249,19 +313,36 @@ class Deduplicator:
         multi = sizes[labels[kept]] > 1 if len(kept) else np.zeros(0, bool)
         min_similarity = np.ones(len(work))
         np.minimum.at(min_similarity, survivor[dropped], similarity)
-        output = table.take(pa.array(kept, pa.int64()))
-        into_kept = dropped[survivor[dropped] < new]
-        if self.spec.strategy == "merge" and len(into_kept):
-            output = self._merge(table, output, kept, labels, into_kept)
-        output = output.append_column(CLUSTER, pa.array(cluster_id[labels[kept]], pa.int64(), mask=~multi))
-        output = output.append_column(MEMBERS, pa.array(sizes[labels[kept]].astype(np.int32), pa.int32()))
-        output = output.append_column(MIN_SIMILARITY, pa.array(np.round(min_similarity[kept], 4), pa.float64()))
-        removed = table.take(pa.array(dropped, pa.int64()))
-        removed = removed.append_column(CLUSTER, pa.array(cluster_id[labels[dropped]], pa.int64()))
-        removed = removed.append_column(SURVIVOR_ROW, pa.array(survivor[dropped], pa.int64()))
-        removed = removed.append_column(SIMILARITY, pa.array(np.round(similarity, 4), pa.float64()))
-        removed = removed.append_column(EXPLANATION, pa.array(explanations, pa.string()))
-        return Deduplicated(output, removed, len(survivors), report)
+        kept_columns = {
+            CLUSTER: pa.array(cluster_id[labels[kept]], pa.int64(), mask=~multi),
+            MEMBERS: pa.array(sizes[labels[kept]].astype(np.int32), pa.int32()),
+            MIN_SIMILARITY: pa.array(np.round(min_similarity[kept], 4), pa.float64()),
+        }
+        dropped_columns = {
+            CLUSTER: pa.array(cluster_id[labels[dropped]], pa.int64()),
+            SURVIVOR_ROW: pa.array(survivor[dropped], pa.int64()),
+            SIMILARITY: pa.array(np.round(similarity, 4), pa.float64()),
+            EXPLANATION: pa.array(explanations, pa.string()),
+        }
+        return Decision(kept, kept_columns, dropped, dropped_columns, len(survivors), report)
+
+    def dropped_rows(self, decision: Decision, chunk: pa.Table, offset: int) -> pa.Table:
+        """The dropped rows among the load's rows offset.. (the chunk), whole, with their audit columns."""
+        low, high = np.searchsorted(decision.dropped, [offset, offset + len(chunk)])
+        removed = chunk.take(pa.array(decision.dropped[low:high] - offset, pa.int64()))
+        for name, values in decision.dropped_columns.items():
+            removed = removed.append_column(name, values.slice(low, high - low))
+        return removed
+
+    def kept_rows(self, decision: Decision, chunk: pa.Table, offset: int, dropped: pa.Table) -> pa.Table:
+        """The surviving rows among the load's rows offset.. (the chunk); `merge` fills their nulls from `dropped`."""
+        low, high = np.searchsorted(decision.kept, [offset, offset + len(chunk)])
+        output = chunk.take(pa.array(decision.kept[low:high] - offset, pa.int64()))
+        if self.spec.strategy == "merge" and len(dropped):
+            output = self._merge(output, decision.kept[low:high], dropped)
+        for name, values in decision.kept_columns.items():
+            output = output.append_column(name, values.slice(low, high - low))
+        return output
 
     def columns(self) -> list[str]:
         """The columns the step reads: keys, fields and blocking columns."""
@@ -286,19 +367,21 @@ class Deduplicator:
         return (ids[survivors] == ids[others]) & (ids[others] >= 0)
 
     @staticmethod
-    def _merge(table: pa.Table, output: pa.Table, kept: np.ndarray, labels: np.ndarray, dropped: np.ndarray) -> pa.Table:
-        """Fill each survivor's nulls from its duplicates, in row order."""
-        position = {int(label): i for i, label in enumerate(labels[kept])}
+    def _merge(output: pa.Table, kept: np.ndarray, dropped: pa.Table) -> pa.Table:
+        """Fill each survivor's nulls from its duplicates (the dropped rows, in row order)."""
+        position = {int(row): i for i, row in enumerate(kept)}
+        donors = [(j, position[s]) for j, s in enumerate(dropped[SURVIVOR_ROW].to_pylist()) if s in position]
+        if not donors:
+            return output
         columns = {}
         for name in output.column_names:
             if name in PROVENANCE:
                 columns[name] = output[name]
                 continue
             values = output[name].to_pylist()
-            source = table[name]
-            for row in np.sort(dropped).tolist():
-                at = position[int(labels[row])]
+            source = dropped[name]
+            for j, at in donors:
                 if values[at] is None:
-                    values[at] = source[row].as_py()
+                    values[at] = source[j].as_py()
             columns[name] = pa.array(values, output.schema.field(name).type)
         return pa.table(columns)
