@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def test_doctor_passes_on_a_healthy_embedded_deployment_and_names_the_missing_da
         "daemon heartbeat",
     ):
         assert f"PASS {check}:" in after.stdout
-    assert "all 10 checks passed" in after.stdout
+    # The project serves the demo API (as `etl demo` and `etl ui` do): its server is checked like any other.
+    assert re.search(r"PASS service 127\.0\.0\.1:\d+ \(reviews\):", after.stdout), after.stdout
+    assert "all 11 checks passed" in after.stdout
 
 
 def test_doctor_fails_each_unreachable_part_with_its_fix_and_no_password(project: dict, tmp_path: Path) -> None:

@@ -119,6 +119,8 @@ class DemoApi:
         since = query.get("updated_since", "")
         size = min(int(query.get("per_page", PAGE_SIZE)), MAX_PAGE_SIZE)
         number = int(query.get("page", 1))
+        if size < 1 or number < 1:
+            raise ValueError("page and per_page start at 1")
         matching = [r for r in self.reviews if r["updated_at"] >= since]
         following = {"updated_since": since, "per_page": size, "page": number + 1}
         more = number * size < len(matching)
@@ -151,7 +153,7 @@ def _handler(api: DemoApi) -> type[BaseHTTPRequestHandler]:
             try:
                 return self._answer(200, api.page(query))
             except ValueError:
-                return self._answer(400, {"error": "page and per_page must be whole numbers"})
+                return self._answer(400, {"error": "page and per_page must be whole numbers from 1"})
 
         def _answer(self, status: int, body: dict) -> None:
             content = json.dumps(body).encode()
