@@ -4,10 +4,11 @@ The same semantics as PostgreSQL's (sources.change_capture): the snapshot is rea
 `START TRANSACTION WITH CONSISTENT SNAPSHOT`, whose binlog position MariaDB reports consistently
 (`Binlog_snapshot_file` / `Binlog_snapshot_position`), turned into a GTID position with
 `BINLOG_GTID_POS`; a window is whole transactions after the saved GTID, read with
-mysql-replication's BinLogStreamReader (`auto_position`), and its end GTID is saved with the
-publish. Nothing is acknowledged at the source: no slot holds the binlog, so the risk is its
-retention (`expire_logs_days`) running out before the pipeline reads on; then a run says to take
-a new snapshot. Row events carry column names because the server runs
+mysql-replication's BinLogStreamReader (`auto_position`), blocking, up to the server's GTID
+position when the window started, and its end GTID is saved with the publish. Nothing is
+acknowledged at the source: no slot holds the binlog, so the risk is its retention
+(`expire_logs_days`) running out before the pipeline reads on; then a run says to take a new
+snapshot. Row events carry column names because the server runs
 `binlog_row_metadata = FULL`; a change of them (ALTER TABLE) ends the window, and the next run
 judges the new schema's drift. A TRUNCATE of the table (a QueryEvent) starts a window.
 """
