@@ -170,18 +170,22 @@ def make_mariadb_changes(database: str, changes: int) -> None:
 
 def mariadb_floor_seconds(spec, url: str, start_gtid: str) -> tuple[float, int]:
     """Read the binlog's row events of the table after `start_gtid` with the pipeline's reader alone: the reference."""
-    from etl_platform.sources.mariadb_cdc import MariadbCdcSource
+    from pymysqlreplication.event import HeartbeatLogEvent, MariadbGtidEvent, XidEvent
 
-    started = time.perf_counter()
-    from pymysqlreplication.event import MariadbGtidEvent, XidEvent
+    from etl_platform.sources.mariadb_cdc import MariadbCdcSource, server_gtid
 
+    started, goal = time.perf_counter(), server_gtid(url)
     stream, rows, gtid = MariadbCdcSource(spec.source, url, {"gtid": start_gtid})._stream(), 0, start_gtid
-    for event in stream:
+    for event in stream:  # a blocking read, as the source's: it ends at the goal (or a heartbeat at the binlog's end)
         rows += len(getattr(event, "rows", ()))
         if isinstance(event, MariadbGtidEvent):
             gtid = event.gtid
         elif isinstance(event, XidEvent):
             stream.auto_position = gtid  # as the source does: a dropped connection resumes after this transaction
+            if gtid == goal:
+                break
+        elif isinstance(event, HeartbeatLogEvent):
+            break
     stream.close()
     return time.perf_counter() - started, rows
 

@@ -221,3 +221,22 @@ def test_a_preview_reads_nothing_and_a_replay_is_refused(source: MariadbCdcSourc
     assert len(stages) == 1 and "not read" in stages[0].name and len(stages[0].data) == 0
     with pytest.raises(SpecError, match="overwrite newer ones"):
         replay(source.spec(), environment, QuarantineSelection(source.spec().id))
+
+
+def test_a_last_transaction_larger_than_the_socket_buffers_is_read_whole_without_a_reconnect(
+    source: MariadbCdcSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Read non-blocking, the server reset the connection at the binlog's end and the reader re-read
+    this transaction forever; read blocking up to the window's goal, it is one window, once."""
+    start = server_gtid(source.url)
+    source.sql("INSERT INTO items (id, name) SELECT seq, REPEAT('x', 120) FROM seq_1_to_30000")  # one transaction, ~4 MB
+    run = MariadbCdcRun(source.spec(max_changes=1_000_000).source, source.url, {"gtid": start})
+    run.types = run._column_types()
+    found: list = []
+    reader = threading.Thread(target=lambda: found.append(run._read_window()), daemon=True)
+    with caplog.at_level("WARNING", logger="pymysqlreplication"):
+        reader.start()
+        reader.join(timeout=60)
+    assert found, "the window did not end within 60 s"
+    assert len(found[0].changes) == 30_000 and found[0].position == server_gtid(source.url)
+    assert not [record for record in caplog.records if record.name == "pymysqlreplication"]  # no reconnect

@@ -4,10 +4,11 @@ The same semantics as PostgreSQL's (sources.change_capture): the snapshot is rea
 `START TRANSACTION WITH CONSISTENT SNAPSHOT`, whose binlog position MariaDB reports consistently
 (`Binlog_snapshot_file` / `Binlog_snapshot_position`), turned into a GTID position with
 `BINLOG_GTID_POS`; a window is whole transactions after the saved GTID, read with
-mysql-replication's BinLogStreamReader (`auto_position`), and its end GTID is saved with the
-publish. Nothing is acknowledged at the source: no slot holds the binlog, so the risk is its
-retention (`expire_logs_days`) running out before the pipeline reads on; then a run says to take
-a new snapshot. Row events carry column names because the server runs
+mysql-replication's BinLogStreamReader (`auto_position`), blocking, up to the server's GTID
+position when the window started, and its end GTID is saved with the publish. Nothing is
+acknowledged at the source: no slot holds the binlog, so the risk is its retention
+(`expire_logs_days`) running out before the pipeline reads on; then a run says to take a new
+snapshot. Row events carry column names because the server runs
 `binlog_row_metadata = FULL`; a change of them (ALTER TABLE) ends the window, and the next run
 judges the new schema's drift. A TRUNCATE of the table (a QueryEvent) starts a window.
 """
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pymysql
 import pymysql.cursors
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.event import MariadbGtidEvent, QueryEvent, XidEvent
+from pymysqlreplication.event import HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 from sqlalchemy.engine import make_url
 
@@ -43,6 +44,7 @@ from etl_platform.spec.sources import MariadbCdcSource as MariadbCdcSpec
 from etl_platform.warehouse.base import Warehouse
 
 _TRUNCATE = re.compile(r"^\s*TRUNCATE\s+(?:TABLE\s+)?(?:`?(\w+)`?\s*\.\s*)?`?(\w+)`?\s*;?\s*$", re.IGNORECASE)
+_EVENTS = [MariadbGtidEvent, XidEvent, QueryEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, HeartbeatLogEvent]
 _STANDALONE = 1  # a GTID event's flag: a transaction of one statement (DDL), with no XID event
 _TYPES: dict[str, pa.DataType] = {
     **dict.fromkeys(("tinyint", "smallint", "mediumint", "int", "bigint", "year", "bit"), pa.int64()),
@@ -97,6 +99,15 @@ def server_gtid(url: str) -> str:
     with connect(url) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT @@gtid_binlog_pos")
         return cursor.fetchone()[0]
+
+
+def _sequence(gtid: str | None) -> int:
+    return 0 if gtid is None else int(gtid.rsplit("-", 1)[1])
+
+
+def _reached(window: _Window, goal: dict[int, str]) -> bool:
+    """Whether the window reads up to the goal's transaction in every replication domain."""
+    return all(_sequence(window.end.get(domain)) >= _sequence(gtid) for domain, gtid in goal.items())
 
 
 @dataclass(frozen=True)
@@ -290,20 +301,30 @@ class MariadbCdcSource(ChangeCaptureRun):
             server_id=self.spec.reader_id,
             is_mariadb=True,
             auto_position=self.start_gtid,
-            only_events=[MariadbGtidEvent, XidEvent, QueryEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
+            only_events=_EVENTS,
             only_schemas=[self.schema],
             only_tables=[self.table],
-            blocking=False,
+            blocking=True,  # non-blocking, the server resets the connection at the binlog's end, losing its unread tail
+            slave_heartbeat=1,  # idle at the binlog's end for a second: a heartbeat, and the window ends
             resume_stream=True,
             enable_logging=False,
         )
 
     def _read_window(self) -> _Window:
-        """Whole transactions after the start GTID, up to max_changes, a change of the columns or a second truncate."""
+        """Whole transactions after the start GTID, up to max_changes, a change of the columns or a second truncate.
+
+        The window also ends at the server's binlog position when it started (`goal`), or at a
+        heartbeat (the server had nothing more for a second).
+        """
         window, transaction, columns = _Window(gtid_domains(self.start_gtid)), None, None
+        goal = gtid_domains(server_gtid(self.url))
+        if _reached(window, goal):
+            return window
         stream = self._stream()
         try:
             for event in stream:
+                if isinstance(event, HeartbeatLogEvent):
+                    return window
                 if isinstance(event, MariadbGtidEvent):
                     standalone = bool(event.flags & _STANDALONE)
                     transaction = _Transaction(event.gtid, event.domain_id, event.timestamp, standalone)
@@ -325,7 +346,7 @@ class MariadbCdcSource(ChangeCaptureRun):
                         return window
                     transaction = None
                     stream.auto_position = window.position  # a dropped connection resumes here (the library reconnects)
-                    if window.full:
+                    if window.full or _reached(window, goal):
                         return window
         except pymysql.err.OperationalError as error:
             if "1236" in str(error) or "purged" in str(error).lower():
@@ -350,8 +371,7 @@ class MariadbCdcSource(ChangeCaptureRun):
         A transaction at or before the window's position in its domain is one the reader delivered
         again after it reconnected: it is in the window already.
         """
-        known = window.end.get(transaction.domain)
-        if known is not None and int(known.rsplit("-", 1)[1]) >= int(transaction.gtid.rsplit("-", 1)[1]):
+        if _sequence(window.end.get(transaction.domain)) >= _sequence(transaction.gtid):
             return True
         if transaction.truncated:
             if window.changes or window.truncation is not None:
