@@ -35,12 +35,29 @@ import orjson
 
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.settings import Secrets
+from etl_platform.sources.streams import stream_backlog
+from etl_platform.spec import PipelineSpec
+from etl_platform.state import saved_position
+from etl_platform.warehouse import open_warehouse
+from etl_platform.warehouse.metadata import ensure_metadata
 from tests.conftest import environment_for, pipeline
 from tests.streams_brokers import SECRETS, BrokerStream, broker_stream
 
 
 def messages(count: int) -> list[bytes]:
     return [orjson.dumps({"n": n, "ts": time.time(), "name": f"event {n}"}) for n in range(count)]
+
+
+def waiting(spec: PipelineSpec, url: str) -> int:
+    """Messages after the saved position, as the stream sensor counts them (a Kafka topic: its high
+    watermarks less the saved offsets): the bench is done when none wait, not when a run reads nothing."""
+    warehouse = open_warehouse(url)
+    try:
+        ensure_metadata(warehouse)
+        saved = saved_position(warehouse, spec.id)
+    finally:
+        warehouse.close()
+    return stream_backlog(spec.source, Secrets(SECRETS), saved)[1]
 
 
 def platform(stream: BrokerStream, count: int, batch: int, folder: Path) -> tuple[float, list[float]]:
@@ -50,12 +67,17 @@ def platform(stream: BrokerStream, count: int, batch: int, folder: Path) -> tupl
     environment = dataclasses.replace(environment_for(url, folder / "landing"), secrets=Secrets(SECRETS))
     latencies: list[float] = []
     started = time.perf_counter()
-    published = 0
+    published, empty_runs = 0, 0
     while published < count:
         report = run_pipeline(spec, environment, None)
         visible = time.time()
         if report.rows_read == 0:
-            break
+            if not (left := waiting(spec, url)):
+                break
+            empty_runs += 1
+            if empty_runs == 3:
+                raise SystemExit(f"{stream.broker}: 3 runs read nothing while {left:,} messages wait")
+            continue
         with duckdb.connect(str(folder / "bench.duckdb"), read_only=True) as db:
             stamps = db.execute(f"SELECT ts FROM raw.bench LIMIT {report.rows_published} OFFSET {published}").fetchall()
         latencies += [visible - float(ts) for (ts,) in stamps]
@@ -72,30 +94,72 @@ def reference(stream: BrokerStream, count: int, batch: int) -> float:
     """The raw client: consume `count` messages in batches, decode each, acknowledge each batch."""
     if stream.broker == "rabbitmq":  # the platform drained the queue: fill it again, before the clock starts
         stream.produce(messages(count))
-    source, started, seen = stream.source, time.perf_counter(), 0
-    if stream.broker == "redis":
-        import redis
-
-        client = redis.Redis.from_url(source["url"])
-        client.xgroup_create(source["stream"], "reference", id="0")
-        while seen < count:
-            entries = client.xreadgroup("reference", "r", {source["stream"]: ">"}, count=batch, block=1000)[0][1]
-            [orjson.loads(fields[b"data"]) for _, fields in entries]
-            client.xack(source["stream"], "reference", *[i for i, _ in entries])
-            seen += len(entries)
-    elif stream.broker == "kafka":
-        from confluent_kafka import Consumer
-
-        consumer = Consumer({"bootstrap.servers": source["url"].removeprefix("kafka://"), "group.id": "reference"})
-        consumer.subscribe([source["topic"]])
-        while seen < count:
-            records = consumer.consume(batch, timeout=1)
-            [orjson.loads(r.value()) for r in records if not r.error()]
-            seen += len(records)
-        consumer.close()
-    else:
-        seen = _rabbit_reference(stream, count, batch)
+    started = time.perf_counter()
+    seen = REFERENCES[stream.broker](stream, count, batch)
+    if seen < count:
+        raise SystemExit(f"{stream.broker}: the reference read {seen:,} of {count:,} messages")
     return count / (time.perf_counter() - started)
+
+
+def _redis_reference(stream: BrokerStream, count: int, batch: int) -> int:
+    import redis
+
+    source, seen = stream.source, 0
+    client = redis.Redis.from_url(source["url"])
+    client.xgroup_create(source["stream"], "reference", id="0")
+    while seen < count:
+        entries = client.xreadgroup("reference", "r", {source["stream"]: ">"}, count=batch, block=1000)[0][1]
+        [orjson.loads(fields[b"data"]) for _, fields in entries]
+        client.xack(source["stream"], "reference", *[i for i, _ in entries])
+        seen += len(entries)
+    return seen
+
+
+def _kafka_reference(stream: BrokerStream, count: int, batch: int) -> int:
+    from confluent_kafka import Consumer
+
+    source, seen, idle = stream.source, 0, 0
+    servers = source["url"].removeprefix("kafka://")
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": "reference", "auto.offset.reset": "earliest"})
+    consumer.subscribe([source["topic"]])
+    while seen < count and idle < 30:  # 30 s without a message: the reference stops short, and says so
+        records = consumer.consume(batch, timeout=1)
+        [orjson.loads(r.value()) for r in records if not r.error()]
+        seen += len(records)
+        idle = 0 if records else idle + 1
+    consumer.close()
+    return seen
+
+
+def _nats_reference(stream: BrokerStream, count: int, batch: int) -> int:
+    """A durable pull consumer of its own (AckAll), on a connection and event loop of its own."""
+    import asyncio
+
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    async def consume() -> int:
+        connection = await nats.connect(stream.source["url"])
+        js, name, seen = connection.jetstream(), stream.source["stream"], 0
+        await js.add_consumer(name, ConsumerConfig(durable_name="reference", ack_policy=AckPolicy.ALL, max_ack_pending=-1))
+        subscription = await js.pull_subscribe_bind("reference", name)
+        try:
+            while seen < count:
+                fetched = await subscription.fetch(min(batch, 10_000), timeout=5)
+                [orjson.loads(m.data) for m in fetched]
+                await fetched[-1].ack_sync()
+                seen += len(fetched)
+        except TimeoutError:
+            pass  # nothing within 5 s: the reference stops short, and says so
+        finally:
+            await connection.close()
+        return seen
+
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(consume())
+    finally:
+        loop.close()
 
 
 def _rabbit_reference(stream: BrokerStream, count: int, batch: int) -> int:
@@ -118,11 +182,14 @@ def _rabbit_reference(stream: BrokerStream, count: int, batch: int) -> int:
     return seen
 
 
+REFERENCES = {"nats": _nats_reference, "redis": _redis_reference, "kafka": _kafka_reference, "rabbitmq": _rabbit_reference}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=50_000, help="max_messages of a run")
-    parser.add_argument("--brokers", default="redis,rabbitmq,kafka")
+    parser.add_argument("--brokers", default="nats,redis,rabbitmq,kafka")
     arguments = parser.parse_args()
     print(f"{arguments.messages:,} JSON messages per broker, micro-batches of {arguments.batch:,}")
     print(f"{'broker':<10}{'platform msg/s':>16}{'p95 latency s':>15}{'reference msg/s':>17}{'ratio':>8}")

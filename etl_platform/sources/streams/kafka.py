@@ -21,7 +21,7 @@ from etl_platform.errors import SourceError
 from etl_platform.sources.streams.base import Message, Poison
 from etl_platform.spec.streams import StreamSource
 
-# How long the topic's metadata (its partitions) may take to arrive.
+# How long the topic's metadata (its partitions and watermarks) and the messages waiting in it may take to arrive.
 JOIN_SECONDS = 30.0
 
 
@@ -45,28 +45,47 @@ class KafkaTopicClient:
             }
         )
         self.closed = False
-        self._assign_from_saved(spec.topic)
+        self.waiting = self._assign_from_saved(spec.topic)
 
-    def _assign_from_saved(self, topic: str) -> None:
-        """Every partition of the topic, each at its saved offset (the earliest one when nothing is saved)."""
+    def _assign_from_saved(self, topic: str) -> int:
+        """Every partition of the topic, each at its saved offset (the earliest one when nothing is saved);
+        returns how many messages already wait after those offsets (the high watermarks less them)."""
         metadata = self.consumer.list_topics(topic, timeout=JOIN_SECONDS).topics.get(topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:
             raise SourceError(f"{self.label}: the topic has no partitions ({metadata.error if metadata else 'not found'})")
-        self.consumer.assign(
-            [TopicPartition(topic, p, self.offsets.get(str(p), OFFSET_BEGINNING)) for p in sorted(metadata.partitions)]
-        )
+        waiting, assignment = 0, []
+        for partition in sorted(metadata.partitions):
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=JOIN_SECONDS)
+            start = self.offsets.get(str(partition))
+            waiting += max(high - max(low if start is None else start, low), 0)
+            assignment.append(TopicPartition(topic, partition, OFFSET_BEGINNING if start is None else start))
+        self.consumer.assign(assignment)
+        return waiting
 
     def keeps_dead_letters(self) -> bool:
         return False
 
     def fetch(self, max_messages: int, max_wait_seconds: float) -> list[Message]:
+        """The messages that waited when the run opened the topic are waited for up to JOIN_SECONDS:
+        `max_wait_seconds` bounds the wait for new ones only. A fresh consumer's first fetch (the
+        broker connection, the offsets looked up) can take longer than a short `max_wait_seconds`,
+        and a run must not read an empty batch from a topic full of messages."""
         messages: list[Message] = []
-        deadline = time.monotonic() + max_wait_seconds
-        while len(messages) < max_messages and (left := deadline - time.monotonic()) > 0:
+        due = min(max_messages, self.waiting)
+        started = time.monotonic()
+        while len(messages) < max_messages:
+            left = started + (JOIN_SECONDS if len(messages) < due else max_wait_seconds) - time.monotonic()
+            if left <= 0:
+                break
             batch = self.consumer.consume(min(max_messages - len(messages), 10_000), timeout=min(left, 0.5))
             messages += self._messages(batch)
-            if not batch and messages:
+            if not batch and messages and len(messages) >= due:
                 break
+        if due and not messages:
+            raise SourceError(
+                f"{self.label}: {self.waiting:,} messages wait after the saved offsets but none arrived within "
+                f"{JOIN_SECONDS:.0f} s; check that the brokers are up"
+            )
         return messages
 
     @staticmethod

@@ -25,6 +25,7 @@ from etl_platform.spec.streams import StreamSource
 
 # How many published batches' message ids the checkpoint remembers (a redelivery comes with the next run).
 REMEMBERED_BATCHES = 3
+MAX_PREFETCH = 65_535  # so a run reads at most this many messages from a queue
 
 
 class RabbitQueueClient:
@@ -47,7 +48,9 @@ class RabbitQueueClient:
         }
         channel.queue_declare(self.queue, durable=True, arguments=arguments)
         channel.confirm_delivery()
-        channel.basic_qos(prefetch_count=min(spec.max_messages, 1000))
+        # The batch stays unacknowledged until its commit, so the window must hold all of it: a window of
+        # 1,000 cut every run to 1,000 messages and a wait of a second. AMQP's prefetch count has 16 bits.
+        channel.basic_qos(prefetch_count=min(spec.max_messages, MAX_PREFETCH))
 
     def keeps_dead_letters(self) -> bool:
         return True
