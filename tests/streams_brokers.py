@@ -106,10 +106,11 @@ def _rabbitmq(name: str) -> Iterator[BrokerStream]:
         connection.close()
 
 
-def _kafka(name: str) -> Iterator[BrokerStream]:
+def _kafka(name: str, rtt_ms: int = 0) -> Iterator[BrokerStream]:
+    """`rtt_ms`: the mock brokers answer every request that much later (a slow or distant cluster)."""
     # The mock cluster lives as long as this client. It deletes a partition's oldest message sets beyond a few
     # MB: of 1,000,000 uncompressed benchmark messages its 4 partitions kept the last ~290,000. zstd keeps them all.
-    producer = Producer({"test.mock.num.brokers": 1, "compression.type": "zstd"})
+    producer = Producer({"test.mock.num.brokers": 1, "test.mock.broker.rtt": rtt_ms, "compression.type": "zstd"})
     servers = ",".join(f"{b.host}:{b.port}" for b in producer.list_topics(timeout=10).brokers.values())
 
     def produce(bodies: list[bytes]) -> None:
@@ -129,8 +130,9 @@ URLS = {"nats": NATS_URL, "redis": REDIS_URL, "rabbitmq": RABBIT_URL}
 
 
 @contextlib.contextmanager
-def broker_stream(broker: str) -> Iterator[BrokerStream]:
+def broker_stream(broker: str, **options: Any) -> Iterator[BrokerStream]:
+    """`options` go to the broker's own function (Kafka: `rtt_ms`)."""
     name = f"etl_test_{uuid.uuid4().hex[:10]}"
-    with contextlib.contextmanager(BROKERS[broker])(name) as stream:
+    with contextlib.contextmanager(BROKERS[broker])(name, **options) as stream:
         stream.source = {"type": "stream", "broker": broker, "url": URLS.get(broker), **stream.source}
         yield stream

@@ -143,6 +143,17 @@ def test_messages_land_once_and_a_kill_anywhere_loses_and_duplicates_nothing(bro
             assert sorted(published(duckdb_url)) == list(range(produced)), f"{broker}, killed at {point}"
 
 
+def test_a_kafka_run_reads_the_waiting_messages_even_when_its_first_fetch_outlasts_max_wait(duckdb_url: str, landing) -> None:
+    """Round trips of 300 ms: a fresh consumer's first messages take about 2 s, four times max_wait_seconds.
+    The run must not publish an empty batch from a topic whose messages wait (its high watermark)."""
+    with broker_stream("kafka", rtt_ms=300) as stream:
+        stream.produce(events(0, 5))
+        spec = stream_pipeline(stream, source={"max_wait_seconds": 0.5})
+        assert load(spec, duckdb_url, landing).rows_published == 5
+        assert sorted(published(duckdb_url)) == list(range(5))
+        assert waiting(spec, duckdb_url) == 0
+
+
 @pytest.mark.parametrize("broker", BROKERS)
 def test_a_poison_message_is_dead_lettered_and_the_rest_lands(broker: str, duckdb_url: str, landing) -> None:
     with broker_stream(broker) as stream:
