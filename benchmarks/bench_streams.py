@@ -1,21 +1,24 @@
 """Stream sources benchmark: N JSON messages per broker through the platform, against the raw client.
 
-For each broker (Redis Streams, RabbitMQ, Kafka on librdkafka's mock cluster) a fresh stream gets
-N messages `{"n": ..., "ts": <publish time>, "name": ...}`; then:
+For each broker (NATS JetStream, Redis Streams, RabbitMQ, Kafka on librdkafka's mock cluster) a fresh
+stream gets N messages `{"n": ..., "ts": <publish time>, "name": ...}` (tests/streams_brokers.py's
+producers: RabbitMQ in transactions of 10,000, NATS with acks gathered per 10,000, Kafka compressed
+with zstd because the mock cluster deletes a partition's oldest messages beyond a few MB); then:
 
   platform    messages/s of `run_pipeline` runs (micro-batches of --batch messages, append into a
-              DuckDB file) until the stream is drained, and the p95 publish-to-visible latency of
-              every message: the time its batch's publish committed (run_pipeline returned) less
-              the time it was published (a message waits while the batches before it load);
+              DuckDB file) until no message waits after the saved position (the stream sensor's
+              backlog: for Kafka the high watermarks less the saved offsets; a run that reads
+              nothing while messages wait is retried, three such runs end the benchmark), and the
+              p95 publish-to-visible latency of every message: the time its batch's publish
+              committed (run_pipeline returned) less the time it was published (a message waits
+              while the batches before it load);
   reference   messages/s of the broker's raw client consuming the same N messages and decoding
               each with orjson, acknowledging per batch, with no warehouse (a second consumer
               group or durable; for RabbitMQ the queue is filled again).
 
-NATS is not measured yet: its raw reference (a pull consumer fetching while the producer's connection
-sits idle) measured 35 msg/s, which is the reference's fault, not a figure. The ratio is
-platform / reference. The benchmark refuses to print figures unless every message was published
-exactly once. 1,000,000 is the target size; on the shared 2-core machine run it
-smaller (`--messages 100000`) and label the figures as measured under load.
+The ratio is platform / reference. The benchmark refuses to print figures unless every message was
+published exactly once (as many rows as messages, no `n` twice) and the reference read all N.
+1,000,000 is the target size; on a shared machine say the load average with the figures.
 """
 
 from __future__ import annotations
@@ -195,7 +198,9 @@ def main() -> None:
     print(f"{'broker':<10}{'platform msg/s':>16}{'p95 latency s':>15}{'reference msg/s':>17}{'ratio':>8}")
     for broker in arguments.brokers.split(","):
         with broker_stream(broker) as stream, tempfile.TemporaryDirectory() as folder:
+            producing = time.perf_counter()
             stream.produce(messages(arguments.messages))
+            print(f"{broker}: {arguments.messages:,} produced in {time.perf_counter() - producing:.1f} s", flush=True)
             rate, latencies = platform(stream, arguments.messages, arguments.batch, Path(folder))
             p95 = statistics.quantiles(latencies, n=20)[-1]
             raw = reference(stream, arguments.messages, arguments.batch)
