@@ -38,29 +38,12 @@ import orjson
 
 from etl_platform.engine.runner import run_pipeline
 from etl_platform.settings import Secrets
-from etl_platform.sources.streams import stream_backlog
-from etl_platform.spec import PipelineSpec
-from etl_platform.state import saved_position
-from etl_platform.warehouse import open_warehouse
-from etl_platform.warehouse.metadata import ensure_metadata
 from tests.conftest import environment_for, pipeline
-from tests.streams_brokers import SECRETS, BrokerStream, broker_stream
+from tests.streams_brokers import SECRETS, BrokerStream, broker_stream, waiting
 
 
 def messages(count: int) -> list[bytes]:
     return [orjson.dumps({"n": n, "ts": time.time(), "name": f"event {n}"}) for n in range(count)]
-
-
-def waiting(spec: PipelineSpec, url: str) -> int:
-    """Messages after the saved position, as the stream sensor counts them (a Kafka topic: its high
-    watermarks less the saved offsets): the bench is done when none wait, not when a run reads nothing."""
-    warehouse = open_warehouse(url)
-    try:
-        ensure_metadata(warehouse)
-        saved = saved_position(warehouse, spec.id)
-    finally:
-        warehouse.close()
-    return stream_backlog(spec.source, Secrets(SECRETS), saved)[1]
 
 
 def platform(stream: BrokerStream, count: int, batch: int, folder: Path) -> tuple[float, list[float]]:

@@ -15,6 +15,13 @@ import pika
 import redis
 from confluent_kafka import Producer
 
+from etl_platform.settings import Secrets
+from etl_platform.sources.streams import stream_backlog
+from etl_platform.spec import PipelineSpec
+from etl_platform.state import saved_position
+from etl_platform.warehouse import open_warehouse
+from etl_platform.warehouse.metadata import ensure_metadata
+
 NATS_URL = "nats://127.0.0.1:4222"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 RABBIT_URL = "amqp://guest:${RABBIT_PASSWORD}@127.0.0.1:5672/%2F"
@@ -136,3 +143,15 @@ def broker_stream(broker: str, **options: Any) -> Iterator[BrokerStream]:
     with contextlib.contextmanager(BROKERS[broker])(name, **options) as stream:
         stream.source = {"type": "stream", "broker": broker, "url": URLS.get(broker), **stream.source}
         yield stream
+
+
+def waiting(spec: PipelineSpec, url: str) -> int:
+    """Messages after the saved position, as the stream sensor counts them (a Kafka topic: its high
+    watermarks less the saved offsets): a stream is drained when none wait, not when a run reads nothing."""
+    warehouse = open_warehouse(url)
+    try:
+        ensure_metadata(warehouse)
+        saved = saved_position(warehouse, spec.id)
+    finally:
+        warehouse.close()
+    return stream_backlog(spec.source, Secrets(SECRETS), saved)[1]

@@ -29,6 +29,13 @@ def bootstrap_servers(url: str) -> str:
     return url.removeprefix("kafka://").rstrip("/")
 
 
+def behind(consumer: Consumer, topic: str, partition: int, offsets: dict, timeout: float) -> tuple[int, int]:
+    """A partition's high watermark, and how many messages lie between its saved offset (the low
+    watermark when none is saved, or when retention deleted past it) and the high watermark."""
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+    return high, max(high - max(offsets.get(str(partition), low), low), 0)
+
+
 class KafkaTopicClient:
     def __init__(self, spec: StreamSource, url: str, saved: dict | None):
         self.topic = spec.topic
@@ -55,10 +62,9 @@ class KafkaTopicClient:
             raise SourceError(f"{self.label}: the topic has no partitions ({metadata.error if metadata else 'not found'})")
         waiting, assignment = 0, []
         for partition in sorted(metadata.partitions):
-            low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=JOIN_SECONDS)
-            start = self.offsets.get(str(partition))
-            waiting += max(high - max(low if start is None else start, low), 0)
-            assignment.append(TopicPartition(topic, partition, OFFSET_BEGINNING if start is None else start))
+            waiting += behind(self.consumer, topic, partition, self.offsets, JOIN_SECONDS)[1]
+            start = self.offsets.get(str(partition), OFFSET_BEGINNING)
+            assignment.append(TopicPartition(topic, partition, start))
         self.consumer.assign(assignment)
         return waiting
 
@@ -122,11 +128,10 @@ def kafka_backlog(spec: StreamSource, url: str, saved: dict | None) -> tuple[str
     try:
         offsets = saved["offsets"] if saved else {}
         topic = consumer.list_topics(spec.topic, timeout=10).topics.get(spec.topic)
-        heads, behind = {}, 0
+        heads, total = {}, 0
         for partition in sorted(topic.partitions if topic and topic.error is None else []):
-            low, high = consumer.get_watermark_offsets(TopicPartition(spec.topic, partition), timeout=10)
-            heads[partition] = high
-            behind += max(high - max(offsets.get(str(partition), low), low), 0)
-        return ",".join(f"{p}:{h}" for p, h in heads.items()), behind
+            heads[partition], waiting = behind(consumer, spec.topic, partition, offsets, 10)
+            total += waiting
+        return ",".join(f"{p}:{h}" for p, h in heads.items()), total
     finally:
         consumer.close()

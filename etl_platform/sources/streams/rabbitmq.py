@@ -66,7 +66,11 @@ class RabbitQueueClient:
                 else:
                     deliveries = int((properties.headers or {}).get("x-delivery-count", 0)) + 1
                     messages.append(Message(identity, None, body, deliveries, (method.delivery_tag, properties)))
-            if len(messages) >= max_messages or time.monotonic() >= deadline or (method is None and messages):
+            # A run ends with a full batch or when no message came for a second (or max_wait_seconds when
+            # nothing came at all), never while the broker is still delivering: cancel() requeues what was
+            # delivered and not taken (a nack), each nack counts towards x-delivery-limit, and a backlog read
+            # in runs cut at max_wait_seconds dead-lettered messages that never failed.
+            if len(messages) >= max_messages or (method is None and (messages or time.monotonic() >= deadline)):
                 break
         self.channel.cancel()  # unacknowledged messages stay with this channel until the ack or the close
         return messages
