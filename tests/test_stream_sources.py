@@ -14,7 +14,10 @@ import json
 import multiprocessing
 import os
 import signal
+import threading
+import time
 
+import pika
 import pytest
 
 from etl_platform.engine.options import RunOptions
@@ -25,7 +28,7 @@ from etl_platform.settings import Secrets
 from etl_platform.sources.streams import open_stream_source
 from etl_platform.spec import PipelineSpec
 from tests.conftest import environment_for, pipeline, rows
-from tests.streams_brokers import SECRETS, BrokerStream, broker_stream, waiting
+from tests.streams_brokers import RABBIT_URL, SECRETS, BrokerStream, broker_stream, waiting
 
 BROKERS = ["nats", "redis", "rabbitmq", "kafka"]
 KILL_POINTS = ["read", "checkpoint", "acknowledge", "acknowledged"]
@@ -149,6 +152,39 @@ def test_a_rabbitmq_backlog_read_in_short_runs_dead_letters_nothing(duckdb_url: 
         drain(spec, duckdb_url, landing, runs=20)
         assert sorted(published(duckdb_url)) == list(range(3000))
         assert stream.dead_letters() == []
+
+
+def test_a_rabbitmq_run_ends_near_max_wait_while_messages_keep_arriving(duckdb_url: str, landing) -> None:
+    """A message every 0.2 s, so deliveries never pause for a second: the run still ends about max_wait_seconds
+    after it started, with what it took, not when max_messages have trickled in (about 20 s here)."""
+    with broker_stream("rabbitmq") as stream:
+        spec = stream_pipeline(stream, source={"max_messages": 100, "max_wait_seconds": 1.0})
+        sent, stop = [], threading.Event()
+
+        def trickle() -> None:  # a connection of its own: pika's are not shared between threads
+            connection = pika.BlockingConnection(pika.URLParameters(RABBIT_URL.replace("${RABBIT_PASSWORD}", "guest")))
+            channel = connection.channel()
+            for n in range(100):
+                if stop.is_set():
+                    break
+                channel.basic_publish("", stream.source["queue"], events(n, 1)[0])
+                sent.append(n)
+                time.sleep(0.2)
+            connection.close()
+
+        producer = threading.Thread(target=trickle)
+        producer.start()
+        try:
+            time.sleep(0.5)
+            started = time.monotonic()
+            first = load(spec, duckdb_url, landing)
+            elapsed = time.monotonic() - started
+        finally:
+            stop.set()
+            producer.join()
+        assert first.rows_published > 0 and elapsed < 10, f"{first.rows_published} messages in {elapsed:.1f} s"
+        drain(spec, duckdb_url, landing)
+        assert sorted(published(duckdb_url)) == sent
 
 
 @pytest.mark.parametrize("broker", BROKERS)
