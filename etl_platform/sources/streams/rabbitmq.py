@@ -46,7 +46,8 @@ class RabbitQueueClient:
             "x-dead-letter-exchange": self.dead_letter,
             "x-delivery-limit": spec.dead_letter.after_failures,
         }
-        channel.queue_declare(self.queue, durable=True, arguments=arguments)
+        # The messages ready when the run opens the queue: a run takes them whatever max_wait_seconds says.
+        self.waiting = channel.queue_declare(self.queue, durable=True, arguments=arguments).method.message_count
         channel.confirm_delivery()
         # The batch stays unacknowledged until its commit, so the window must hold all of it: a window of
         # 1,000 cut every run to 1,000 messages and a wait of a second. AMQP's prefetch count has 16 bits.
@@ -57,7 +58,7 @@ class RabbitQueueClient:
 
     def fetch(self, max_messages: int, max_wait_seconds: float) -> list[Message]:
         messages: list[Message] = []
-        deadline = time.monotonic() + max_wait_seconds
+        due, deadline = min(max_messages, self.waiting), time.monotonic() + max_wait_seconds
         for method, properties, body in self.channel.consume(self.queue, inactivity_timeout=min(max_wait_seconds, 1.0)):
             if method is not None:
                 identity = properties.message_id or hashlib.sha256(body).hexdigest()[:32]
@@ -66,11 +67,14 @@ class RabbitQueueClient:
                 else:
                     deliveries = int((properties.headers or {}).get("x-delivery-count", 0)) + 1
                     messages.append(Message(identity, None, body, deliveries, (method.delivery_tag, properties)))
-            # A run ends with a full batch or when no message came for a second (or max_wait_seconds when
-            # nothing came at all), never while the broker is still delivering: cancel() requeues what was
-            # delivered and not taken (a nack), each nack counts towards x-delivery-limit, and a backlog read
-            # in runs cut at max_wait_seconds dead-lettered messages that never failed.
-            if len(messages) >= max_messages or (method is None and (messages or time.monotonic() >= deadline)):
+            # A run ends with a full batch, when no message came for a second, or at max_wait_seconds once the
+            # messages ready at its start are taken, never while the broker is still delivering those: cancel()
+            # requeues what was delivered and not taken (a nack), each nack counts towards x-delivery-limit,
+            # and a backlog read in runs cut at max_wait_seconds dead-lettered messages that never failed.
+            # The clock still ends a run that new messages keep arriving for (one every 0.2 s would otherwise
+            # hold it open until max_messages); only those can be requeued once, and come first next run.
+            late = time.monotonic() >= deadline and len(messages) + len(self.stale) >= due
+            if len(messages) >= max_messages or late or (method is None and (messages or time.monotonic() >= deadline)):
                 break
         self.channel.cancel()  # unacknowledged messages stay with this channel until the ack or the close
         return messages
