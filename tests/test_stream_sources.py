@@ -14,7 +14,10 @@ import json
 import multiprocessing
 import os
 import signal
+import threading
+import time
 
+import pika
 import pytest
 
 from etl_platform.engine.options import RunOptions
@@ -22,13 +25,10 @@ from etl_platform.engine.runner import run_pipeline
 from etl_platform.errors import SourceError
 from etl_platform.quality.audit import QualityGateFailed
 from etl_platform.settings import Secrets
-from etl_platform.sources.streams import open_stream_source, stream_backlog
+from etl_platform.sources.streams import open_stream_source
 from etl_platform.spec import PipelineSpec
-from etl_platform.state import saved_position
-from etl_platform.warehouse import open_warehouse
-from etl_platform.warehouse.metadata import ensure_metadata
 from tests.conftest import environment_for, pipeline, rows
-from tests.streams_brokers import SECRETS, BrokerStream, broker_stream
+from tests.streams_brokers import RABBIT_URL, SECRETS, BrokerStream, broker_stream, waiting
 
 BROKERS = ["nats", "redis", "rabbitmq", "kafka"]
 KILL_POINTS = ["read", "checkpoint", "acknowledge", "acknowledged"]
@@ -49,17 +49,6 @@ def load(spec: PipelineSpec, url: str, landing, options: RunOptions | None = Non
 
 def published(url: str) -> list[int]:
     return [int(r["n"]) for r in rows(url, "SELECT n FROM raw.events")]
-
-
-def waiting(spec: PipelineSpec, url: str) -> int:
-    """Messages after the saved position, as the stream sensor sees them."""
-    warehouse = open_warehouse(url)
-    try:
-        ensure_metadata(warehouse)
-        saved = saved_position(warehouse, spec.id)
-    finally:
-        warehouse.close()
-    return stream_backlog(spec.source, Secrets(SECRETS), saved)[1]
 
 
 def drain(spec: PipelineSpec, url: str, landing, runs: int = 8) -> None:
@@ -141,6 +130,61 @@ def test_messages_land_once_and_a_kill_anywhere_loses_and_duplicates_nothing(bro
             assert run_killed(spec, duckdb_url, landing, point) == -signal.SIGKILL, point
             drain(spec, duckdb_url, landing)
             assert sorted(published(duckdb_url)) == list(range(produced)), f"{broker}, killed at {point}"
+
+
+def test_a_kafka_run_reads_the_waiting_messages_even_when_its_first_fetch_outlasts_max_wait(duckdb_url: str, landing) -> None:
+    """Round trips of 300 ms: a fresh consumer's first messages take about 2 s, four times max_wait_seconds.
+    The run must not publish an empty batch from a topic whose messages wait (its high watermark)."""
+    with broker_stream("kafka", rtt_ms=300) as stream:
+        stream.produce(events(0, 5))
+        spec = stream_pipeline(stream, source={"max_wait_seconds": 0.5})
+        assert load(spec, duckdb_url, landing).rows_published == 5
+        assert sorted(published(duckdb_url)) == list(range(5))
+        assert waiting(spec, duckdb_url) == 0
+
+
+def test_a_rabbitmq_backlog_read_in_short_runs_dead_letters_nothing(duckdb_url: str, landing) -> None:
+    """Runs of 0.05 s against 3,000 waiting messages: the broker delivers the whole prefetch window at once.
+    Requeuing what a run did not take counts as a delivery, so three such runs dead-lettered healthy messages."""
+    with broker_stream("rabbitmq") as stream:
+        stream.produce(events(0, 3000))
+        spec = stream_pipeline(stream, source={"max_messages": 3000, "max_wait_seconds": 0.05})
+        drain(spec, duckdb_url, landing, runs=20)
+        assert sorted(published(duckdb_url)) == list(range(3000))
+        assert stream.dead_letters() == []
+
+
+def test_a_rabbitmq_run_ends_near_max_wait_while_messages_keep_arriving(duckdb_url: str, landing) -> None:
+    """A message every 0.2 s, so deliveries never pause for a second: the run still ends about max_wait_seconds
+    after it started, with what it took, not when max_messages have trickled in (about 20 s here)."""
+    with broker_stream("rabbitmq") as stream:
+        spec = stream_pipeline(stream, source={"max_messages": 100, "max_wait_seconds": 1.0})
+        sent, stop = [], threading.Event()
+
+        def trickle() -> None:  # a connection of its own: pika's are not shared between threads
+            connection = pika.BlockingConnection(pika.URLParameters(RABBIT_URL.replace("${RABBIT_PASSWORD}", "guest")))
+            channel = connection.channel()
+            for n in range(100):
+                if stop.is_set():
+                    break
+                channel.basic_publish("", stream.source["queue"], events(n, 1)[0])
+                sent.append(n)
+                time.sleep(0.2)
+            connection.close()
+
+        producer = threading.Thread(target=trickle)
+        producer.start()
+        try:
+            time.sleep(0.5)
+            started = time.monotonic()
+            first = load(spec, duckdb_url, landing)
+            elapsed = time.monotonic() - started
+        finally:
+            stop.set()
+            producer.join()
+        assert first.rows_published > 0 and elapsed < 10, f"{first.rows_published} messages in {elapsed:.1f} s"
+        drain(spec, duckdb_url, landing)
+        assert sorted(published(duckdb_url)) == sent
 
 
 @pytest.mark.parametrize("broker", BROKERS)

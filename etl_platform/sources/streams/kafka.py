@@ -21,12 +21,19 @@ from etl_platform.errors import SourceError
 from etl_platform.sources.streams.base import Message, Poison
 from etl_platform.spec.streams import StreamSource
 
-# How long the topic's metadata (its partitions) may take to arrive.
+# How long the topic's metadata (its partitions and watermarks) and the messages waiting in it may take to arrive.
 JOIN_SECONDS = 30.0
 
 
 def bootstrap_servers(url: str) -> str:
     return url.removeprefix("kafka://").rstrip("/")
+
+
+def behind(consumer: Consumer, topic: str, partition: int, offsets: dict, timeout: float) -> tuple[int, int]:
+    """A partition's high watermark, and how many messages lie between its saved offset (the low
+    watermark when none is saved, or when retention deleted past it) and the high watermark."""
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+    return high, max(high - max(offsets.get(str(partition), low), low), 0)
 
 
 class KafkaTopicClient:
@@ -45,28 +52,46 @@ class KafkaTopicClient:
             }
         )
         self.closed = False
-        self._assign_from_saved(spec.topic)
+        self.waiting = self._assign_from_saved(spec.topic)
 
-    def _assign_from_saved(self, topic: str) -> None:
-        """Every partition of the topic, each at its saved offset (the earliest one when nothing is saved)."""
+    def _assign_from_saved(self, topic: str) -> int:
+        """Every partition of the topic, each at its saved offset (the earliest one when nothing is saved);
+        returns how many messages already wait after those offsets (the high watermarks less them)."""
         metadata = self.consumer.list_topics(topic, timeout=JOIN_SECONDS).topics.get(topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:
             raise SourceError(f"{self.label}: the topic has no partitions ({metadata.error if metadata else 'not found'})")
-        self.consumer.assign(
-            [TopicPartition(topic, p, self.offsets.get(str(p), OFFSET_BEGINNING)) for p in sorted(metadata.partitions)]
-        )
+        waiting, assignment = 0, []
+        for partition in sorted(metadata.partitions):
+            waiting += behind(self.consumer, topic, partition, self.offsets, JOIN_SECONDS)[1]
+            start = self.offsets.get(str(partition), OFFSET_BEGINNING)
+            assignment.append(TopicPartition(topic, partition, start))
+        self.consumer.assign(assignment)
+        return waiting
 
     def keeps_dead_letters(self) -> bool:
         return False
 
     def fetch(self, max_messages: int, max_wait_seconds: float) -> list[Message]:
+        """The messages that waited when the run opened the topic are waited for up to JOIN_SECONDS:
+        `max_wait_seconds` bounds the wait for new ones only. A fresh consumer's first fetch (the
+        broker connection, the offsets looked up) can take longer than a short `max_wait_seconds`,
+        and a run must not read an empty batch from a topic full of messages."""
         messages: list[Message] = []
-        deadline = time.monotonic() + max_wait_seconds
-        while len(messages) < max_messages and (left := deadline - time.monotonic()) > 0:
+        due = min(max_messages, self.waiting)
+        started = time.monotonic()
+        while len(messages) < max_messages:
+            left = started + (JOIN_SECONDS if len(messages) < due else max_wait_seconds) - time.monotonic()
+            if left <= 0:
+                break
             batch = self.consumer.consume(min(max_messages - len(messages), 10_000), timeout=min(left, 0.5))
             messages += self._messages(batch)
-            if not batch and messages:
+            if not batch and messages and len(messages) >= due:
                 break
+        if due and not messages:
+            raise SourceError(
+                f"{self.label}: {self.waiting:,} messages wait after the saved offsets but none arrived within "
+                f"{JOIN_SECONDS:.0f} s; check that the brokers are up"
+            )
         return messages
 
     @staticmethod
@@ -103,11 +128,10 @@ def kafka_backlog(spec: StreamSource, url: str, saved: dict | None) -> tuple[str
     try:
         offsets = saved["offsets"] if saved else {}
         topic = consumer.list_topics(spec.topic, timeout=10).topics.get(spec.topic)
-        heads, behind = {}, 0
+        heads, total = {}, 0
         for partition in sorted(topic.partitions if topic and topic.error is None else []):
-            low, high = consumer.get_watermark_offsets(TopicPartition(spec.topic, partition), timeout=10)
-            heads[partition] = high
-            behind += max(high - max(offsets.get(str(partition), low), low), 0)
-        return ",".join(f"{p}:{h}" for p, h in heads.items()), behind
+            heads[partition], waiting = behind(consumer, spec.topic, partition, offsets, 10)
+            total += waiting
+        return ",".join(f"{p}:{h}" for p, h in heads.items()), total
     finally:
         consumer.close()

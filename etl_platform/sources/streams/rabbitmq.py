@@ -25,6 +25,7 @@ from etl_platform.spec.streams import StreamSource
 
 # How many published batches' message ids the checkpoint remembers (a redelivery comes with the next run).
 REMEMBERED_BATCHES = 3
+MAX_PREFETCH = 65_535  # so a run reads at most this many messages from a queue
 
 
 class RabbitQueueClient:
@@ -45,16 +46,19 @@ class RabbitQueueClient:
             "x-dead-letter-exchange": self.dead_letter,
             "x-delivery-limit": spec.dead_letter.after_failures,
         }
-        channel.queue_declare(self.queue, durable=True, arguments=arguments)
+        # The messages ready when the run opens the queue: a run takes them whatever max_wait_seconds says.
+        self.waiting = channel.queue_declare(self.queue, durable=True, arguments=arguments).method.message_count
         channel.confirm_delivery()
-        channel.basic_qos(prefetch_count=min(spec.max_messages, 1000))
+        # The batch stays unacknowledged until its commit, so the window must hold all of it: a window of
+        # 1,000 cut every run to 1,000 messages and a wait of a second. AMQP's prefetch count has 16 bits.
+        channel.basic_qos(prefetch_count=min(spec.max_messages, MAX_PREFETCH))
 
     def keeps_dead_letters(self) -> bool:
         return True
 
     def fetch(self, max_messages: int, max_wait_seconds: float) -> list[Message]:
         messages: list[Message] = []
-        deadline = time.monotonic() + max_wait_seconds
+        due, deadline = min(max_messages, self.waiting), time.monotonic() + max_wait_seconds
         for method, properties, body in self.channel.consume(self.queue, inactivity_timeout=min(max_wait_seconds, 1.0)):
             if method is not None:
                 identity = properties.message_id or hashlib.sha256(body).hexdigest()[:32]
@@ -63,7 +67,14 @@ class RabbitQueueClient:
                 else:
                     deliveries = int((properties.headers or {}).get("x-delivery-count", 0)) + 1
                     messages.append(Message(identity, None, body, deliveries, (method.delivery_tag, properties)))
-            if len(messages) >= max_messages or time.monotonic() >= deadline or (method is None and messages):
+            # A run ends with a full batch, when no message came for a second, or at max_wait_seconds once the
+            # messages ready at its start are taken, never while the broker is still delivering those: cancel()
+            # requeues what was delivered and not taken (a nack), each nack counts towards x-delivery-limit,
+            # and a backlog read in runs cut at max_wait_seconds dead-lettered messages that never failed.
+            # The clock still ends a run that new messages keep arriving for (one every 0.2 s would otherwise
+            # hold it open until max_messages); only those can be requeued once, and come first next run.
+            late = time.monotonic() >= deadline and len(messages) + len(self.stale) >= due
+            if len(messages) >= max_messages or late or (method is None and (messages or time.monotonic() >= deadline)):
                 break
         self.channel.cancel()  # unacknowledged messages stay with this channel until the ack or the close
         return messages
