@@ -19,6 +19,7 @@ import time
 
 import pika
 import pytest
+from confluent_kafka import Producer
 
 from etl_platform.engine.options import RunOptions
 from etl_platform.engine.runner import run_pipeline
@@ -141,6 +142,23 @@ def test_a_kafka_run_reads_the_waiting_messages_even_when_its_first_fetch_outlas
         assert load(spec, duckdb_url, landing).rows_published == 5
         assert sorted(published(duckdb_url)) == list(range(5))
         assert waiting(spec, duckdb_url) == 0
+
+
+def test_a_kafka_run_refuses_to_skip_messages_that_retention_deleted(duckdb_url: str, landing) -> None:
+    """The mock cluster keeps about 5 MiB per partition: overflowing each one deletes its oldest
+    messages, those after the saved offsets among them. The run must say so, not start further on."""
+    with broker_stream("kafka") as stream:
+        stream.produce(events(0, 5))
+        spec = stream_pipeline(stream)
+        drain(spec, duckdb_url, landing)
+        bulk = Producer({"bootstrap.servers": stream.source["url"].removeprefix("kafka://")})
+        for partition in range(4):
+            for n in range(600):  # 600 incompressible 12 KB messages: more than the partition keeps
+                bulk.produce(stream.source["topic"], json.dumps({"n": n, "pad": os.urandom(6_000).hex()}), partition=partition)
+            bulk.flush(60)
+        with pytest.raises(SourceError, match=r"deleted by the topic's retention before this pipeline loaded them"):
+            load(spec, duckdb_url, landing)
+        assert sorted(published(duckdb_url)) == list(range(5))
 
 
 def test_a_rabbitmq_backlog_read_in_short_runs_dead_letters_nothing(duckdb_url: str, landing) -> None:

@@ -47,7 +47,8 @@ class KafkaTopicClient:
                 "group.id": spec.group,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
+                # Out of range mid-run (retention deleted what is next): an error, never a silent jump.
+                "auto.offset.reset": "error",
                 "session.timeout.ms": 6000,
             }
         )
@@ -62,9 +63,12 @@ class KafkaTopicClient:
             raise SourceError(f"{self.label}: the topic has no partitions ({metadata.error if metadata else 'not found'})")
         waiting, assignment = 0, []
         for partition in sorted(metadata.partitions):
-            waiting += behind(self.consumer, topic, partition, self.offsets, JOIN_SECONDS)[1]
-            start = self.offsets.get(str(partition), OFFSET_BEGINNING)
-            assignment.append(TopicPartition(topic, partition, start))
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=JOIN_SECONDS)
+            saved = self.offsets.get(str(partition))
+            if saved is not None and saved < low:
+                raise SourceError(_retention_gap(self.label, partition, saved, low))
+            waiting += max(high - (low if saved is None else saved), 0)
+            assignment.append(TopicPartition(topic, partition, OFFSET_BEGINNING if saved is None else saved))
         self.consumer.assign(assignment)
         return waiting
 
@@ -120,6 +124,18 @@ class KafkaTopicClient:
         if not self.closed:
             self.closed = True
             self.consumer.close()
+
+
+def _retention_gap(label: str, partition: int, saved: int, low: int) -> str:
+    """The run's refusal when the topic's retention deleted messages this pipeline never loaded: the
+    consumer would start at the earliest message kept and skip them without a word."""
+    return (
+        f"{label}: partition {partition}: the messages at offsets {saved:,} to {low - 1:,} ({low - saved:,}) were "
+        f"deleted by the topic's retention before this pipeline loaded them; nothing was published. Fix: "
+        f"produce them again, or accept the loss by deleting the pipeline's saved offsets "
+        f"(its row of _etl.source_checkpoint), so the next run starts at the earliest message kept; keep the "
+        f"topic's retention.ms above the longest the pipeline may stop"
+    )
 
 
 def kafka_backlog(spec: StreamSource, url: str, saved: dict | None) -> tuple[str, int]:
