@@ -163,3 +163,10 @@ class Settings:
     def subprocess_environment(self, **extra: str) -> dict[str, str]:
         """The environment a child process (dagster dev, dbt) gets: these settings', DAGSTER_HOME set."""
         return {**self.secrets, "DAGSTER_HOME": str(self.dagster_home), **extra}
+
+
+def export_to_process(variables: Mapping[str, str]) -> None:
+    """Put `variables` into this process's own environment, for the settings read after it and the
+    processes started without an explicit one (Dagster's multiprocess executor's step processes
+    under `etl run`). The one write to `os.environ`, here beside the one read."""
+    os.environ.update(variables)

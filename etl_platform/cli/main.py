@@ -172,10 +172,11 @@ def run(pipelines: tuple[str, ...], run_all: bool, dry_run: bool, sample: int, p
     except SpecError as exc:
         raise click.UsageError(str(exc)) from None
     from etl_platform.cli.demo_api import serving
+    from etl_platform.settings import export_to_process
 
     with serving(resolved, specs) as (api, api_environment):
         if api is not None:  # the demo's REST pipeline, outside `etl demo` and `etl ui`
-            os.environ.update(api_environment)  # for the settings, and the step processes that inherit it
+            export_to_process(api_environment)  # for the settings, and the step processes that inherit it
             resolved = settings()
             console.print(f"Demo API at {api.url} for the demo pipelines (stopped when the run ends)", highlight=False)
         if dry_run:
