@@ -9,7 +9,8 @@ loads it (a run's included), and never serialized. The config holds the masked f
 
 # No `from __future__ import annotations`: Dagster reads `ResourceDependency[...]` from the class's
 # evaluated annotations to tell a dependency from a config field.
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from dagster import ConfigurableResource, ResourceDependency
@@ -21,6 +22,8 @@ from etl_platform.breaker import BreakerBoard
 from etl_platform.errors import masked_url
 from etl_platform.secrets import expand_references
 from etl_platform.stores import FileStore, open_store
+from etl_platform.warehouse import Warehouse, open_warehouse
+from etl_platform.warehouse.metadata import ensure_metadata
 
 
 @dataclass(frozen=True)
@@ -67,3 +70,14 @@ class WarehouseResource(ConfigurableResource):
     def lake_store(self, breakers: BreakerBoard) -> FileStore:
         """The lake, its S3 calls behind the process's breakers (the `breakers` resource)."""
         return open_store(self.lake, self.s3.get_client, breakers)
+
+    @contextmanager
+    def platform_tables(self, breakers: BreakerBoard) -> Iterator[Warehouse]:
+        """A connection with the `_etl` tables in place, closed afterwards: where the sensors read the
+        state the publishes saved (processed files, saved positions)."""
+        store = open_warehouse(self.url, breakers)
+        try:
+            ensure_metadata(store)
+            yield store
+        finally:
+            store.close()

@@ -35,8 +35,6 @@ from etl_platform.sources.sql import expand_env
 from etl_platform.spec import PipelineSpec
 from etl_platform.spec.sources import MariadbCdcSource
 from etl_platform.state import saved_position
-from etl_platform.warehouse import open_warehouse
-from etl_platform.warehouse.metadata import ensure_metadata
 from resources import WarehouseResource
 from sensors.runs import unfinished_run
 
@@ -69,13 +67,9 @@ def slot_lag(source, url: str) -> Lag:
     return Lag(source.slot_name, f"{lsn_text(state.confirmed_lsn)}..{lsn_text(state.current_lsn)}", state.lag_bytes, "bytes")
 
 
-def binlog_lag(spec: PipelineSpec, url: str, warehouse_url: str, breakers: BreakerBoard) -> Lag:
-    store = open_warehouse(warehouse_url, breakers)
-    try:
-        ensure_metadata(store)
+def binlog_lag(spec: PipelineSpec, url: str, warehouse: WarehouseResource, breakers: BreakerBoard) -> Lag:
+    with warehouse.platform_tables(breakers) as store:
         saved = saved_position(store, spec.id)
-    finally:
-        store.close()
     stream = f"binlog:{spec.source.table}"
     if saved is None or saved.get("table") != spec.source.table:
         return Lag(stream, None, 0, "transactions")
@@ -105,9 +99,7 @@ def change_capture_sensor(spec: PipelineSpec, job: UnresolvedAssetJobDefinition)
             return SkipReason(f"run {running.run_id} is applying changes of {watched}")
         try:
             url = expand_env(source.url, secrets)
-            lag = (
-                binlog_lag(spec, url, warehouse.url, breakers) if isinstance(source, MariadbCdcSource) else slot_lag(source, url)
-            )
+            lag = binlog_lag(spec, url, warehouse, breakers) if isinstance(source, MariadbCdcSource) else slot_lag(source, url)
         except Exception as error:  # any driver error (or a missing variable): the source cannot be read now
             return SkipReason(f"cannot read the position of {watched}: {one_line(error)}")
         if lag.behind_range is None:

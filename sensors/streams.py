@@ -30,8 +30,6 @@ from etl_platform.settings import Secrets
 from etl_platform.sources.streams import stream_backlog
 from etl_platform.spec import PipelineSpec
 from etl_platform.state import saved_position
-from etl_platform.warehouse import open_warehouse
-from etl_platform.warehouse.metadata import ensure_metadata
 from resources import WarehouseResource
 from sensors.runs import unfinished_run
 
@@ -70,12 +68,8 @@ def stream_sensor(spec: PipelineSpec, job: UnresolvedAssetJobDefinition) -> Sens
         if unfinished_run(context, job.name):
             return SkipReason(f"a run of {spec.id} is reading the stream")  # one run per stream at a time
         try:
-            store = open_warehouse(warehouse.url, breakers)
-            try:
-                ensure_metadata(store)
+            with warehouse.platform_tables(breakers) as store:
                 saved = saved_position(store, spec.id)
-            finally:
-                store.close()
             head, waiting = stream_backlog(source, secrets, saved)
         except EtlError as exc:
             return SkipReason(f"cannot read the stream's positions: {exc}")

@@ -15,6 +15,7 @@ transaction, and the run reports it (`Truncation`).
 
 from __future__ import annotations
 
+import abc
 import datetime
 import time
 from collections.abc import Callable, Mapping
@@ -52,14 +53,14 @@ class WindowPosition:
         Position(self.value).save(target, pipeline, run_id)
 
 
-class ChangeCaptureRun:
+class ChangeCaptureRun(abc.ABC):
     """One run of a change-capture source (its snapshot or one window), as the engine asks it after reading."""
 
     truncation: Truncation | None = None  # set by a window that starts with a TRUNCATE of the table
 
+    @abc.abstractmethod
     def lag(self) -> int | None:
         """How far the pipeline is behind the source now, in the source's unit (its lag check's)."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
