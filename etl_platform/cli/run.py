@@ -15,7 +15,7 @@ from etl_platform.cli.progress import AssetStatus, RunFollower, checks_table, fo
 from etl_platform.instance.runs import CLI_TRIGGER, record_ended_run_span
 from etl_platform.settings import Settings
 from etl_platform.spec import PipelineSpec
-from etl_platform.tracing import Tracer, otlp_tracer
+from etl_platform.tracing import NO_TRACER, Tracer, otlp_tracer
 
 # The terminal shows progress bars and a summary; Dagster's own step log stays in the instance (and the UI).
 QUIET_CONSOLE = {"console": {"config": {"log_level": "CRITICAL"}}}
@@ -153,7 +153,8 @@ def _follow_run(
             asset_selection=[AssetKey(status.dataset.split(".")) for status in statuses] if subset else None,
         )
         outcome["success"] = result.success
-        record_ended_run_span(tracer, instance, result.run_id)
+        if tracer is not NO_TRACER:  # traces off: no read of the run's record for a span nobody exports
+            record_ended_run_span(tracer, instance, result.run_id)
 
     worker = threading.Thread(target=work, name="dagster-run")
     worker.start()
